@@ -1,0 +1,71 @@
+//! Command-line interface of the `dreamyard` binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::scene_cmd;
+
+/// Dreamyard: an interactive world-model simulator for physical AI.
+#[derive(Debug, Parser)]
+#[command(name = "dreamyard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and run the ground-truth scenes.
+    #[command(subcommand)]
+    Scene(scene_cmd::SceneCommand),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Steps per second of a scene, rendering included; prints JSON.
+    Scene(scene_cmd::BenchSceneArgs),
+}
+
+/// Runs the command line `args` (program name first), printing results to stdout.
+pub fn run<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    match cli.command {
+        Command::Scene(cmd) => scene_cmd::run(cmd),
+        Command::Bench(BenchCommand::Scene(args)) => scene_cmd::bench(&args),
+    }
+}
+
+/// The binary's entry point: errors are printed with their causes, never as a panic.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(std::env::args_os()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if let Some(clap_err) = err.downcast_ref::<clap::Error>() {
+                // Help and version are "errors" to clap; it knows how to print them.
+                let _ = clap_err.print();
+                return if clap_err.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

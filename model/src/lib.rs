@@ -1,0 +1,1 @@
+//! Action-conditioned world models for Dreamyard (see ARCHITECTURE.md).

@@ -1,0 +1,156 @@
+use serde::{Deserialize, Serialize};
+
+use crate::SceneError;
+use crate::render::Frame;
+
+/// An 8-bit sRGB colour.
+pub type Rgb = [u8; 3];
+
+/// The actions a scene (or a world model) accepts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActionSpace {
+    /// A box in R^n: one value per named dimension, each in `[low, high]`.
+    Continuous {
+        low: Vec<f32>,
+        high: Vec<f32>,
+        names: Vec<String>,
+    },
+    /// One of `names.len()` actions.
+    Discrete { names: Vec<String> },
+}
+
+impl ActionSpace {
+    /// Number of values in one action vector (1 for discrete: the index).
+    pub fn dim(&self) -> usize {
+        match self {
+            Self::Continuous { names, .. } => names.len(),
+            Self::Discrete { .. } => 1,
+        }
+    }
+
+    /// Checks that `action` belongs to this space (dimension, kind, finite, index in range).
+    /// Continuous values outside `[low, high]` are accepted: scenes clip them as gym does.
+    pub fn check(&self, scene: &str, action: &Action) -> Result<(), SceneError> {
+        let bad = |expected: String, found: String| SceneError::BadInput {
+            scene: scene.to_owned(),
+            what: "action",
+            expected,
+            found,
+        };
+        match (self, action) {
+            (Self::Continuous { names, .. }, Action::Continuous(values)) => {
+                if values.len() != names.len() {
+                    return Err(bad(
+                        format!("{} values ({})", names.len(), names.join(", ")),
+                        format!("{} values", values.len()),
+                    ));
+                }
+                if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                    return Err(bad("finite values".into(), v.to_string()));
+                }
+                Ok(())
+            }
+            (Self::Discrete { names }, Action::Discrete(index)) => {
+                if (*index as usize) < names.len() {
+                    Ok(())
+                } else {
+                    Err(bad(
+                        format!("an index below {}", names.len()),
+                        index.to_string(),
+                    ))
+                }
+            }
+            (Self::Continuous { names, .. }, Action::Discrete(_)) => Err(bad(
+                format!("a continuous action of {} values", names.len()),
+                "a discrete action".into(),
+            )),
+            (Self::Discrete { names }, Action::Continuous(_)) => Err(bad(
+                format!("a discrete action (one of {})", names.len()),
+                "a continuous action".into(),
+            )),
+        }
+    }
+}
+
+/// One action: a continuous vector or a discrete index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    Continuous(Vec<f32>),
+    Discrete(u32),
+}
+
+impl Action {
+    /// The action as a float vector, as datasets store it (a discrete index becomes `[i]`).
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            Self::Continuous(v) => v.clone(),
+            Self::Discrete(i) => vec![*i as f32],
+        }
+    }
+}
+
+/// A named object of a scene and the flat colours it is drawn with (fill first, then any
+/// outline or inner tone), so evaluation can segment it from a frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSpec {
+    pub name: String,
+    pub colors: Vec<Rgb>,
+}
+
+/// Everything about a scene that other components need to know without running it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SceneSpec {
+    pub name: String,
+    pub action_space: ActionSpace,
+    pub state_names: Vec<String>,
+    pub fps: f64,
+    pub frame_width: u32,
+    pub frame_height: u32,
+    pub background: Rgb,
+    pub objects: Vec<ObjectSpec>,
+}
+
+impl SceneSpec {
+    /// The object called `name`, if the scene has one.
+    pub fn object(&self, name: &str) -> Option<&ObjectSpec> {
+        self.objects.iter().find(|o| o.name == name)
+    }
+
+    pub(crate) fn check_state(&self, state: &[f64]) -> Result<(), SceneError> {
+        let bad = |expected: String, found: String| SceneError::BadInput {
+            scene: self.name.clone(),
+            what: "state",
+            expected,
+            found,
+        };
+        if state.len() != self.state_names.len() {
+            return Err(bad(
+                format!(
+                    "{} values ({})",
+                    self.state_names.len(),
+                    self.state_names.join(", ")
+                ),
+                format!("{} values", state.len()),
+            ));
+        }
+        if let Some((i, v)) = state.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(bad(
+                format!("a finite `{}`", self.state_names[i]),
+                v.to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a scene returns after a reset or a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// The camera image, RGB8, `frame_height x frame_width x 3`.
+    pub frame: Frame,
+    /// The state vector, in the order of `SceneSpec::state_names`.
+    pub state: Vec<f64>,
+    pub reward: f64,
+    pub success: bool,
+}
