@@ -21,7 +21,12 @@ pub(crate) struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn fail(&self, field: &str, expected: impl Into<String>, found: impl ToString) -> SceneError {
+    fn fail(
+        &self,
+        field: &str,
+        expected: impl Into<String>,
+        found: impl std::fmt::Display,
+    ) -> SceneError {
         SceneError::Invalid {
             file: PathBuf::from(self.file),
             field: field.to_owned(),

@@ -8,6 +8,7 @@
 //!
 //! This crate knows nothing of Bevy, egui or candle.
 
+pub mod arm_push;
 mod config;
 mod error;
 mod geometry;

@@ -97,7 +97,7 @@ impl RandomWalk {
 impl Policy for RandomWalk {
     fn reset(&mut self, seed: u64) {
         self.seed = seed;
-        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7a1c);
+        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7a1c);
         self.action = None;
         self.velocity.iter_mut().for_each(|v| *v = 0.0);
     }
@@ -107,12 +107,12 @@ impl Policy for RandomWalk {
             Some(a) => a,
             None => (self.start)(obs).iter().map(|&v| v as f64).collect(),
         };
-        for i in 0..action.len() {
+        for (i, value) in action.iter_mut().enumerate() {
             let (lo, hi) = (self.low[i] as f64, self.high[i] as f64);
             let range = hi - lo;
             self.velocity[i] =
                 self.momentum * self.velocity[i] + self.kick * range * normal(&mut self.rng);
-            let mut next = action[i] + self.velocity[i];
+            let mut next = *value + self.velocity[i];
             if next < lo {
                 next = 2.0 * lo - next;
                 self.velocity[i] = -self.velocity[i];
@@ -120,7 +120,7 @@ impl Policy for RandomWalk {
                 next = 2.0 * hi - next;
                 self.velocity[i] = -self.velocity[i];
             }
-            action[i] = next.clamp(lo, hi);
+            *value = next.clamp(lo, hi);
         }
         let out = Action::Continuous(action.iter().map(|&v| v as f32).collect());
         self.action = Some(action);

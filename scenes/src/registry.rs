@@ -2,16 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arm_push::{ArmPush, ArmPushConfig};
 use crate::push_t::{PushT, PushTConfig};
 use crate::{Scene, SceneError};
 
 /// Names of the scenes shipped with Dreamyard, each with its file under `scenes/data/`.
-pub const BUILTIN_SCENES: &[&str] = &["push-t"];
+pub const BUILTIN_SCENES: &[&str] = &["push-t", "arm-push"];
 
 /// The shipped TOML of a built-in scene.
 pub fn builtin_toml(name: &str) -> Option<&'static str> {
     match name {
         "push-t" => Some(include_str!("../data/push-t.toml")),
+        "arm-push" => Some(include_str!("../data/arm-push.toml")),
         _ => None,
     }
 }
@@ -86,6 +88,15 @@ fn from_text(
                 cfg.frame.height = h;
             }
             Box::new(PushT::new(cfg))
+        }
+        "arm-push" => {
+            let mut cfg = ArmPushConfig::from_toml(file, text)?;
+            if let Some((w, h)) = frame_size {
+                crate::config::Check { file }.frame_size(w, h)?;
+                cfg.frame.width = w;
+                cfg.frame.height = h;
+            }
+            Box::new(ArmPush::new(cfg))
         }
         other => {
             return Err(SceneError::Invalid {
