@@ -9,10 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use rapier2d::prelude::*;
 use serde::Deserialize;
 
-use crate::config::{self, Check};
+use crate::config::{self, Check, FrameConfig, WallsConfig, WorldConfig};
 use crate::physics::Physics;
 use crate::policy::{Policy, PolicyKind, RandomWalk, push_target, v2};
-use crate::push_t::{FrameConfig, WallsConfig, WorldConfig};
 use crate::render::Canvas;
 use crate::spec::{Action, ActionSpace, ObjectSpec, Observation, Rgb, SceneSpec};
 use crate::{Scene, SceneError};
@@ -98,10 +97,7 @@ impl ArmPushConfig {
     fn validate(&self, file: &Path) -> Result<(), SceneError> {
         let c = Check { file };
         c.kind(&self.kind, "arm-push")?;
-        c.substeps(self.world.sim_hz, self.fps)?;
-        c.frame_size(self.frame.width, self.frame.height)?;
-        c.positive("world.size", self.world.size)?;
-        c.non_negative("walls.radius", self.walls.radius)?;
+        c.world(self.fps, &self.frame, &self.world, &self.walls)?;
         c.positive("base.half_size", self.base.half_size)?;
         if !(2..=3).contains(&self.links.len()) {
             return Err(SceneError::Invalid {

@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::SceneError;
+use crate::spec::Rgb;
 
 /// Parses a TOML scene file; unknown and missing fields are errors (serde's
 /// `deny_unknown_fields`), reported with the file, line and key.
@@ -13,6 +15,46 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, S
         file: file.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })
+}
+
+// Sections every scene file has.
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameConfig {
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldConfig {
+    pub size: f64,
+    pub sim_hz: f64,
+    pub background: Rgb,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WallsConfig {
+    pub radius: f64,
+    pub color: Rgb,
+    pub segments: Vec<[[f64; 2]; 2]>,
+}
+
+impl FrameConfig {
+    /// Renders at `size` instead of the file's frame size, when given.
+    pub(crate) fn override_size(
+        &mut self,
+        file: &Path,
+        size: Option<(u32, u32)>,
+    ) -> Result<(), SceneError> {
+        if let Some((width, height)) = size {
+            Check { file }.frame_size(width, height)?;
+            (self.width, self.height) = (width, height);
+        }
+        Ok(())
+    }
 }
 
 /// Range and consistency checks on parsed values, collecting the file for the error.
@@ -103,6 +145,26 @@ impl Check<'_> {
             ));
         }
         Ok(n as u32)
+    }
+
+    /// The sections every scene file shares: fps, frame, world and walls.
+    pub fn world(
+        &self,
+        fps: f64,
+        frame: &FrameConfig,
+        world: &WorldConfig,
+        walls: &WallsConfig,
+    ) -> Result<u32, SceneError> {
+        let substeps = self.substeps(world.sim_hz, fps)?;
+        self.frame_size(frame.width, frame.height)?;
+        self.positive("world.size", world.size)?;
+        self.non_negative("walls.radius", walls.radius)?;
+        for (i, seg) in walls.segments.iter().enumerate() {
+            for p in seg.iter().flatten() {
+                self.finite(&format!("walls.segments[{i}]"), *p)?;
+            }
+        }
+        Ok(substeps)
     }
 
     pub fn kind(&self, found: &str, expected: &str) -> Result<(), SceneError> {

@@ -21,6 +21,7 @@ mod render;
 mod rollout;
 mod spec;
 
+pub use config::{FrameConfig, WallsConfig, WorldConfig};
 pub use error::SceneError;
 pub use registry::{BUILTIN_SCENES, SceneSource, builtin_toml, load_scene, load_scene_file};
 pub use render::Frame;

@@ -22,7 +22,7 @@ use rand_distr::StandardNormal;
 use rapier2d::prelude::*;
 use serde::Deserialize;
 
-use crate::config::{self, Check};
+use crate::config::{self, Check, FrameConfig, WallsConfig, WorldConfig};
 use crate::geometry::{Pose2, convex_intersection_area, polygon_area, wrap_two_pi};
 use crate::physics::Physics;
 use crate::policy::{Policy, PolicyKind, RandomWalk, push_target};
@@ -44,29 +44,6 @@ pub struct PushTConfig {
     pub block: BlockConfig,
     pub goal: GoalConfig,
     pub reset: ResetConfig,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FrameConfig {
-    pub width: u32,
-    pub height: u32,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorldConfig {
-    pub size: f64,
-    pub sim_hz: f64,
-    pub background: Rgb,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WallsConfig {
-    pub radius: f64,
-    pub color: Rgb,
-    pub segments: Vec<[[f64; 2]; 2]>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -123,15 +100,7 @@ impl PushTConfig {
     fn validate(&self, file: &Path) -> Result<(), SceneError> {
         let c = Check { file };
         c.kind(&self.kind, "push-t")?;
-        c.substeps(self.world.sim_hz, self.fps)?;
-        c.frame_size(self.frame.width, self.frame.height)?;
-        c.positive("world.size", self.world.size)?;
-        c.non_negative("walls.radius", self.walls.radius)?;
-        for (i, seg) in self.walls.segments.iter().enumerate() {
-            for p in seg.iter().flatten() {
-                c.finite(&format!("walls.segments[{i}]"), *p)?;
-            }
-        }
+        c.world(self.fps, &self.frame, &self.world, &self.walls)?;
         c.positive("agent.radius", self.agent.radius)?;
         c.in_range(
             "agent.inner_radius",

@@ -82,20 +82,12 @@ fn from_text(
     let scene: Box<dyn Scene> = match kind.as_str() {
         "push-t" => {
             let mut cfg = PushTConfig::from_toml(file, text)?;
-            if let Some((w, h)) = frame_size {
-                crate::config::Check { file }.frame_size(w, h)?;
-                cfg.frame.width = w;
-                cfg.frame.height = h;
-            }
+            cfg.frame.override_size(file, frame_size)?;
             Box::new(PushT::new(cfg))
         }
         "arm-push" => {
             let mut cfg = ArmPushConfig::from_toml(file, text)?;
-            if let Some((w, h)) = frame_size {
-                crate::config::Check { file }.frame_size(w, h)?;
-                cfg.frame.width = w;
-                cfg.frame.height = h;
-            }
+            cfg.frame.override_size(file, frame_size)?;
             Box::new(ArmPush::new(cfg))
         }
         other => {
