@@ -1,0 +1,444 @@
+//! Numerical parity with DIAMOND's PyTorch code, against the reference tensors in
+//! `shared/fixtures/diamond/` (see its README.md for what each tensor is and the tolerances).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns panic on failure by design"
+)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use dreamyard_model::{
+    ActionSpace, Checkpoint, GivenNoise, ModelError, WorldModel, build_sigmas,
+    convert_diamond_to_native,
+};
+
+/// One quantisation level of the denoiser output.
+const LEVEL: f32 = 2.0 / 255.0;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/diamond")
+}
+
+struct Fixture {
+    inputs: HashMap<String, Tensor>,
+    outputs: HashMap<String, Tensor>,
+    model: WorldModel,
+}
+
+impl Fixture {
+    fn input(&self, name: &str) -> &Tensor {
+        self.inputs
+            .get(name)
+            .unwrap_or_else(|| panic!("input {name}"))
+    }
+    fn output(&self, name: &str) -> &Tensor {
+        self.outputs
+            .get(name)
+            .unwrap_or_else(|| panic!("output {name}"))
+    }
+    /// Context frames flattened to [b, T*C, h, w].
+    fn obs_flat(&self) -> Tensor {
+        let (b, t, c, h, w) = self.input("obs").dims5().unwrap();
+        self.input("obs").reshape((b, t * c, h, w)).unwrap()
+    }
+}
+
+/// The fixture with the model loaded from DIAMOND's `agent.pt` + `config.yaml` (shared by all
+/// tests of this binary).
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = fixture_dir();
+        let dev = Device::Cpu;
+        Fixture {
+            inputs: candle_core::safetensors::load(dir.join("inputs.safetensors"), &dev).unwrap(),
+            outputs: candle_core::safetensors::load(dir.join("outputs.safetensors"), &dev).unwrap(),
+            model: WorldModel::load_diamond(&dir.join("agent.pt"), &dir.join("config.yaml"), &dev)
+                .unwrap(),
+        }
+    })
+}
+
+fn to_f32_vec(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// Max |got - want|, asserting equal shapes.
+fn max_abs(name: &str, got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "{name}: shape");
+    to_f32_vec(got)
+        .iter()
+        .zip(to_f32_vec(want))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
+    let d = max_abs(name, got, want);
+    eprintln!("{name}: max |diff| {d:e}");
+    assert!(d <= tol, "{name}: max |diff| {d:e} > {tol:e}");
+}
+
+/// Quantised outputs: every element within one level (+1e-4) and at most `max_frac` of the
+/// elements off by a level. Returns the number of one-level flips.
+fn assert_quantized(name: &str, got: &Tensor, want: &Tensor, max_frac: f64) -> usize {
+    assert_eq!(got.dims(), want.dims(), "{name}: shape");
+    let (g, w) = (to_f32_vec(got), to_f32_vec(want));
+    let mut flips = 0;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let d = (a - b).abs();
+        assert!(d <= LEVEL + 1e-4, "{name}[{i}]: {a} vs {b}");
+        if d > 1e-3 {
+            flips += 1;
+        }
+    }
+    let allowed = (max_frac * g.len() as f64).ceil() as usize;
+    eprintln!("{name}: {flips} of {} elements one level off", g.len());
+    assert!(
+        flips <= allowed,
+        "{name}: {flips} one-level flips > {allowed}"
+    );
+    flips
+}
+
+#[test]
+fn build_sigmas_match() {
+    let f = fixture();
+    for n in [1usize, 3, 10] {
+        let got = Tensor::new(build_sigmas(n, 2e-3, 5.0, 7.0), &Device::Cpu).unwrap();
+        assert_close(
+            &format!("build_sigmas.n{n}"),
+            &got,
+            f.output(&format!("build_sigmas.n{n}")),
+            1e-5,
+        );
+    }
+    let sampler = Tensor::new(f.model.sampler().sigmas(), &Device::Cpu).unwrap();
+    assert_close("sampler.sigmas", &sampler, f.output("sampler.sigmas"), 1e-5);
+}
+
+#[test]
+fn conditioners_match() {
+    let f = fixture();
+    let den = f.model.denoiser();
+    for call in ["s0", "s1", "s2", "mix"] {
+        let cs = den
+            .compute_conditioners(f.input(&format!("denoise.{call}.sigma")))
+            .unwrap();
+        for (name, t) in [
+            ("c_in", &cs.c_in),
+            ("c_out", &cs.c_out),
+            ("c_skip", &cs.c_skip),
+            ("c_noise", &cs.c_noise),
+        ] {
+            let key = format!("denoise.{call}.{name}");
+            assert_close(&key, t, f.output(&key), 1e-5);
+        }
+    }
+    let sigmas = Tensor::new(&f.model.sampler().sigmas()[..3], &Device::Cpu).unwrap();
+    let cs = den.compute_conditioners(&sigmas).unwrap();
+    assert_close("sampler.c_in", &cs.c_in, f.output("sampler.c_in"), 1e-5);
+    assert_close("sampler.c_out", &cs.c_out, f.output("sampler.c_out"), 1e-5);
+    assert_close(
+        "sampler.c_skip",
+        &cs.c_skip,
+        f.output("sampler.c_skip"),
+        1e-5,
+    );
+    assert_close(
+        "sampler.c_noise",
+        &cs.c_noise,
+        f.output("sampler.c_noise"),
+        1e-5,
+    );
+}
+
+#[test]
+fn denoiser_calls_match() {
+    let f = fixture();
+    let obs = f.obs_flat();
+    for call in ["s0", "s1", "s2", "mix"] {
+        let tr = f
+            .model
+            .denoiser()
+            .denoise_traced(
+                f.input(&format!("denoise.{call}.noisy_next_obs")),
+                f.input(&format!("denoise.{call}.sigma")),
+                &obs,
+                f.input("act"),
+            )
+            .unwrap();
+        let out = |n: &str| f.output(&format!("denoise.{call}.{n}"));
+        assert_close(&format!("{call}.F"), &tr.inner.out, out("F"), 1e-4);
+        assert_close(&format!("{call}.D_raw"), &tr.d_raw, out("D_raw"), 1e-4);
+        assert_quantized(
+            &format!("{call}.D_quant"),
+            &tr.d_quant,
+            out("D_quant"),
+            1e-3,
+        );
+        if call == "s1" {
+            for (name, t) in [
+                ("noise_emb", &tr.inner.noise_emb),
+                ("act_emb", &tr.inner.act_emb),
+                ("cond", &tr.inner.cond),
+                ("conv_in", &tr.inner.conv_in),
+                ("unet_out", &tr.inner.unet_out),
+            ] {
+                let key = format!("inner.s1.{name}");
+                assert_close(&key, t, f.output(&key), 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn sampler_matches() {
+    let f = fixture();
+    let mut noise = GivenNoise::new([f.input("sampler.noise").clone()]);
+    let tr = f
+        .model
+        .sampler()
+        .sample_traced(
+            f.model.denoiser(),
+            f.input("obs"),
+            f.input("act"),
+            &mut noise,
+        )
+        .unwrap();
+    assert_eq!(noise.remaining(), 0);
+    let traj = Tensor::stack(&tr.trajectory, 1).unwrap();
+    let den = Tensor::stack(&tr.denoised, 1).unwrap();
+    assert_quantized("sampler.denoised", &den, f.output("sampler.denoised"), 1e-3);
+    assert_quantized(
+        "sampler.trajectory",
+        &traj,
+        f.output("sampler.trajectory"),
+        1e-3,
+    );
+    assert_quantized("sampler.x", &tr.x, f.output("sampler.x"), 1e-3);
+}
+
+#[test]
+fn rollout_free_running_matches() {
+    let f = fixture();
+    let model = &f.model;
+    let mut state = model.reset(f.input("obs"), f.input("act")).unwrap();
+    let actions = f.input("rollout.actions");
+    let noise = f.input("rollout.noise");
+    for t in 0..6 {
+        let a = actions.i((.., t)).unwrap();
+        let window = state.action_window(&a).unwrap();
+        assert_eq!(
+            window
+                .to_dtype(DType::I64)
+                .unwrap()
+                .to_vec2::<i64>()
+                .unwrap(),
+            f.output("rollout.act_window")
+                .i((.., t))
+                .unwrap()
+                .to_vec2::<i64>()
+                .unwrap(),
+            "act_window step {t}"
+        );
+        let mut n = GivenNoise::new([noise.i((.., t)).unwrap().contiguous().unwrap()]);
+        let frame = model.step(&mut state, &a, &mut n).unwrap();
+        let want = f.output("rollout.frames").i((.., t)).unwrap();
+        // Free-running: flips compound over steps (README: up to ~10% at step 5), so only
+        // the per-element bound is strict.
+        let flips = assert_quantized(&format!("rollout.frames[{t}]"), &frame, &want, 0.2);
+        eprintln!("free-running step {t}: {flips} one-level flips");
+    }
+}
+
+#[test]
+fn rollout_teacher_forced_matches() {
+    let f = fixture();
+    let model = &f.model;
+    let frames_ref = f.output("rollout.frames");
+    let all_frames = Tensor::cat(&[f.input("obs"), frames_ref], 1).unwrap(); // [b, 4+6, ...]
+    let all_act = Tensor::cat(
+        &[
+            &f.input("act").i((.., ..3)).unwrap(),
+            f.input("rollout.actions"),
+        ],
+        1,
+    )
+    .unwrap(); // [b, 3+6]
+    for t in 0..6 {
+        let window_frames = all_frames.i((.., t..t + 4)).unwrap().contiguous().unwrap();
+        // Last 4 actions up to step t; the newest is overwritten by the step action anyway.
+        let window_act = all_act.i((.., t..t + 4)).unwrap().contiguous().unwrap();
+        let mut state = model.reset(&window_frames, &window_act).unwrap();
+        let a = f.input("rollout.actions").i((.., t)).unwrap();
+        let mut n = GivenNoise::new([f
+            .input("rollout.noise")
+            .i((.., t))
+            .unwrap()
+            .contiguous()
+            .unwrap()]);
+        let frame = model.step(&mut state, &a, &mut n).unwrap();
+        let want = frames_ref.i((.., t)).unwrap();
+        let flips = assert_quantized(&format!("teacher-forced[{t}]"), &frame, &want, 1e-3);
+        eprintln!("teacher-forced step {t}: {flips} one-level flips");
+    }
+}
+
+#[test]
+fn native_and_diamond_loaders_agree() {
+    let f = fixture();
+    let dir = fixture_dir();
+    let diamond =
+        Checkpoint::from_diamond(&dir.join("agent.pt"), &dir.join("config.yaml")).unwrap();
+    let native =
+        Checkpoint::from_native_files(&dir.join("config.json"), &dir.join("denoiser.safetensors"))
+            .unwrap();
+    assert_eq!(diamond.tensors.len(), 236);
+    assert_eq!(native.tensors.len(), 236);
+    for (k, t) in &diamond.tensors {
+        let n = native
+            .tensors
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} not in safetensors"));
+        assert_eq!(max_abs(k, t, n), 0.0, "{k}");
+    }
+    assert_eq!(diamond.config.denoiser, native.config.denoiser);
+    assert_eq!(
+        diamond.config.diffusion_sampler,
+        native.config.diffusion_sampler
+    );
+    assert!(diamond.config.diffusion_sampler.s_tmax.is_infinite());
+    assert_eq!(
+        diamond.config.denoiser.inner_model.action,
+        ActionSpace::Discrete { num_actions: 4 }
+    );
+    let spec = f.model.spec();
+    assert_eq!((spec.context_len, spec.img_channels), (4, 3));
+    assert_eq!(spec.frame.map(|s| (s.height, s.width)), Some((64, 64)));
+
+    // Same weights, same function: the native model reproduces call s1 bit for bit.
+    let native_model = native.build(&Device::Cpu).unwrap();
+    let run = |m: &WorldModel| {
+        m.denoiser()
+            .denoise_traced(
+                f.input("denoise.s1.noisy_next_obs"),
+                f.input("denoise.s1.sigma"),
+                &f.obs_flat(),
+                f.input("act"),
+            )
+            .unwrap()
+            .d_raw
+    };
+    assert_eq!(
+        max_abs("native vs diamond", &run(&native_model), &run(&f.model)),
+        0.0
+    );
+}
+
+#[test]
+fn convert_round_trips() {
+    let dir = fixture_dir();
+    let out = tempfile::tempdir().unwrap();
+    convert_diamond_to_native(&dir.join("agent.pt"), &dir.join("config.yaml"), out.path()).unwrap();
+    let back = Checkpoint::from_native_dir(out.path()).unwrap();
+    let orig = Checkpoint::from_diamond(&dir.join("agent.pt"), &dir.join("config.yaml")).unwrap();
+    assert_eq!(back.config, orig.config);
+    assert_eq!(back.tensors.len(), orig.tensors.len());
+    for (k, t) in &orig.tensors {
+        assert_eq!(max_abs(k, &back.tensors[k], t), 0.0);
+    }
+    back.build(&Device::Cpu).unwrap();
+}
+
+#[test]
+fn loader_reports_wrong_shape_missing_and_extra_tensors() {
+    let dir = fixture_dir();
+    let ck =
+        Checkpoint::from_native_files(&dir.join("config.json"), &dir.join("denoiser.safetensors"))
+            .unwrap();
+
+    let mut bad = ck.clone();
+    let name = "inner_model.conv_in.weight";
+    bad.tensors.insert(
+        name.into(),
+        Tensor::zeros((64, 14, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    match bad.build(&Device::Cpu) {
+        Err(ModelError::ShapeMismatch {
+            name: n,
+            expected,
+            found,
+        }) => {
+            assert_eq!(n, name);
+            assert_eq!(expected, vec![64, 15, 3, 3]);
+            assert_eq!(found, vec![64, 14, 3, 3]);
+        }
+        other => panic!("expected a shape mismatch, got {other:?}"),
+    }
+
+    let mut missing = ck.clone();
+    missing
+        .tensors
+        .remove("inner_model.unet.mid_blocks.resblocks.1.attn.qkv_proj.bias");
+    let err = missing.build(&Device::Cpu).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::MissingTensor { name, expected }
+            if name == "inner_model.unet.mid_blocks.resblocks.1.attn.qkv_proj.bias" && expected == &vec![192]),
+        "{err}"
+    );
+
+    let mut extra = ck.clone();
+    extra.tensors.insert(
+        "inner_model.bogus".into(),
+        Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let err = extra.build(&Device::Cpu).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::UnexpectedTensors { names } if names == &vec!["inner_model.bogus".to_string()]),
+        "{err}"
+    );
+
+    // A config that disagrees with the weights (channels) is reported on the first tensor.
+    let mut wrong_cfg = ck;
+    wrong_cfg.config.denoiser.inner_model.cond_channels = 128;
+    let err = wrong_cfg.build(&Device::Cpu).unwrap_err();
+    assert!(
+        err.to_string().contains("inner_model.noise_emb.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loader_rejects_truncated_files() {
+    let dir = fixture_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let st = std::fs::read(dir.join("denoiser.safetensors")).unwrap();
+    let st_path = tmp.path().join("trunc.safetensors");
+    std::fs::write(&st_path, &st[..st.len() / 2]).unwrap();
+    let err = Checkpoint::from_native_files(&dir.join("config.json"), &st_path).unwrap_err();
+    assert!(matches!(err, ModelError::Weights { .. }), "{err}");
+
+    let pt = std::fs::read(dir.join("agent.pt")).unwrap();
+    for cut in [pt.len() / 2, pt.len() - 100, 10] {
+        let pt_path = tmp.path().join("trunc.pt");
+        std::fs::write(&pt_path, &pt[..cut]).unwrap();
+        let res = Checkpoint::from_diamond(&pt_path, &dir.join("config.yaml"));
+        assert!(
+            matches!(res, Err(ModelError::Weights { .. })),
+            "cut {cut}: {res:?}"
+        );
+    }
+
+    let err = Checkpoint::from_native_files(&tmp.path().join("nope.json"), &st_path).unwrap_err();
+    assert!(matches!(err, ModelError::Io { .. }), "{err}");
+}

@@ -1,0 +1,199 @@
+//! Runtime behaviour beyond the DIAMOND fixture: continuous actions, odd frame sizes, attention
+//! levels, Heun + churn, determinism, forking, input validation and native save/load.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns panic on failure by design"
+)]
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use dreamyard_model::{
+    ActionSpace, Checkpoint, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig, ModelError,
+    SamplerConfig, SeededNoise, WorldModel,
+};
+
+fn config(action: ActionSpace, order: u8, s_churn: f64) -> ModelConfig {
+    ModelConfig {
+        denoiser: DenoiserConfig {
+            sigma_data: 0.5,
+            sigma_offset_noise: 0.3,
+            inner_model: InnerModelConfig {
+                img_channels: 3,
+                num_steps_conditioning: 3,
+                cond_channels: 48,
+                depths: vec![1, 1, 2],
+                channels: vec![16, 32, 32],
+                attn_depths: vec![false, true, false],
+                action,
+            },
+        },
+        diffusion_sampler: SamplerConfig {
+            num_steps_denoising: 2,
+            sigma_min: 2e-3,
+            sigma_max: 5.0,
+            rho: 7.0,
+            order,
+            s_churn,
+            s_tmin: 0.0,
+            s_tmax: f64::INFINITY,
+            s_noise: 1.0,
+        },
+        frame: Some(FrameSize {
+            height: 21,
+            width: 30,
+        }),
+        fps: Some(10.0),
+    }
+}
+
+fn continuous() -> ActionSpace {
+    ActionSpace::Continuous {
+        dim: 2,
+        low: vec![-1.0, -1.0],
+        high: vec![1.0, 1.0],
+    }
+}
+
+/// A model with random weights, and its tensors by name.
+fn random_model(cfg: &ModelConfig) -> (WorldModel, HashMap<String, Tensor>) {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    WorldModel::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    let mut tensors = HashMap::new();
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let t = (Tensor::randn(0f32, 1f32, var.shape(), &dev).unwrap() * 0.2).unwrap();
+        var.set(&t).unwrap();
+        tensors.insert(name.clone(), t);
+    }
+    let model = Checkpoint {
+        config: cfg.clone(),
+        tensors: tensors.clone(),
+    }
+    .build(&dev)
+    .unwrap();
+    (model, tensors)
+}
+
+fn context(b: usize, t: usize, h: usize, w: usize) -> (Tensor, Tensor) {
+    let dev = Device::Cpu;
+    let frames = Tensor::rand(-1f32, 1f32, (b, t, 3, h, w), &dev).unwrap();
+    let actions = Tensor::rand(-1f32, 1f32, (b, t, 2), &dev).unwrap();
+    (frames, actions)
+}
+
+fn same(a: &Tensor, b: &Tensor) -> bool {
+    a.dims() == b.dims()
+        && (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            == 0.0
+}
+
+#[test]
+fn continuous_rollout_any_size_is_deterministic_and_forks() {
+    let (model, _) = random_model(&config(continuous(), 1, 0.0));
+    let (frames, actions) = context(2, 3, 21, 30);
+    let mut state = model.reset(&frames, &actions).unwrap();
+    let a = Tensor::new(&[[0.5f32, -0.25], [1.0, 0.0]], &Device::Cpu).unwrap();
+    let f1 = model
+        .step(&mut state, &a, &mut SeededNoise::new(1))
+        .unwrap();
+    assert_eq!(f1.dims(), &[2, 3, 21, 30]);
+    // The newest context frame is the generated one.
+    assert!(same(
+        &state.frames().narrow(1, 2, 1).unwrap().squeeze(1).unwrap(),
+        &f1
+    ));
+
+    let mut fork = state.clone();
+    let x = model
+        .step(&mut state, &a, &mut SeededNoise::new(9))
+        .unwrap();
+    let y = model.step(&mut fork, &a, &mut SeededNoise::new(9)).unwrap();
+    assert!(same(&x, &y), "same state + noise must give the same frame");
+    let z = model
+        .step(&mut fork, &a, &mut SeededNoise::new(10))
+        .unwrap();
+    assert!(!same(&x, &z));
+    let v: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v.iter().all(|p| (-1.0001..=1.0001).contains(p)));
+}
+
+#[test]
+fn heun_with_churn_runs() {
+    let (model, _) = random_model(&config(ActionSpace::Discrete { num_actions: 5 }, 2, 0.5));
+    let (frames, _) = context(1, 3, 16, 16);
+    let actions = Tensor::new(&[[0u32, 4, 2]], &Device::Cpu).unwrap();
+    let mut state = model.reset(&frames, &actions).unwrap();
+    let a = Tensor::new(&[3u32], &Device::Cpu).unwrap();
+    let f1 = model
+        .step(&mut state.clone(), &a, &mut SeededNoise::new(3))
+        .unwrap();
+    let f2 = model
+        .step(&mut state, &a, &mut SeededNoise::new(3))
+        .unwrap();
+    assert!(same(&f1, &f2));
+}
+
+#[test]
+fn invalid_inputs_are_errors() {
+    let (model, _) = random_model(&config(ActionSpace::Discrete { num_actions: 5 }, 1, 0.0));
+    let dev = Device::Cpu;
+    let (frames, _) = context(1, 3, 8, 8);
+    let bad_ids = Tensor::new(&[[0u32, 5, 2]], &dev).unwrap();
+    assert!(matches!(
+        model.reset(&frames, &bad_ids),
+        Err(ModelError::InvalidInput { .. })
+    ));
+    let ids = Tensor::new(&[[0u32, 1, 2]], &dev).unwrap();
+    let (wrong_t, _) = context(1, 2, 8, 8);
+    assert!(model.reset(&wrong_t, &ids).is_err());
+    let mut state = model.reset(&frames, &ids).unwrap();
+    let float_action = Tensor::new(&[0.5f32], &dev).unwrap();
+    assert!(
+        model
+            .step(&mut state, &float_action, &mut SeededNoise::new(0))
+            .is_err()
+    );
+}
+
+#[test]
+fn native_save_load_round_trip() {
+    let cfg = config(continuous(), 1, 0.0);
+    let (model, tensors) = random_model(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    Checkpoint {
+        config: cfg.clone(),
+        tensors,
+    }
+    .save_native(dir.path())
+    .unwrap();
+    let loaded = WorldModel::load_native(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.config(), &cfg);
+    assert_eq!(loaded.spec().fps, Some(10.0));
+    let (frames, actions) = context(1, 3, 12, 10);
+    let a = Tensor::new(&[[0.1f32, 0.2]], &Device::Cpu).unwrap();
+    let x = model
+        .step(
+            &mut model.reset(&frames, &actions).unwrap(),
+            &a,
+            &mut SeededNoise::new(4),
+        )
+        .unwrap();
+    let y = loaded
+        .step(
+            &mut loaded.reset(&frames, &actions).unwrap(),
+            &a,
+            &mut SeededNoise::new(4),
+        )
+        .unwrap();
+    assert!(same(&x, &y));
+}
