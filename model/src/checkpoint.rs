@@ -373,6 +373,24 @@ impl<'a> StrictTensors<'a> {
     }
 }
 
+impl StrictTensors<'_> {
+    /// Records `name` as used (so unused tensors can be reported) and hands out `t`.
+    fn take(
+        &self,
+        name: &str,
+        t: &Tensor,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .used
+            .insert(name.to_string());
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+}
+
 impl SimpleBackend for StrictTensors<'_> {
     fn get(
         &self,
@@ -401,24 +419,12 @@ impl SimpleBackend for StrictTensors<'_> {
                 found: t.dtype(),
             }));
         }
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .used
-            .insert(name.to_string());
-        t.to_dtype(dtype)?.to_device(dev)
+        self.take(name, t, dtype, dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         match self.tensors.get(name) {
-            Some(t) => {
-                self.state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .used
-                    .insert(name.to_string());
-                t.to_dtype(dtype)?.to_device(dev)
-            }
+            Some(t) => self.take(name, t, dtype, dev),
             None => Err(self.fail(ModelError::MissingTensor {
                 name: name.to_string(),
                 expected: vec![],
