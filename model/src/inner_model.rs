@@ -21,8 +21,16 @@ use crate::layers::{FourierFeatures, GroupNorm, UNet, conv3x3};
 pub enum ActionEmbedding {
     /// `Embedding(num_actions, cond / T)` (DIAMOND); key `act_emb.0.weight`.
     Discrete(Embedding),
-    /// `Linear(dim, cond / T)` applied to each step's action vector; keys `act_emb.0.*`.
-    Continuous(Linear),
+    /// `Linear(dim, cond / T)` applied to each step's action vector, after mapping it from the
+    /// action space's `[low, high]` box to `[-1, 1]`; keys `act_emb.0.*`.
+    Continuous {
+        /// The per-step projection.
+        linear: Linear,
+        /// `low` per component [dim].
+        low: Tensor,
+        /// `2 / (high - low)` per component [dim] (1 where the range is empty).
+        scale: Tensor,
+    },
 }
 
 impl ActionEmbedding {
@@ -32,8 +40,19 @@ impl ActionEmbedding {
             ActionSpace::Discrete { num_actions } => {
                 Self::Discrete(candle_nn::embedding(*num_actions, e, vb.pp("0"))?)
             }
-            ActionSpace::Continuous { dim, .. } => {
-                Self::Continuous(candle_nn::linear(*dim, e, vb.pp("0"))?)
+            ActionSpace::Continuous { dim, low, high } => {
+                // Raw actions can be in any units (push-t: pixels up to 512); a fixed affine map
+                // to [-1, 1] keeps the embedding's input well scaled for training.
+                let scale: Vec<f32> = low
+                    .iter()
+                    .zip(high)
+                    .map(|(&l, &h)| if h > l { 2.0 / (h - l) } else { 1.0 })
+                    .collect();
+                Self::Continuous {
+                    linear: candle_nn::linear(*dim, e, vb.pp("0"))?,
+                    low: Tensor::from_slice(low, *dim, vb.device())?,
+                    scale: Tensor::from_vec(scale, *dim, vb.device())?,
+                }
             }
         })
     }
@@ -50,7 +69,11 @@ impl ActionEmbedding {
                 };
                 e.forward(&act)? // [b, T, e]
             }
-            Self::Continuous(l) => l.forward(&act.to_dtype(DType::F32)?)?, // [b, T, e]
+            Self::Continuous { linear, low, scale } => {
+                let act = act.to_dtype(DType::F32)?; // [b, T, dim]
+                let unit = (act.broadcast_sub(low)?.broadcast_mul(scale)? - 1.0)?; // in [-1, 1]
+                linear.forward(&unit)? // [b, T, e]
+            }
         };
         emb.flatten_from(1)
     }

@@ -203,7 +203,12 @@ impl Module for SelfAttention2d {
         let v = qkv.narrow(1, 2 * nh, nh)?.contiguous()?;
         let scale = Tensor::new((hd as f64).sqrt() as f32, x.device())?;
         let att = q.matmul(&k.t()?)?.broadcast_div(&scale)?; // [b, nh, hw, hw]
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        // The fused softmax has no backward pass; training (tracked tensors) takes the composed one.
+        let att = if att.track_op() {
+            candle_nn::ops::softmax(&att, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&att)?
+        };
         let y = att.matmul(&v)?; // [b, nh, hw, hd]
         let y = y.transpose(2, 3)?.reshape((b, c, h, w))?;
         x + self.out_proj.forward(&y)?

@@ -12,7 +12,9 @@ pub mod denoiser;
 pub mod error;
 pub mod inner_model;
 pub mod layers;
+pub mod metrics;
 pub mod sampler;
+pub mod train;
 pub mod world_model;
 
 pub use checkpoint::{Checkpoint, convert_diamond_to_native};

@@ -1,0 +1,695 @@
+//! The training loop: DIAMOND's denoiser objective on windows of recorded episodes, validation
+//! on held-out episodes (loss and autoregressive-rollout PSNR), checkpoints that resume exactly,
+//! and export to the native format the app loads.
+//!
+//! Objective (DIAMOND's `Denoiser.forward` with one step per window): draw
+//! `sigma = exp(N(loc, scale))` clipped, corrupt the next frame with per-channel offset noise and
+//! Gaussian noise of that level, and regress the network output `F` onto the preconditioned
+//! target `(x - c_skip * noisy) / c_out` with a mean squared error.
+//!
+//! Output directory layout:
+//! - `model.safetensors`, `config.json`: the latest exported model (native format).
+//! - `checkpoint/`: `weights.safetensors`, `optimizer.safetensors`, `state.json` (step, RNG
+//!   position, configs), replaced atomically (written to `checkpoint.tmp/`, then renamed).
+//! - `metrics.jsonl`: one JSON object per logged step and per validation.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::ModelConfig;
+use crate::denoiser::Denoiser;
+use crate::error::{ModelError, Result};
+use crate::inner_model::flatten_frames;
+use crate::metrics::psnr_unit;
+use crate::sampler::SeededNoise;
+use crate::train::config::TrainConfig;
+use crate::train::data::{Batch, TrainData, WindowSampler};
+use crate::train::init::{NOISE_EMB_KEY, init_params};
+use crate::train::optim::{AdamW, Param, clip_factor, learning_rate};
+use crate::world_model::WorldModel;
+
+/// Directory of the resumable checkpoint inside the output directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The training log inside the output directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Horizons at which validation reports rollout PSNR (those within the configured horizon).
+pub const REPORT_HORIZONS: [usize; 3] = [1, 4, 16];
+
+/// Which episodes train and which validate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// Training episodes.
+    pub train: Vec<usize>,
+    /// Held-out episodes.
+    pub validation: Vec<usize>,
+}
+
+impl Split {
+    /// The last `n_val` of `n` episodes validate, the rest train.
+    pub fn last(n: usize, n_val: usize) -> Result<Self> {
+        if n <= n_val {
+            return Err(ModelError::input(
+                "training data",
+                format!("more than {n_val} episodes (validation holds out {n_val})"),
+                format!("{n} episodes"),
+            ));
+        }
+        Ok(Self {
+            train: (0..n - n_val).collect(),
+            validation: (n - n_val..n).collect(),
+        })
+    }
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStats {
+    /// Steps done after this one.
+    pub step: u64,
+    /// Mean squared error of the batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// Validation results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// Steps done.
+    pub step: u64,
+    /// Denoising loss on fixed held-out windows with fixed noise.
+    pub val_loss: f64,
+    /// `(horizon, mean PSNR in dB)` of autoregressive rollouts from real context frames.
+    pub psnr: Vec<(usize, f64)>,
+    /// The same for the copy-last-frame baseline.
+    pub baseline_psnr: Vec<(usize, f64)>,
+    /// Number of rollouts averaged.
+    pub rollouts: usize,
+}
+
+/// Progress reported by [`Trainer::fit`].
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// A logged step.
+    Step(&'a StepStats),
+    /// A validation finished.
+    Validation(&'a Validation),
+    /// A checkpoint was written (and the model exported).
+    Checkpoint {
+        /// Steps done.
+        step: u64,
+    },
+}
+
+/// Serialised generator position.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RngState {
+    seed: String,
+    stream: u64,
+    /// A u128 as a decimal string (JSON numbers cannot hold it).
+    word_pos: String,
+}
+
+impl RngState {
+    fn of(rng: &ChaCha8Rng) -> Self {
+        Self {
+            seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    fn restore(&self, origin: &str) -> Result<ChaCha8Rng> {
+        let bad = |field: &str| ModelError::config(origin, format!("rng.{field}"), "malformed");
+        let bytes: Vec<u8> = (0..self.seed.len() / 2)
+            .map(|i| u8::from_str_radix(self.seed.get(2 * i..2 * i + 2).unwrap_or(""), 16))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad("seed"))?;
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| bad("seed"))?;
+        let pos: u128 = self.word_pos.parse().map_err(|_| bad("word_pos"))?;
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(pos);
+        Ok(rng)
+    }
+}
+
+/// `checkpoint/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: u64,
+    adam_updates: u64,
+    rng: RngState,
+    train_config: TrainConfig,
+    model_config: ModelConfig,
+}
+
+/// A training run in memory.
+#[derive(Debug)]
+pub struct Trainer {
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    vars: HashMap<String, Var>,
+    denoiser: Denoiser,
+    opt: AdamW,
+    step: u64,
+    rng: ChaCha8Rng,
+    device: Device,
+    split: Split,
+    train_windows: WindowSampler,
+}
+
+impl Trainer {
+    /// A fresh run on `data`: the model is initialised from `cfg.training.seed`.
+    pub fn new(cfg: &TrainConfig, data: &TrainData, device: &Device) -> Result<Self> {
+        data.validate()?;
+        let model_cfg = cfg.model_config(&data.action, data.channels, data.frame, data.fps);
+        model_cfg.validate()?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let denoiser = Denoiser::new(&model_cfg.denoiser, vb)?;
+        let vars: HashMap<String, Var> = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::Noise("variable map lock poisoned".into()))?
+            .clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.training.seed);
+        init_params(&vars, &model_cfg.denoiser.inner_model, &mut rng)?;
+        let mut names: Vec<&String> = vars.keys().filter(|k| *k != NOISE_EMB_KEY).collect();
+        names.sort();
+        let params = names
+            .into_iter()
+            .map(|name| {
+                let var = vars[name].clone();
+                // Decoupled weight decay on conv/linear weights only (not biases, norms,
+                // embeddings), as DIAMOND's `configure_opt`.
+                let decay = var.rank() >= 2 && !name.contains("act_emb");
+                Param {
+                    name: name.clone(),
+                    var,
+                    decay,
+                }
+            })
+            .collect();
+        let opt = AdamW::new(params, &cfg.training)?;
+        let split = Split::last(data.episodes.len(), cfg.training.validation_episodes)?;
+        let context = model_cfg.denoiser.inner_model.num_steps_conditioning;
+        let train_windows = WindowSampler::new(data, &split.train, context);
+        if train_windows.is_empty() {
+            return Err(ModelError::input(
+                "training data",
+                format!("training episodes longer than the context ({context} frames)"),
+                "no window",
+            ));
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            model_cfg,
+            vars,
+            denoiser,
+            opt,
+            step: 0,
+            rng,
+            device: device.clone(),
+            split,
+            train_windows,
+        })
+    }
+
+    /// Continues the run saved in `out_dir/checkpoint`. The config may change only in its
+    /// logging schedule and total step count; the data must give the same model config.
+    pub fn resume(
+        out_dir: &Path,
+        cfg: &TrainConfig,
+        data: &TrainData,
+        device: &Device,
+    ) -> Result<Self> {
+        let dir = existing_checkpoint(out_dir).ok_or_else(|| ModelError::Io {
+            path: out_dir.join(CHECKPOINT_DIR),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no checkpoint to resume from",
+            ),
+        })?;
+        let state_path = dir.join("state.json");
+        let origin = state_path.display().to_string();
+        let text = read_to_string(&state_path)?;
+        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| {
+            ModelError::config(&origin, format!("line {}", e.line()), e.to_string())
+        })?;
+        if let Some(field) = cfg.incompatible_field(&state.train_config) {
+            return Err(ModelError::config(
+                &origin,
+                field,
+                "differs between the given config and the checkpoint's; resume needs the same value",
+            ));
+        }
+        let mut trainer = Self::new(cfg, data, device)?;
+        if trainer.model_cfg != state.model_config {
+            return Err(ModelError::config(
+                &origin,
+                "model_config",
+                "the dataset implies another model (action space, frame size or channels) than the checkpoint's",
+            ));
+        }
+        let weights_path = dir.join("weights.safetensors");
+        let weights = load_safetensors(&weights_path)?;
+        let weights_origin = weights_path.display().to_string();
+        for (name, var) in &trainer.vars {
+            let t = weights.get(name).ok_or_else(|| ModelError::MissingTensor {
+                name: format!("{weights_origin}: {name}"),
+                expected: var.dims().to_vec(),
+            })?;
+            if t.dims() != var.dims() {
+                return Err(ModelError::ShapeMismatch {
+                    name: format!("{weights_origin}: {name}"),
+                    expected: var.dims().to_vec(),
+                    found: t.dims().to_vec(),
+                });
+            }
+            var.set(&t.to_device(device)?)?;
+        }
+        let opt_path = dir.join("optimizer.safetensors");
+        let moments = load_safetensors(&opt_path)?;
+        trainer.opt.load_state_tensors(
+            &moments,
+            state.adam_updates,
+            &opt_path.display().to_string(),
+        )?;
+        trainer.rng = state.rng.restore(&origin)?;
+        trainer.step = state.step;
+        Ok(trainer)
+    }
+
+    /// Optimiser steps done.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The model configuration being trained.
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model_cfg
+    }
+
+    /// The episode split.
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+
+    /// Denoising loss of `batch` with noise levels and noise drawn from `rng`: a scalar tensor
+    /// that carries gradients to the weights.
+    fn loss(&self, denoiser: &Denoiser, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let (b, c, h, w) = batch.next_obs.dims4()?;
+        let sd = &self.cfg.training.sigma_distribution;
+        let sigma: Vec<f32> = (0..b)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(rng);
+                (z * sd.scale + sd.loc)
+                    .exp()
+                    .clamp(sd.sigma_min, sd.sigma_max) as f32
+            })
+            .collect();
+        let randn = |rng: &mut ChaCha8Rng, shape: &[usize]| -> Result<Tensor> {
+            let n = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
+            Ok(Tensor::from_vec(v, shape, &self.device)?)
+        };
+        let offset = (randn(rng, &[b, c, 1, 1])? * self.model_cfg.denoiser.sigma_offset_noise)?;
+        let noise = randn(rng, &[b, c, h, w])?;
+        let sigma_t = Tensor::from_vec(sigma, (b, 1, 1, 1), &self.device)?;
+        let noisy = (batch.next_obs.broadcast_add(&offset)? + noise.broadcast_mul(&sigma_t)?)?;
+        let cs = denoiser.compute_conditioners(&sigma_t.flatten_all()?)?;
+        let col = |t: &Tensor| t.reshape((b, 1, 1, 1));
+        let obs = (flatten_frames(&batch.obs)? / self.model_cfg.denoiser.sigma_data)?;
+        let f = denoiser.inner_model().forward(
+            &noisy.broadcast_mul(&col(&cs.c_in)?)?,
+            &cs.c_noise,
+            &obs,
+            &batch.act,
+        )?; // [b, c, h, w]
+        let target = (batch.next_obs.clone() - noisy.broadcast_mul(&col(&cs.c_skip)?)?)?
+            .broadcast_div(&col(&cs.c_out)?)?;
+        Ok((f - target)?.sqr()?.mean_all()?)
+    }
+
+    /// One optimiser step on a batch drawn from the training episodes.
+    pub fn train_step(&mut self, data: &TrainData) -> Result<StepStats> {
+        let context = self.model_cfg.denoiser.inner_model.num_steps_conditioning;
+        let starts = self
+            .train_windows
+            .sample(self.cfg.training.batch_size, &mut self.rng);
+        let batch = data.batch(&starts, context, &self.device)?;
+        let mut rng = self.rng.clone();
+        let loss = self.loss(&self.denoiser, &batch, &mut rng)?;
+        self.rng = rng;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        if !loss_value.is_finite() {
+            return Err(ModelError::input(
+                "training",
+                "a finite loss",
+                format!(
+                    "{loss_value} at step {} (diverged; lower the learning rate)",
+                    self.step + 1
+                ),
+            ));
+        }
+        let grads = loss.backward()?;
+        let grad_norm = self.opt.grad_norm(&grads)?;
+        let lr = learning_rate(&self.cfg.training, self.step);
+        let scale = clip_factor(grad_norm, self.cfg.training.max_grad_norm);
+        self.opt.step(&grads, lr, scale)?;
+        self.step += 1;
+        Ok(StepStats {
+            step: self.step,
+            loss: loss_value,
+            lr,
+            grad_norm,
+        })
+    }
+
+    /// The current weights as an inference model (no gradient tracking).
+    pub fn world_model(&self) -> Result<WorldModel> {
+        self.checkpoint_now()?.build(&self.device)
+    }
+
+    /// The current weights and config as a [`Checkpoint`] (copies on the CPU).
+    pub fn checkpoint_now(&self) -> Result<Checkpoint> {
+        let tensors = self
+            .vars
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    v.as_tensor().detach().to_device(&Device::Cpu)?.copy()?,
+                ))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Checkpoint {
+            config: self.model_cfg.clone(),
+            tensors,
+        })
+    }
+
+    /// Validation loss on fixed held-out windows and autoregressive rollout PSNR.
+    pub fn validate(&self, data: &TrainData) -> Result<Validation> {
+        let model = self.world_model()?;
+        let context = self.model_cfg.denoiser.inner_model.num_steps_conditioning;
+        let t = &self.cfg.training;
+
+        // Loss: the same windows and noise at every validation, so values compare over time.
+        let windows = WindowSampler::new(data, &self.split.validation, context).spread(64);
+        let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x7661_6c69_6461_7465);
+        let (mut sum, mut count) = (0f64, 0usize);
+        for chunk in windows.chunks(t.batch_size) {
+            let batch = data.batch(chunk, context, &self.device)?;
+            let l = self.loss(model.denoiser(), &batch, &mut rng)?;
+            sum += f64::from(l.to_scalar::<f32>()?) * chunk.len() as f64;
+            count += chunk.len();
+        }
+        let val_loss = if count == 0 {
+            f64::NAN
+        } else {
+            sum / count as f64
+        };
+
+        // Rollouts: as long as the held-out episodes allow, up to the configured horizon.
+        let longest = self
+            .split
+            .validation
+            .iter()
+            .map(|&e| data.episodes[e].len)
+            .max()
+            .unwrap_or(0);
+        let horizon = t.rollout_horizon.min(longest.saturating_sub(context));
+        let (mut psnr, mut baseline_psnr, mut rollouts) = (Vec::new(), Vec::new(), 0);
+        if horizon > 0 {
+            let starts = WindowSampler::new(data, &self.split.validation, context + horizon - 1)
+                .spread(t.validation_rollouts);
+            rollouts = starts.len();
+            let mut frames = Vec::with_capacity(starts.len());
+            let mut ctx_actions = Vec::with_capacity(starts.len());
+            for s in &starts {
+                frames.push(data.frames(s.episode, s.t, context + horizon, &self.device)?);
+                ctx_actions.push(data.actions(
+                    s.episode,
+                    s.t,
+                    context + horizon - 1,
+                    &self.device,
+                )?);
+            }
+            let frames = Tensor::stack(&frames, 0)?; // [n, T+H, C, h, w]
+            let actions = Tensor::stack(&ctx_actions, 0)?; // [n, T+H-1] or [n, T+H-1, dim]
+            let mut state = model.reset(
+                &frames.narrow(1, 0, context)?,
+                &actions.narrow(1, 0, context)?,
+            )?;
+            let mut noise = SeededNoise::new(t.seed ^ 0x0072_6f6c_6c6f_7574);
+            let last_ctx = frames.narrow(1, context - 1, 1)?.squeeze(1)?;
+            for h in 1..=horizon {
+                let act = actions.narrow(1, context + h - 2, 1)?.squeeze(1)?;
+                let pred = model.step(&mut state, &act, &mut noise)?; // [n, C, h, w]
+                if REPORT_HORIZONS.contains(&h) || h == horizon {
+                    let truth = frames.narrow(1, context + h - 1, 1)?.squeeze(1)?;
+                    psnr.push((h, mean_psnr(&pred, &truth)?));
+                    baseline_psnr.push((h, mean_psnr(&last_ctx, &truth)?));
+                }
+            }
+        }
+        Ok(Validation {
+            step: self.step,
+            val_loss,
+            psnr,
+            baseline_psnr,
+            rollouts,
+        })
+    }
+
+    /// Writes the resumable checkpoint into `out_dir/checkpoint` (atomically replacing the
+    /// previous one) and exports the model as `out_dir/model.safetensors` + `config.json`.
+    pub fn save(&self, out_dir: &Path) -> Result<()> {
+        let ckpt = self.checkpoint_now()?;
+        let tmp = out_dir.join(format!("{CHECKPOINT_DIR}.tmp"));
+        if tmp.exists() {
+            remove_dir(&tmp)?;
+        }
+        create_dir(&tmp)?;
+        save_safetensors(&ckpt.tensors, &tmp.join("weights.safetensors"))?;
+        let moments = self
+            .opt
+            .state_tensors()
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        save_safetensors(&moments, &tmp.join("optimizer.safetensors"))?;
+        let state = CheckpointState {
+            step: self.step,
+            adam_updates: self.opt.updates,
+            rng: RngState::of(&self.rng),
+            train_config: self.cfg.clone(),
+            model_config: self.model_cfg.clone(),
+        };
+        let json = serde_json::to_string_pretty(&state)
+            .map_err(|e| ModelError::config("checkpoint state", "(serialize)", e.to_string()))?;
+        write_file(&tmp.join("state.json"), json.as_bytes())?;
+        // Swap: the old checkpoint stays readable until the new one is in place.
+        let live = out_dir.join(CHECKPOINT_DIR);
+        let old = out_dir.join(format!("{CHECKPOINT_DIR}.old"));
+        if old.exists() {
+            remove_dir(&old)?;
+        }
+        if live.exists() {
+            rename(&live, &old)?;
+        }
+        rename(&tmp, &live)?;
+        if old.exists() {
+            remove_dir(&old)?;
+        }
+        export_native(&ckpt, out_dir)
+    }
+
+    /// Trains until the configured step count or until `stop` is set, logging to
+    /// `out_dir/metrics.jsonl`, validating and checkpointing on schedule (and at the end).
+    pub fn fit(
+        &mut self,
+        data: &TrainData,
+        out_dir: &Path,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<()> {
+        create_dir(out_dir)?;
+        let log_path = out_dir.join(METRICS_FILE);
+        truncate_log_after(&log_path, self.step)?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| ModelError::Io {
+                path: log_path.clone(),
+                source,
+            })?;
+        let mut write_log = |value: serde_json::Value| -> Result<()> {
+            writeln!(log, "{value}").map_err(|source| ModelError::Io {
+                path: log_path.clone(),
+                source,
+            })
+        };
+        let t = self.cfg.training.clone();
+        let started = Instant::now();
+        let mut saved_at = self.step;
+        while self.step < t.steps && !stop.load(Ordering::Relaxed) {
+            let stats = self.train_step(data)?;
+            let s = stats.step;
+            let last = s == t.steps;
+            if s % t.log_every == 0 || last {
+                write_log(serde_json::json!({
+                    "kind": "train", "step": s, "loss": stats.loss, "lr": stats.lr,
+                    "grad_norm": stats.grad_norm,
+                    "elapsed_s": started.elapsed().as_secs_f64(),
+                }))?;
+                on_event(TrainEvent::Step(&stats));
+            }
+            if s % t.validate_every == 0 || last {
+                let v = self.validate(data)?;
+                let mut entry = serde_json::json!({
+                    "kind": "validation", "step": s, "val_loss": v.val_loss, "rollouts": v.rollouts,
+                });
+                for (h, p) in &v.psnr {
+                    entry[format!("psnr_h{h}")] = serde_json::json!(p);
+                }
+                for (h, p) in &v.baseline_psnr {
+                    entry[format!("baseline_psnr_h{h}")] = serde_json::json!(p);
+                }
+                write_log(entry)?;
+                on_event(TrainEvent::Validation(&v));
+            }
+            if s % t.checkpoint_every == 0 || last {
+                self.save(out_dir)?;
+                saved_at = s;
+                on_event(TrainEvent::Checkpoint { step: s });
+            }
+        }
+        if saved_at != self.step {
+            self.save(out_dir)?;
+            on_event(TrainEvent::Checkpoint { step: self.step });
+        }
+        Ok(())
+    }
+}
+
+/// Whether `out_dir` holds a checkpoint (possibly only the previous one, if a save was cut off).
+pub fn has_checkpoint(out_dir: &Path) -> bool {
+    existing_checkpoint(out_dir).is_some()
+}
+
+fn existing_checkpoint(out_dir: &Path) -> Option<PathBuf> {
+    [CHECKPOINT_DIR.to_string(), format!("{CHECKPOINT_DIR}.old")]
+        .into_iter()
+        .map(|d| out_dir.join(d))
+        .find(|d| d.join("state.json").is_file())
+}
+
+/// Mean over the batch of per-frame PSNR (dB, frames in [-1, 1]).
+fn mean_psnr(pred: &Tensor, truth: &Tensor) -> Result<f64> {
+    let n = pred.dim(0)?;
+    let mut sum = 0.0;
+    for i in 0..n {
+        sum += psnr_unit(&pred.get(i)?, &truth.get(i)?)?;
+    }
+    Ok(sum / n.max(1) as f64)
+}
+
+/// Drops log entries past `step` (left by a run that went on after its last checkpoint), so a
+/// resumed run's log reads as one run.
+fn truncate_log_after(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        write_file(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn export_native(ckpt: &Checkpoint, out_dir: &Path) -> Result<()> {
+    // Export into a temporary directory first, then move the files over the live ones, so the
+    // app never sees a half-written model.
+    let tmp = out_dir.join("export.tmp");
+    if tmp.exists() {
+        remove_dir(&tmp)?;
+    }
+    ckpt.save_native(&tmp)?;
+    for name in [
+        crate::checkpoint::NATIVE_CONFIG,
+        crate::checkpoint::NATIVE_WEIGHTS,
+    ] {
+        rename(&tmp.join(name), &out_dir.join(name))?;
+    }
+    remove_dir(&tmp)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read_to_string(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(io_err(path))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    rename(&tmp, path)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(io_err(to))
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(io_err(path))
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    std::fs::remove_dir_all(path).map_err(io_err(path))
+}
+
+fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| ModelError::Weights {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| ModelError::Weights {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,217 @@
+//! Training: a tiny model overfits a tiny dataset, checkpoints round-trip, and a resumed run
+//! continues exactly like an uninterrupted one.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use dreamyard_model::candle_core::Device;
+use dreamyard_model::config::{ActionSpace, FrameSize};
+use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer};
+use dreamyard_model::{SeededNoise, WorldModel};
+
+const SIZE: usize = 8;
+
+/// A 2x2 red square on grey that moves by the (continuous) action, one pixel per unit.
+fn episode(len: usize, start: (i32, i32), dirs: &[(f32, f32)]) -> EpisodeData {
+    let mut frames = Vec::with_capacity(len * SIZE * SIZE * 3);
+    let mut actions = Vec::with_capacity(len * 2);
+    let (mut x, mut y) = start;
+    for t in 0..len {
+        for row in 0..SIZE as i32 {
+            for col in 0..SIZE as i32 {
+                let on = (col == x || col == x + 1) && (row == y || row == y + 1);
+                frames.extend_from_slice(if on { &[220, 30, 30] } else { &[90, 90, 90] });
+            }
+        }
+        let (dx, dy) = dirs[t % dirs.len()];
+        actions.extend_from_slice(&[dx, dy]);
+        x = (x + dx as i32).clamp(0, SIZE as i32 - 2);
+        y = (y + dy as i32).clamp(0, SIZE as i32 - 2);
+    }
+    EpisodeData {
+        frames_hwc: frames,
+        actions,
+        len,
+    }
+}
+
+fn data() -> TrainData {
+    TrainData {
+        frame: FrameSize {
+            height: SIZE,
+            width: SIZE,
+        },
+        channels: 3,
+        action: ActionSpace::Continuous {
+            dim: 2,
+            low: vec![-1.0, -1.0],
+            high: vec![1.0, 1.0],
+        },
+        fps: Some(10.0),
+        episodes: vec![
+            episode(10, (0, 0), &[(1.0, 0.0), (0.0, 1.0)]),
+            episode(10, (5, 5), &[(-1.0, 0.0), (0.0, -1.0)]),
+            episode(10, (0, 5), &[(1.0, -1.0)]),
+        ],
+    }
+}
+
+fn config(steps: u64, extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+[model]
+cond_channels = 16
+depths = [1, 1]
+channels = [16, 16]
+attn_depths = [false, false]
+
+[sampler]
+num_steps_denoising = 2
+
+[training]
+steps = {steps}
+batch_size = 8
+learning_rate = 3e-3
+warmup_steps = 10
+validation_episodes = 1
+log_every = 1
+validate_every = 1000
+checkpoint_every = 1000
+rollout_horizon = 4
+validation_rollouts = 2
+{extra}
+"#
+    );
+    TrainConfig::from_toml_str(&text, "test.toml").unwrap()
+}
+
+fn train_losses(cfg: &TrainConfig, out: &Path, resume: bool) -> Vec<(u64, f64)> {
+    let d = data();
+    let mut trainer = if resume {
+        Trainer::resume(out, cfg, &d, &Device::Cpu).unwrap()
+    } else {
+        Trainer::new(cfg, &d, &Device::Cpu).unwrap()
+    };
+    let mut losses = Vec::new();
+    trainer
+        .fit(&d, out, &AtomicBool::new(false), &mut |e| {
+            if let TrainEvent::Step(s) = e {
+                losses.push((s.step, s.loss));
+            }
+        })
+        .unwrap();
+    losses
+}
+
+#[test]
+fn tiny_model_overfits_tiny_dataset() {
+    // A fixed noise level (scale 0) makes the loss comparable from step to step.
+    let cfg = config(
+        300,
+        "[training.sigma_distribution]\nloc = 0.0\nscale = 0.0\nsigma_min = 0.002\nsigma_max = 20.0\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let losses = train_losses(&cfg, dir.path(), false);
+    let mean = |s: &[(u64, f64)]| s.iter().map(|(_, l)| l).sum::<f64>() / s.len() as f64;
+    let first = mean(&losses[..10]);
+    let last = mean(&losses[losses.len() - 10..]);
+    assert!(
+        last * 10.0 <= first,
+        "loss fell from {first} to {last} only"
+    );
+
+    // The export loads as a world model and generates frames of the data's size.
+    let model = WorldModel::load_native(dir.path(), &Device::Cpu).unwrap();
+    let d = data();
+    let frames = d
+        .frames(0, 0, 4, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let acts = d
+        .actions(0, 0, 4, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mut state = model.reset(&frames, &acts).unwrap();
+    let next = model
+        .step(
+            &mut state,
+            &d.actions(0, 3, 1, &Device::Cpu).unwrap(),
+            &mut SeededNoise::new(0),
+        )
+        .unwrap();
+    assert_eq!(next.dims(), &[1, 3, SIZE, SIZE]);
+    // metrics.jsonl has one train line per step and the final validation.
+    let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"train\"")).count(), 300);
+    assert!(log.lines().any(|l| l.contains("psnr_h4")));
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let straight = tempfile::tempdir().unwrap();
+    let full = train_losses(&config(12, ""), straight.path(), false);
+
+    let split = tempfile::tempdir().unwrap();
+    let head = train_losses(&config(5, ""), split.path(), false);
+    // Resuming may extend the step count; the rest of the config must match.
+    let tail = train_losses(&config(12, ""), split.path(), true);
+    let resumed: Vec<(u64, f64)> = head.into_iter().chain(tail).collect();
+    assert_eq!(resumed, full);
+
+    // The checkpoint round-trips: same weights as the uninterrupted run's.
+    let a = WorldModel::load_native(straight.path(), &Device::Cpu).unwrap();
+    let b = WorldModel::load_native(split.path(), &Device::Cpu).unwrap();
+    let d = data();
+    let frames = d
+        .frames(1, 0, 4, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let acts = d
+        .actions(1, 0, 4, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let step = |m: &WorldModel| {
+        let mut s = m.reset(&frames, &acts).unwrap();
+        m.step(
+            &mut s,
+            &acts.get(0).unwrap().get(3).unwrap().unsqueeze(0).unwrap(),
+            &mut SeededNoise::new(3),
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+    };
+    assert_eq!(step(&a), step(&b));
+}
+
+#[test]
+fn resume_rejects_a_changed_config() {
+    let dir = tempfile::tempdir().unwrap();
+    train_losses(&config(3, ""), dir.path(), false);
+    let changed = config(6, "").clone();
+    let mut changed = changed;
+    changed.training.learning_rate = 1e-4;
+    let err = Trainer::resume(dir.path(), &changed, &data(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("training.learning_rate"), "{err}");
+    assert!(err.contains("state.json"), "{err}");
+}
+
+#[test]
+fn too_few_episodes_is_an_error() {
+    let mut d = data();
+    d.episodes.truncate(1);
+    let err = Trainer::new(&config(3, ""), &d, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 1 episodes"), "{err}");
+}
