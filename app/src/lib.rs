@@ -3,4 +3,5 @@
 
 pub mod cli;
 mod image_io;
+pub mod metrics;
 mod scene_cmd;
