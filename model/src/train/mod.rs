@@ -5,6 +5,7 @@
 //! beyond the checkpoint's own, so training runs on a bare GPU machine.
 
 pub mod config;
+pub mod conv_grad;
 pub mod data;
 pub mod init;
 pub mod optim;
