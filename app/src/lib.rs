@@ -2,5 +2,7 @@
 //! subcommands; each subcommand lives in its own module.
 
 pub mod cli;
+pub mod device;
 mod image_io;
+mod model_cmd;
 mod scene_cmd;
