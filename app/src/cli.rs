@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::scene_cmd;
+use crate::{model_cmd, scene_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 #[derive(Debug, Parser)]
@@ -28,6 +28,9 @@ pub enum Command {
 pub enum BenchCommand {
     /// Steps per second of a scene, rendering included; prints JSON.
     Scene(scene_cmd::BenchSceneArgs),
+    /// Speed of a world model: ms per denoiser call and per generated frame, frames/s at each
+    /// batch size; prints JSON.
+    Model(model_cmd::BenchModelArgs),
 }
 
 /// Runs the command line `args` (program name first), printing results to stdout.
@@ -40,6 +43,7 @@ where
     match cli.command {
         Command::Scene(cmd) => scene_cmd::run(cmd),
         Command::Bench(BenchCommand::Scene(args)) => scene_cmd::bench(&args),
+        Command::Bench(BenchCommand::Model(args)) => model_cmd::bench(&args),
     }
 }
 

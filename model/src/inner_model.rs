@@ -14,7 +14,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::config::{ActionSpace, InnerModelConfig};
-use crate::layers::{FourierFeatures, GroupNorm, UNet, conv3x3};
+use crate::layers::{Conv, FourierFeatures, GroupNorm, UNet, conv3x3};
 
 /// Per-step action embedding, concatenated over the context steps (frame-major).
 #[derive(Debug, Clone)]
@@ -103,10 +103,10 @@ pub struct InnerModel {
     act_emb: ActionEmbedding,
     cond_proj_0: Linear,
     cond_proj_2: Linear,
-    conv_in: candle_nn::Conv2d,
+    conv_in: Conv,
     unet: UNet,
     norm_out: GroupNorm,
-    conv_out: candle_nn::Conv2d,
+    conv_out: Conv,
 }
 
 impl InnerModel {
@@ -180,7 +180,7 @@ impl InnerModel {
         let unet_out = self.unet.forward(&conv_in, &cond)?; // [b, c0, h, w]
         let out = self
             .conv_out
-            .forward(&candle_nn::ops::silu(&self.norm_out.forward(&unet_out)?)?)?; // [b, C, h, w]
+            .forward(&self.norm_out.forward_silu(&unet_out)?)?; // [b, C, h, w]
         Ok(InnerModelTrace {
             noise_emb,
             act_emb,

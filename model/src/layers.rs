@@ -9,8 +9,14 @@
     reason = "candle convention: constructors take `VarBuilder` by value (a cheap Arc handle)"
 )]
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Conv2dConfig, Linear, VarBuilder};
+
+use crate::kernels::conv::{ConvAlgo, PackedConv};
+use crate::kernels::norm::Modulation;
+use crate::kernels::{self, cpu_tensor, to_f32_vec, use_fast, with_f32};
 
 /// Channels per GroupNorm group (`GN_GROUP_SIZE` in blocks.py).
 pub const GN_GROUP_SIZE: usize = 32;
@@ -29,18 +35,155 @@ pub fn attn_heads(c: usize) -> usize {
     (c / ATTN_HEAD_DIM).max(1)
 }
 
+/// A 2D convolution: candle's `Conv2d` (the reference, and the path autograd uses) plus the
+/// weights packed for the fast CPU kernel (see [`crate::kernels`]), made on first use.
+///
+/// The packed copy cannot go stale: weights that can change are `Var`s, which track gradients
+/// and so never take the fast path.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    conv: candle_nn::Conv2d,
+    packed: Arc<OnceLock<PackedConv>>,
+}
+
+impl Conv {
+    /// Wraps a candle convolution.
+    pub fn new(conv: candle_nn::Conv2d) -> Self {
+        Self {
+            conv,
+            packed: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Weights and options as loaded `c_in -> c_out`, `k x k`, from `vb` (`weight`, `bias`).
+    pub fn load(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        cfg: Conv2dConfig,
+        vb: VarBuilder<'_>,
+    ) -> Result<Self> {
+        Ok(Self::new(candle_nn::conv2d(c_in, c_out, k, cfg, vb)?))
+    }
+
+    /// The candle convolution (weights, bias, options).
+    pub fn inner(&self) -> &candle_nn::Conv2d {
+        &self.conv
+    }
+
+    /// The weights packed for the fast kernel with `algo` (cached for [`ConvAlgo::Auto`]).
+    pub fn pack(&self, algo: ConvAlgo) -> Result<PackedConv> {
+        let w = self.conv.weight();
+        let (c_out, c_in, kh, kw) = w.dims4()?;
+        let cfg = self.conv.config();
+        if kh != kw || cfg.groups != 1 || cfg.dilation != 1 {
+            candle_core::bail!("fast conv: only square, ungrouped, undilated kernels");
+        }
+        let bias = self.conv.bias().map(to_f32_vec).transpose()?;
+        Ok(PackedConv::new(
+            &to_f32_vec(w)?,
+            (c_out, c_in, kh),
+            bias.as_deref(),
+            (cfg.stride, cfg.padding),
+            algo,
+        ))
+    }
+
+    fn packed(&self) -> Result<&PackedConv> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p);
+        }
+        let p = self.pack(ConvAlgo::Auto)?;
+        Ok(self.packed.get_or_init(|| p))
+    }
+
+    fn fast_applies(&self, x: &Tensor, residual: Option<&Tensor>) -> bool {
+        let cfg = self.conv.config();
+        let (_, _, kh, kw) = self.conv.weight().dims4().unwrap_or_default();
+        let mut ts = vec![x, self.conv.weight()];
+        ts.extend(self.conv.bias());
+        ts.extend(residual);
+        kh == kw && cfg.groups == 1 && cfg.dilation == 1 && x.rank() == 4 && use_fast(&ts)
+    }
+
+    /// `conv(x) + residual` (the residual [b, c_out, h_out, w_out] added in the same pass on
+    /// the fast path).
+    pub fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        if !self.fast_applies(x, residual) {
+            let y = self.forward_reference(x)?;
+            return match residual {
+                Some(r) => y + r,
+                None => Ok(y),
+            };
+        }
+        let packed = self.packed()?;
+        run_packed(packed, x, residual)
+    }
+}
+
+impl Conv {
+    /// The convolution through candle's ops (autograd-capable). When gradients are tracked on
+    /// the CPU, it runs the training op whose backward pass is GEMM-based: candle's own conv
+    /// backward (a direct transposed convolution) would dominate a training step.
+    fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.conv.weight();
+        let cfg = self.conv.config();
+        let (_, _, kh, kw) = w.dims4()?;
+        let trainable = kh == kw && cfg.groups == 1 && cfg.dilation == 1;
+        if trainable && (x.track_op() || w.track_op()) && crate::train::conv_grad::applies(x, w) {
+            return crate::train::conv_grad::conv2d(
+                x,
+                w,
+                self.conv.bias(),
+                cfg.stride,
+                cfg.padding,
+            );
+        }
+        self.conv.forward(x)
+    }
+}
+
+/// Runs a packed convolution on `x` [b, c_in, h, w], adding `residual` if given.
+pub fn run_packed(packed: &PackedConv, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if c != packed.c_in() {
+        candle_core::bail!(
+            "conv: input has {c} channels, weights expect {}",
+            packed.c_in()
+        );
+    }
+    let (ho, wo) = packed.out_size(h, w);
+    let shape = (b, packed.c_out(), ho, wo);
+    if let Some(r) = residual
+        && r.dims() != [b, packed.c_out(), ho, wo]
+    {
+        candle_core::bail!("conv: residual {:?}, output {shape:?}", r.dims());
+    }
+    let out = with_f32(x, |xs| match residual {
+        Some(r) => with_f32(r, |rs| Ok(packed.forward(xs, (b, h, w), Some(rs)))),
+        None => Ok(packed.forward(xs, (b, h, w), None)),
+    })?;
+    cpu_tensor(out, shape)
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_add(x, None)
+    }
+}
+
 /// 3x3 convolution, stride 1, padding 1 (`Conv3x3`).
-pub fn conv3x3(c_in: usize, c_out: usize, vb: VarBuilder<'_>) -> Result<Conv2d> {
+pub fn conv3x3(c_in: usize, c_out: usize, vb: VarBuilder<'_>) -> Result<Conv> {
     let cfg = Conv2dConfig {
         padding: 1,
         ..Default::default()
     };
-    candle_nn::conv2d(c_in, c_out, 3, cfg, vb)
+    Conv::load(c_in, c_out, 3, cfg, vb)
 }
 
 /// 1x1 convolution (`Conv1x1`).
-pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder<'_>) -> Result<Conv2d> {
-    candle_nn::conv2d(c_in, c_out, 1, Conv2dConfig::default(), vb)
+pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder<'_>) -> Result<Conv> {
+    Conv::load(c_in, c_out, 1, Conv2dConfig::default(), vb)
 }
 
 /// Per-group statistics of `x` [b, c, h, w] as PyTorch's group norm uses them: returns
@@ -101,6 +244,106 @@ pub fn group_norm(
     x.broadcast_mul(&scale)?.broadcast_add(&bias)
 }
 
+/// What follows the normalisation in [`norm_act`].
+#[derive(Debug, Clone, Copy)]
+pub enum NormMod<'a> {
+    /// Nothing.
+    None,
+    /// Per-channel `(weight, bias)` [c] (GroupNorm).
+    Affine(&'a Tensor, &'a Tensor),
+    /// `n * (1 + scale) + shift` with `[scale | shift]` = `ss` [b, 2c] (AdaGroupNorm).
+    Ada(&'a Tensor),
+}
+
+/// Group norm of `x` [b, c, h, w], then `modulation`, then SiLU if `silu`: one fused kernel on
+/// the fast path, the candle ops of [`group_norm`] otherwise.
+pub fn norm_act(
+    x: &Tensor,
+    groups: usize,
+    eps: f64,
+    modulation: NormMod<'_>,
+    silu: bool,
+) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if groups == 0 || !c.is_multiple_of(groups) {
+        candle_core::bail!("group_norm: {c} channels not divisible into {groups} groups");
+    }
+    let fast = match modulation {
+        NormMod::None => use_fast(&[x]),
+        NormMod::Affine(wt, bs) => use_fast(&[x, wt, bs]),
+        NormMod::Ada(ss) => use_fast(&[x, ss]) && ss.dims() == [b, 2 * c],
+    };
+    if !fast {
+        let y = match modulation {
+            NormMod::None => group_norm(x, groups, eps, None)?,
+            NormMod::Affine(wt, bs) => group_norm(x, groups, eps, Some((wt, bs)))?,
+            NormMod::Ada(ss) => {
+                let y = group_norm(x, groups, eps, None)?;
+                let bs = ss.dim(0)?;
+                let scale = (ss.narrow(1, 0, c)? + 1.0)?.reshape((bs, c, 1, 1))?;
+                let shift = ss.narrow(1, c, c)?.reshape((bs, c, 1, 1))?;
+                y.broadcast_mul(&scale)?.broadcast_add(&shift)?
+            }
+        };
+        return if silu {
+            candle_nn::ops::silu(&y)
+        } else {
+            Ok(y)
+        };
+    }
+    let dims = (b, c, h * w);
+    let out = match modulation {
+        NormMod::None => with_f32(x, |xs| {
+            Ok(kernels::norm::group_norm(
+                xs,
+                dims,
+                groups,
+                eps,
+                Modulation::None,
+                silu,
+            ))
+        })?,
+        NormMod::Affine(wt, bs) => {
+            let (wt, bs) = (to_f32_vec(wt)?, to_f32_vec(bs)?);
+            if wt.len() != c || bs.len() != c {
+                candle_core::bail!(
+                    "group_norm: affine of {} / {} for {c} channels",
+                    wt.len(),
+                    bs.len()
+                );
+            }
+            let m = Modulation::Affine {
+                weight: &wt,
+                bias: &bs,
+            };
+            with_f32(x, |xs| {
+                Ok(kernels::norm::group_norm(xs, dims, groups, eps, m, silu))
+            })?
+        }
+        NormMod::Ada(ss) => {
+            let ss = to_f32_vec(ss)?; // [b, 2c]
+            let (scale, shift): (Vec<f32>, Vec<f32>) = (
+                ss.chunks_exact(2 * c)
+                    .flat_map(|r| &r[..c])
+                    .copied()
+                    .collect(),
+                ss.chunks_exact(2 * c)
+                    .flat_map(|r| &r[c..])
+                    .copied()
+                    .collect(),
+            );
+            let m = Modulation::Ada {
+                scale: &scale,
+                shift: &shift,
+            };
+            with_f32(x, |xs| {
+                Ok(kernels::norm::group_norm(xs, dims, groups, eps, m, silu))
+            })?
+        }
+    };
+    cpu_tensor(out, (b, c, h, w))
+}
+
 /// GroupNorm with learned affine (`GroupNorm` wrapper of blocks.py; keys `norm.weight`,
 /// `norm.bias`).
 #[derive(Debug, Clone)]
@@ -122,9 +365,18 @@ impl GroupNorm {
     }
 }
 
+impl GroupNorm {
+    /// `silu(norm(x))`, fused on the fast path.
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        let m = NormMod::Affine(&self.weight, &self.bias);
+        norm_act(x, self.groups, GN_EPS, m, true)
+    }
+}
+
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        group_norm(x, self.groups, GN_EPS, Some((&self.weight, &self.bias)))
+        let m = NormMod::Affine(&self.weight, &self.bias);
+        norm_act(x, self.groups, GN_EPS, m, false)
     }
 }
 
@@ -149,13 +401,20 @@ impl AdaGroupNorm {
 
     /// `x` [b, c, h, w], `cond` [b, cond_channels] -> [b, c, h, w].
     pub fn forward(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
-        let c = self.channels;
-        let x = group_norm(x, self.groups, GN_EPS, None)?;
+        self.forward_act(x, cond, false)
+    }
+
+    /// `silu(forward(x, cond))`, fused on the fast path.
+    pub fn forward_silu(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, cond, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, cond: &Tensor, silu: bool) -> Result<Tensor> {
         let ss = self.linear.forward(cond)?; // [b, 2c]
-        let b = ss.dim(0)?;
-        let scale = (ss.narrow(1, 0, c)? + 1.0)?.reshape((b, c, 1, 1))?;
-        let shift = ss.narrow(1, c, c)?.reshape((b, c, 1, 1))?;
-        x.broadcast_mul(&scale)?.broadcast_add(&shift)
+        if ss.dim(1)? != 2 * self.channels {
+            candle_core::bail!("AdaGroupNorm: linear gives {:?}", ss.dims());
+        }
+        norm_act(x, self.groups, GN_EPS, NormMod::Ada(&ss), silu)
     }
 }
 
@@ -166,8 +425,8 @@ impl AdaGroupNorm {
 #[derive(Debug, Clone)]
 pub struct SelfAttention2d {
     norm: GroupNorm,
-    qkv_proj: Conv2d,
-    out_proj: Conv2d,
+    qkv_proj: Conv,
+    out_proj: Conv,
     heads: usize,
 }
 
@@ -211,7 +470,7 @@ impl Module for SelfAttention2d {
         };
         let y = att.matmul(&v)?; // [b, nh, hw, hd]
         let y = y.transpose(2, 3)?.reshape((b, c, h, w))?;
-        x + self.out_proj.forward(&y)?
+        self.out_proj.forward_add(&y, Some(&x))
     }
 }
 
@@ -244,7 +503,7 @@ impl Module for FourierFeatures {
 /// 3x3 convolution with stride 2 (halves the size).
 #[derive(Debug, Clone)]
 pub struct Downsample {
-    conv: Conv2d,
+    conv: Conv,
 }
 
 impl Downsample {
@@ -256,7 +515,7 @@ impl Downsample {
             ..Default::default()
         };
         Ok(Self {
-            conv: candle_nn::conv2d(channels, channels, 3, cfg, vb.pp("conv"))?,
+            conv: Conv::load(channels, channels, 3, cfg, vb.pp("conv"))?,
         })
     }
 }
@@ -270,7 +529,7 @@ impl Module for Downsample {
 /// Nearest-neighbour x2 upsampling followed by a 3x3 convolution.
 #[derive(Debug, Clone)]
 pub struct Upsample {
-    conv: Conv2d,
+    conv: Conv,
 }
 
 impl Upsample {
@@ -292,11 +551,11 @@ impl Module for Upsample {
 /// Residual block conditioned through AdaGroupNorm, with optional self-attention at its end.
 #[derive(Debug, Clone)]
 pub struct ResBlock {
-    proj: Option<Conv2d>,
+    proj: Option<Conv>,
     norm1: AdaGroupNorm,
-    conv1: Conv2d,
+    conv1: Conv,
     norm2: AdaGroupNorm,
-    conv2: Conv2d,
+    conv2: Conv,
     attn: Option<SelfAttention2d>,
 }
 
@@ -334,13 +593,10 @@ impl ResBlock {
             Some(p) => p.forward(x)?,
             None => x.clone(),
         };
-        let y = self
-            .conv1
-            .forward(&candle_nn::ops::silu(&self.norm1.forward(x, cond)?)?)?;
+        let y = self.conv1.forward(&self.norm1.forward_silu(x, cond)?)?;
         let y = self
             .conv2
-            .forward(&candle_nn::ops::silu(&self.norm2.forward(&y, cond)?)?)?;
-        let y = (y + r)?;
+            .forward_add(&self.norm2.forward_silu(&y, cond)?, Some(&r))?;
         match &self.attn {
             Some(a) => a.forward(&y),
             None => Ok(y),

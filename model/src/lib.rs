@@ -11,6 +11,7 @@ pub mod config;
 pub mod denoiser;
 pub mod error;
 pub mod inner_model;
+pub mod kernels;
 pub mod layers;
 pub mod metrics;
 pub mod sampler;
@@ -24,6 +25,7 @@ pub use config::{
 pub use denoiser::{Conditioners, DenoiseTrace, Denoiser};
 pub use error::{ModelError, Result};
 pub use inner_model::{InnerModel, InnerModelTrace};
+pub use kernels::{KernelPath, kernel_path, with_kernel_path};
 pub use sampler::{
     DiffusionSampler, GivenNoise, NoiseSource, SampleTrace, SeededNoise, build_sigmas,
 };

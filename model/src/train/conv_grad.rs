@@ -43,6 +43,21 @@ impl Geometry {
     }
 }
 
+/// The output columns `ox` whose input column `ox * stride + kx - pad` lies inside `0..w`, as a
+/// half-open range.
+fn valid_cols(g: &Geometry, wo: usize, kx: usize) -> (usize, usize) {
+    // ix = ox*s + kx - pad >= 0  <=>  ox >= ceil((pad - kx) / s)
+    let lo = if kx >= g.pad {
+        0
+    } else {
+        (g.pad - kx).div_ceil(g.stride)
+    };
+    // ix < w  <=>  ox*s < w + pad - kx
+    let limit = g.w + g.pad - kx;
+    let hi = limit.div_ceil(g.stride).min(wo);
+    (lo.min(hi), hi)
+}
+
 /// `col [CKK, P]` of one image `x [C, H, W]`.
 fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
     let (ho, wo) = g.out_hw();
@@ -51,6 +66,7 @@ fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = &mut col[((c * g.k + ky) * g.k + kx) * p..][..p];
+                let (lo, hi) = valid_cols(g, wo, kx);
                 for oy in 0..ho {
                     let iy = (oy * g.stride + ky) as isize - g.pad as isize;
                     let dst = &mut row[oy * wo..(oy + 1) * wo];
@@ -59,13 +75,18 @@ fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
                         continue;
                     }
                     let src = &x[(c * g.h + iy as usize) * g.w..][..g.w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        *d = if ix < 0 || ix as usize >= g.w {
-                            0.0
-                        } else {
-                            src[ix as usize]
-                        };
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    let first = lo * g.stride + kx - g.pad;
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                    } else {
+                        for (d, &v) in dst[lo..hi]
+                            .iter_mut()
+                            .zip(src[first..].iter().step_by(g.stride))
+                        {
+                            *d = v;
+                        }
                     }
                 }
             }
@@ -81,16 +102,25 @@ fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = &col[((c * g.k + ky) * g.k + kx) * p..][..p];
+                let (lo, hi) = valid_cols(g, wo, kx);
+                if lo >= hi {
+                    continue;
+                }
+                let first = lo * g.stride + kx - g.pad;
                 for oy in 0..ho {
                     let iy = (oy * g.stride + ky) as isize - g.pad as isize;
                     if iy < 0 || iy as usize >= g.h {
                         continue;
                     }
                     let dst = &mut dx[(c * g.h + iy as usize) * g.w..][..g.w];
-                    for (ox, &v) in row[oy * wo..(oy + 1) * wo].iter().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        if ix >= 0 && (ix as usize) < g.w {
-                            dst[ix as usize] += v;
+                    let src = &row[oy * wo + lo..oy * wo + hi];
+                    if g.stride == 1 {
+                        for (d, &v) in dst[first..first + src.len()].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (d, &v) in dst[first..].iter_mut().step_by(g.stride).zip(src) {
+                            *d += v;
                         }
                     }
                 }

@@ -1,0 +1,227 @@
+//! `dreamyard bench model`: how fast a world model generates frames.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use dreamyard_model::candle_core::{DType, Device, Tensor};
+use dreamyard_model::{ActionSpace, Checkpoint, KernelPath, SeededNoise, WorldModel};
+use serde_json::{Value, json};
+
+use crate::device::{device_name, parse_device};
+
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// A native model directory (`model.safetensors` + `config.json`) or a DIAMOND `agent.pt`
+    /// (then `--config` names its yaml).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// DIAMOND yaml config, for an `agent.pt` model.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// cpu, cuda, metal or auto (the best available).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Frame size HxW (or one number for a square); default: the model's, else 64x64.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(usize, usize)>,
+    /// Generated frames (sampler steps) timed per batch size, after one warm-up step.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Batch sizes to time; the first is reported at the top level.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub batch: Vec<usize>,
+    /// CPU kernels: fast (ours) or candle (plain candle ops, the reference).
+    #[arg(long, default_value = "fast", value_parser = parse_kernels)]
+    pub kernels: KernelPath,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let parse = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("bad frame size `{s}`; expected HxW or N, positive integers"))
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
+        None => parse(s).map(|n| (n, n)),
+    }
+}
+
+fn parse_kernels(s: &str) -> Result<KernelPath, String> {
+    KernelPath::parse(s).ok_or_else(|| format!("unknown kernels `{s}`; expected fast or candle"))
+}
+
+/// Loads a native directory or a DIAMOND `agent.pt` + yaml.
+pub fn load_checkpoint(model: &Path, config: Option<&Path>) -> anyhow::Result<Checkpoint> {
+    if model.is_dir() {
+        if config.is_some() {
+            bail!(
+                "--config is for a DIAMOND agent.pt; {} is a native model directory",
+                model.display()
+            );
+        }
+        return Ok(Checkpoint::from_native_dir(model)?);
+    }
+    let Some(yaml) = config else {
+        bail!(
+            "{} is a file: a DIAMOND agent.pt needs --config with its yaml (a native model is a \
+             directory with model.safetensors and config.json)",
+            model.display()
+        );
+    };
+    Ok(Checkpoint::from_diamond(model, yaml)?)
+}
+
+pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
+    if args.steps == 0 || args.batch.is_empty() || args.batch.contains(&0) {
+        bail!("--steps and every --batch size must be positive");
+    }
+    let device = parse_device(&args.device)?;
+    let ckpt = load_checkpoint(&args.model, args.config.as_deref())
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model = ckpt.build(&device)?;
+    let (h, w) = args
+        .size
+        .or(model.spec().frame.map(|f| (f.height, f.width)))
+        .unwrap_or((64, 64));
+    let inner = &model.config().denoiser.inner_model;
+    let calls_per_frame = model.sampler().sigmas().len() - 1;
+    let mut runs = Vec::new();
+    for &b in &args.batch {
+        let run = dreamyard_model::with_kernel_path(args.kernels, || {
+            time_batch(&model, &device, b, (h, w), args.steps)
+        })?;
+        runs.push(run);
+    }
+    let first = runs.first().cloned().unwrap_or(Value::Null);
+    let by_batch: serde_json::Map<String, Value> = args
+        .batch
+        .iter()
+        .zip(&runs)
+        .map(|(b, r)| (format!("batch_{b}"), r.clone()))
+        .collect();
+    let mut out = json!({
+        "bench": "model",
+        "model": args.model,
+        "device": device_name(&device),
+        "kernels": args.kernels.name(),
+        "threads": dreamyard_model::kernels::num_threads(),
+        "frame": [h, w],
+        "channels": inner.channels,
+        "depths": inner.depths,
+        "cond_channels": inner.cond_channels,
+        "context_frames": inner.num_steps_conditioning,
+        "denoiser_calls_per_frame": calls_per_frame,
+        "steps": args.steps,
+        "batch": args.batch.first(),
+        "ms_per_denoiser_call": first["ms_per_denoiser_call"],
+        "ms_per_frame": first["ms_per_frame"],
+        "frames_per_s": first["frames_per_s"],
+    });
+    if let Some(obj) = out.as_object_mut() {
+        obj.extend(by_batch);
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// Times `steps` sampler steps (each one generated frame per rollout) and as many single
+/// denoiser calls at batch `b`; reports medians and minima.
+fn time_batch(
+    model: &WorldModel,
+    device: &Device,
+    b: usize,
+    (h, w): (usize, usize),
+    steps: usize,
+) -> anyhow::Result<Value> {
+    let spec = model.spec();
+    let t = spec.context_len;
+    let mut noise = SeededNoise::new(0);
+    // Context frames in [-1, 1]; the content does not change the work done.
+    let frames = (Tensor::rand(-1f32, 1f32, (b, t, spec.img_channels, h, w), device)?)
+        .to_dtype(DType::F32)?;
+    let (actions, step_action) = match &spec.action {
+        ActionSpace::Discrete { .. } => (
+            Tensor::zeros((b, t), DType::U32, device)?,
+            Tensor::zeros(b, DType::U32, device)?,
+        ),
+        ActionSpace::Continuous { dim, .. } => (
+            Tensor::zeros((b, t, *dim), DType::F32, device)?,
+            Tensor::zeros((b, *dim), DType::F32, device)?,
+        ),
+    };
+    let mut state = model.reset(&frames, &actions)?;
+
+    // Whole steps: sampler + denoiser calls + window update.
+    model.step(&mut state, &step_action, &mut noise)?; // warm-up
+    device.synchronize()?;
+    let mut step_ms = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        model.step(&mut state, &step_action, &mut noise)?;
+        device.synchronize()?;
+        step_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+
+    // Single denoiser calls on the same inputs.
+    let den = model.denoiser();
+    let obs = state.frames().reshape((b, t * spec.img_channels, h, w))?;
+    let window = state.action_window(&step_action)?;
+    let noisy = Tensor::randn(0f32, 1f32, (b, spec.img_channels, h, w), device)?;
+    let sigma = Tensor::new(1.0f32, device)?;
+    let mut call_ms = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        den.denoise(&noisy, &sigma, &obs, &window)?;
+        device.synchronize()?;
+        call_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+
+    let (step_med, step_min) = median_min(&mut step_ms);
+    let (call_med, call_min) = median_min(&mut call_ms);
+    let frames_per_step = b as f64;
+    Ok(json!({
+        "batch": b,
+        "ms_per_denoiser_call": call_med,
+        "ms_per_denoiser_call_min": call_min,
+        "ms_per_step": step_med,
+        "ms_per_frame": step_med / frames_per_step,
+        "ms_per_frame_min": step_min / frames_per_step,
+        "frames_per_s": 1e3 * frames_per_step / step_med,
+        "frames_per_s_max": 1e3 * frames_per_step / step_min,
+    }))
+}
+
+/// `(median, min)` of `v` (sorted in place); `v` is not empty.
+fn median_min(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        0.5 * (v[v.len() / 2 - 1] + v[v.len() / 2])
+    };
+    (median, v[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64"), Ok((64, 64)));
+        assert_eq!(parse_size("48x96"), Ok((48, 96)));
+        assert!(parse_size("0x4").is_err());
+        assert!(parse_size("big").is_err());
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median_min(&mut [3.0, 1.0, 2.0]), (2.0, 1.0));
+        assert_eq!(median_min(&mut [4.0, 1.0, 2.0, 3.0]), (2.5, 1.0));
+    }
+}

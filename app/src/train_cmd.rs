@@ -1,0 +1,221 @@
+//! `dreamyard train`: trains a world model on a LeRobot dataset with the model crate's trainer.
+//!
+//! This file only joins the two leaves: it reads the dataset (scenes crate), turns it into the
+//! trainer's in-memory episodes, and shows progress; the objective, checkpoints and export live in
+//! `dreamyard_model::train`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use dreamyard_model::config::{ActionSpace as ModelActionSpace, FrameSize};
+use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer};
+use dreamyard_scenes::ActionSpace as SceneActionSpace;
+use dreamyard_scenes::dataset::Dataset;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::device::{device_name, parse_device};
+
+/// Arguments of `dreamyard train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// LeRobot dataset (v3.0 or v2.1) with image frames and actions.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Training configuration (TOML: `[model]`, `[sampler]`, `[training]`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output directory: `model.safetensors` + `config.json`, `checkpoint/`, `metrics.jsonl`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute device: cpu, cuda, metal or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Continue the run saved in `--out`.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Reads every episode of `dataset` into the trainer's format.
+pub fn load_train_data(root: &Path, progress: bool) -> anyhow::Result<TrainData> {
+    let ds = Dataset::open(root)?;
+    let episodes = ds.episodes().to_vec();
+    if episodes.is_empty() {
+        bail!("{}: the dataset has no episodes", root.display());
+    }
+    let bar = if progress {
+        ProgressBar::new(episodes.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("loading {bar:30} {pos}/{len} episodes ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut out = Vec::with_capacity(episodes.len());
+    let mut frame: Option<(u32, u32)> = None;
+    let mut action_dim = None;
+    for info in &episodes {
+        let ep = ds
+            .episode(info.index)
+            .with_context(|| format!("{}: episode {}", root.display(), info.index))?;
+        let Some(first) = ep.frames.first() else {
+            bar.inc(1);
+            continue;
+        };
+        let size = (first.width, first.height);
+        match frame {
+            None => frame = Some(size),
+            Some(s) if s != size => bail!(
+                "{}: episode {} has {}x{} frames, earlier episodes {}x{}; training needs one frame size",
+                root.display(),
+                info.index,
+                size.0,
+                size.1,
+                s.0,
+                s.1
+            ),
+            Some(_) => {}
+        }
+        if *action_dim.get_or_insert(ep.action_dim) != ep.action_dim {
+            bail!(
+                "{}: episode {} has actions of width {}, expected {}",
+                root.display(),
+                info.index,
+                ep.action_dim,
+                action_dim.unwrap_or_default()
+            );
+        }
+        let mut frames_hwc = Vec::with_capacity(ep.frames.len() * ep.frames[0].data.len());
+        for f in &ep.frames {
+            frames_hwc.extend_from_slice(&f.data);
+        }
+        out.push(EpisodeData {
+            frames_hwc,
+            actions: ep.actions.clone(),
+            len: ep.frames.len(),
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (w, h) = frame.with_context(|| format!("{}: no episode has frames", root.display()))?;
+    let action = match ds.dreamyard().and_then(|m| Some(m.spec.action_space.clone())) {
+        Some(SceneActionSpace::Continuous { low, high, .. }) => ModelActionSpace::Continuous {
+            dim: low.len(),
+            low: low.iter().map(|&v| v as f32).collect(),
+            high: high.iter().map(|&v| v as f32).collect(),
+        },
+        Some(SceneActionSpace::Discrete { names }) => ModelActionSpace::Discrete {
+            num_actions: names.len(),
+        },
+        // A dataset recorded elsewhere: a continuous box spanning the recorded actions.
+        None => {
+            let dim = action_dim.unwrap_or(0);
+            if dim == 0 {
+                bail!("{}: the dataset has no `action` feature", root.display());
+            }
+            let mut low = vec![f32::INFINITY; dim];
+            let mut high = vec![f32::NEG_INFINITY; dim];
+            for ep in &out {
+                for a in ep.actions.chunks_exact(dim) {
+                    for i in 0..dim {
+                        low[i] = low[i].min(a[i]);
+                        high[i] = high[i].max(a[i]);
+                    }
+                }
+            }
+            ModelActionSpace::Continuous { dim, low, high }
+        }
+    };
+    Ok(TrainData {
+        frame: FrameSize {
+            height: h as usize,
+            width: w as usize,
+        },
+        channels: 3,
+        action,
+        fps: Some(ds.fps()),
+        episodes: out,
+    })
+}
+
+/// Runs `dreamyard train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let cfg = TrainConfig::from_toml_file(&args.config)?;
+    let device = parse_device(&args.device)?;
+    let has_run = dreamyard_model::train::has_checkpoint(&args.out);
+    if has_run && !args.resume {
+        bail!(
+            "{} already holds a training run; pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
+    }
+    if args.resume && !has_run {
+        bail!(
+            "{}: no checkpoint to resume from (start without --resume)",
+            args.out.display()
+        );
+    }
+    let data = load_train_data(&args.dataset, true)?;
+    let frames: usize = data.episodes.iter().map(|e| e.len).sum();
+    eprintln!(
+        "dataset {}: {} episodes, {frames} frames of {}x{}; device {}",
+        args.dataset.display(),
+        data.episodes.len(),
+        data.frame.width,
+        data.frame.height,
+        device_name(&device)
+    );
+    let mut trainer = if args.resume {
+        Trainer::resume(&args.out, &cfg, &data, &device)?
+    } else {
+        Trainer::new(&cfg, &data, &device)?
+    };
+    let total = cfg.training.steps;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step());
+    bar.reset_eta();
+    let started = Instant::now();
+    let mut last_val = None;
+    let stop = AtomicBool::new(false);
+    trainer.fit(&data, &args.out, &stop, &mut |event| match event {
+        TrainEvent::Step(s) => {
+            bar.set_position(s.step);
+            bar.set_message(format!("loss {:.4}  lr {:.2e}", s.loss, s.lr));
+        }
+        TrainEvent::Validation(v) => {
+            let psnr: Vec<String> = v
+                .psnr
+                .iter()
+                .zip(&v.baseline_psnr)
+                .map(|((h, p), (_, b))| format!("h{h} {p:.2} dB (copy {b:.2})"))
+                .collect();
+            bar.println(format!(
+                "step {}: val loss {:.4}, PSNR {}",
+                v.step,
+                v.val_loss,
+                psnr.join(", ")
+            ));
+            last_val = Some(v.clone());
+        }
+        TrainEvent::Checkpoint { .. } => {}
+    })?;
+    bar.finish_and_clear();
+    let summary = serde_json::json!({
+        "out": args.out.display().to_string(),
+        "steps": trainer.step(),
+        "wall_s": started.elapsed().as_secs_f64(),
+        "device": device_name(&device),
+        "validation": last_val,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
