@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{model_cmd, scene_cmd};
+use crate::{model_cmd, predict_cmd, scene_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 #[derive(Debug, Parser)]
@@ -22,6 +22,10 @@ pub enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Roll a world model out from tensors in a safetensors file (headless, for scripts).
+    Predict(predict_cmd::PredictArgs),
+    /// Convert a model (e.g. a DIAMOND agent.pt + yaml) to the native format.
+    Convert(predict_cmd::ConvertArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +48,8 @@ where
         Command::Scene(cmd) => scene_cmd::run(cmd),
         Command::Bench(BenchCommand::Scene(args)) => scene_cmd::bench(&args),
         Command::Bench(BenchCommand::Model(args)) => model_cmd::bench(&args),
+        Command::Predict(args) => predict_cmd::predict(&args),
+        Command::Convert(args) => predict_cmd::convert(&args),
     }
 }
 

@@ -6,4 +6,5 @@ pub mod device;
 mod image_io;
 pub mod metrics;
 mod model_cmd;
+mod predict_cmd;
 mod scene_cmd;

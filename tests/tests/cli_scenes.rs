@@ -3,48 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use std::process::Command;
+mod common;
 
-/// Runs this test binary again as a child that calls the CLI with `args`, so that stdout can
-/// be captured and checked (the CLI prints its results).
-fn run_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cli_child",
-            "--include-ignored",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env("DREAMYARD_CLI_ARGS", serde_json::to_string(args).unwrap())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let ok = stdout.contains("CLI_OK");
-    (ok, stdout, stderr)
-}
+use common::{json_line, run_cli};
 
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn cli_child() {
-    let Ok(args) = std::env::var("DREAMYARD_CLI_ARGS") else {
-        return;
-    };
-    let args: Vec<String> = serde_json::from_str(&args).unwrap();
-    let argv = std::iter::once("dreamyard".to_owned()).chain(args);
-    match dreamyard::cli::run(argv) {
-        Ok(()) => println!("CLI_OK"),
-        Err(e) => println!("CLI_ERR {e:#}"),
-    }
-}
-
-fn json_line(stdout: &str) -> serde_json::Value {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON in {stdout}"));
-    serde_json::from_str(line).unwrap()
+    common::child_main();
 }
 
 #[test]

@@ -1,0 +1,55 @@
+//! Shared by the end-to-end test files: run the `dreamyard` CLI in a child process.
+//!
+//! Each test binary re-runs itself with `--exact cli_child` and the CLI arguments in
+//! `DREAMYARD_CLI_ARGS`; the child calls `dreamyard::cli::run` and prints `CLI_OK` or
+//! `CLI_ERR <message>`, so stdout can be captured and checked (the CLI prints its results).
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::process::Command;
+
+/// Runs the CLI with `args` in a child process: (succeeded, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cli_child",
+            "--include-ignored",
+            "--nocapture",
+            "--quiet",
+        ])
+        .env("DREAMYARD_CLI_ARGS", serde_json::to_string(args).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let ok = stdout.contains("CLI_OK");
+    (ok, stdout, stderr)
+}
+
+/// Body of each binary's `cli_child` test: runs the CLI when started by [`run_cli`].
+pub fn child_main() {
+    let Ok(args) = std::env::var("DREAMYARD_CLI_ARGS") else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).unwrap();
+    let argv = std::iter::once("dreamyard".to_owned()).chain(args);
+    match dreamyard::cli::run(argv) {
+        Ok(()) => println!("CLI_OK"),
+        Err(e) => println!("CLI_ERR {e:#}"),
+    }
+}
+
+/// The first line of `stdout` that is a JSON object.
+pub fn json_line(stdout: &str) -> serde_json::Value {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The DIAMOND parity fixtures (`../shared/fixtures/diamond`).
+pub fn fixture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/diamond")
+}
