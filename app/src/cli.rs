@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::scene_cmd;
+use crate::{dataset_cmd, scene_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 #[derive(Debug, Parser)]
@@ -19,6 +19,11 @@ pub enum Command {
     /// Inspect and run the ground-truth scenes.
     #[command(subcommand)]
     Scene(scene_cmd::SceneCommand),
+    /// Record a scene's scripted policy as a LeRobot v3.0 dataset.
+    Record(dataset_cmd::RecordArgs),
+    /// Inspect LeRobot datasets (v3.0, v2.1).
+    #[command(subcommand)]
+    Dataset(dataset_cmd::DatasetCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -28,6 +33,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Steps per second of a scene, rendering included; prints JSON.
     Scene(scene_cmd::BenchSceneArgs),
+    /// Frames per second recording a scene to a dataset and reading it back; prints JSON.
+    Record(dataset_cmd::BenchRecordArgs),
 }
 
 /// Runs the command line `args` (program name first), printing results to stdout.
@@ -39,7 +46,10 @@ where
     let cli = Cli::try_parse_from(args)?;
     match cli.command {
         Command::Scene(cmd) => scene_cmd::run(cmd),
+        Command::Record(args) => dataset_cmd::record(&args),
+        Command::Dataset(cmd) => dataset_cmd::run(cmd),
         Command::Bench(BenchCommand::Scene(args)) => scene_cmd::bench(&args),
+        Command::Bench(BenchCommand::Record(args)) => dataset_cmd::bench(&args),
     }
 }
 

@@ -2,5 +2,6 @@
 //! subcommands; each subcommand lives in its own module.
 
 pub mod cli;
+mod dataset_cmd;
 mod image_io;
 mod scene_cmd;
