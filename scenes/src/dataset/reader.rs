@@ -396,26 +396,23 @@ impl Dataset {
         start: u64,
         batch: &RecordBatch,
     ) -> Result<(), DatasetError> {
-        for (key, expected) in [
-            (keys::EPISODE_INDEX, &|_: u64| ep.index as f64 as i128),
-            (keys::FRAME_INDEX, &|r: u64| (start + r) as i128),
-        ] as [(&str, &dyn Fn(u64) -> i128); 2]
-        {
+        for key in [keys::EPISODE_INDEX, keys::FRAME_INDEX] {
             let Ok(array) = column(path, batch, key) else {
                 continue;
             };
             let values = numeric_rows(path, key, array, 1)?;
             for (r, v) in values.iter().enumerate() {
-                if *v as i128 != expected(r as u64) {
+                let frame = start + r as u64;
+                let expected = if key == keys::EPISODE_INDEX {
+                    ep.index
+                } else {
+                    frame
+                };
+                if *v != expected as f64 {
                     return Err(DatasetError::invalid(
                         path,
-                        format!("column `{key}`, row {}", ep.first_row + start + r as u64),
-                        format!(
-                            "{} (episode {}, frame {})",
-                            expected(r as u64),
-                            ep.index,
-                            start + r as u64
-                        ),
+                        format!("column `{key}`, row {}", ep.first_row + frame),
+                        format!("{expected} (episode {}, frame {frame})", ep.index),
                         v.to_string(),
                     ));
                 }

@@ -213,9 +213,7 @@ impl DatasetWriter {
                 dir: root.to_owned(),
             });
         }
-        if let Ok(mut entries) = std::fs::read_dir(root)
-            && entries.next().is_some()
-        {
+        if has_foreign_files(root)? {
             return Err(DatasetError::NotEmpty {
                 dir: root.to_owned(),
                 message: "the folder is not empty and holds no dataset; refusing to write \
@@ -224,6 +222,7 @@ impl DatasetWriter {
             });
         }
         check_spec(root, &spec)?;
+        remove_temporaries(&root.join("meta"))?;
         let info = Info {
             codebase_version: CodebaseVersion::V3_0,
             fps: spec.fps,
@@ -587,7 +586,7 @@ impl DatasetWriter {
         let bytes = BinaryArray::from_iter_values(pngs.iter());
         let paths = StringArray::from_iter_values((0..n).map(|i| format!("frame-{i:06}.png")));
         let image = StructArray::new(
-            match codec_image_fields() {
+            match super::columns::image_type() {
                 DataType::Struct(f) => f,
                 _ => return Err(self.internal("image type")),
             },
@@ -713,8 +712,36 @@ impl DatasetWriter {
     }
 }
 
-fn codec_image_fields() -> DataType {
-    super::columns::image_type()
+/// Whether `root` holds anything but what an interrupted `create` leaves (`meta/`,
+/// `meta/dreamyard.json`, temporary files).
+fn has_foreign_files(root: &Path) -> Result<bool, DatasetError> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(false);
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| DatasetError::io(root, e))?.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        if rel == Path::new("meta") && path.is_dir() {
+            if has_foreign_files_in_meta(&path)? {
+                return Ok(true);
+            }
+        } else {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn has_foreign_files_in_meta(meta: &Path) -> Result<bool, DatasetError> {
+    for entry in std::fs::read_dir(meta).map_err(|e| DatasetError::io(meta, e))? {
+        let path = entry.map_err(|e| DatasetError::io(meta, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ours = name.is_some_and(|n| n == "dreamyard.json" || n.ends_with(super::files::TMP_SUFFIX));
+        if !ours || path.is_dir() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
