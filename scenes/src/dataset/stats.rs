@@ -45,7 +45,7 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Statistics of `rows` vectors of `dim` values (row-major), as `get_feature_stats(axis=0)`.
     pub fn of_vectors(values: &[f64], dim: usize) -> Self {
-        let rows = if dim == 0 { 0 } else { values.len() / dim };
+        let rows = values.len().checked_div(dim).unwrap_or(0);
         let mut s = column_stats(values, dim, rows);
         s.count = rows as u64;
         s

@@ -736,7 +736,8 @@ fn has_foreign_files_in_meta(meta: &Path) -> Result<bool, DatasetError> {
     for entry in std::fs::read_dir(meta).map_err(|e| DatasetError::io(meta, e))? {
         let path = entry.map_err(|e| DatasetError::io(meta, e))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let ours = name.is_some_and(|n| n == "dreamyard.json" || n.ends_with(super::files::TMP_SUFFIX));
+        let ours =
+            name.is_some_and(|n| n == "dreamyard.json" || n.ends_with(super::files::TMP_SUFFIX));
         if !ours || path.is_dir() {
             return Ok(true);
         }
