@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{model_cmd, predict_cmd, scene_cmd};
+use crate::{dataset_cmd, model_cmd, predict_cmd, scene_cmd, train_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 #[derive(Debug, Parser)]
@@ -19,6 +19,11 @@ pub enum Command {
     /// Inspect and run the ground-truth scenes.
     #[command(subcommand)]
     Scene(scene_cmd::SceneCommand),
+    /// Record a scene's scripted policy as a LeRobot v3.0 dataset.
+    Record(dataset_cmd::RecordArgs),
+    /// Inspect LeRobot datasets (v3.0, v2.1).
+    #[command(subcommand)]
+    Dataset(dataset_cmd::DatasetCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -26,6 +31,8 @@ pub enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Convert a model (e.g. a DIAMOND agent.pt + yaml) to the native format.
     Convert(predict_cmd::ConvertArgs),
+    /// Train a world model on a LeRobot dataset (native format out; resumable).
+    Train(train_cmd::TrainArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +42,8 @@ pub enum BenchCommand {
     /// Speed of a world model: ms per denoiser call and per generated frame, frames/s at each
     /// batch size; prints JSON.
     Model(model_cmd::BenchModelArgs),
+    /// Frames per second recording a scene to a dataset and reading it back; prints JSON.
+    Record(dataset_cmd::BenchRecordArgs),
 }
 
 /// Runs the command line `args` (program name first), printing results to stdout.
@@ -46,10 +55,14 @@ where
     let cli = Cli::try_parse_from(args)?;
     match cli.command {
         Command::Scene(cmd) => scene_cmd::run(cmd),
+        Command::Record(args) => dataset_cmd::record(&args),
+        Command::Dataset(cmd) => dataset_cmd::run(cmd),
         Command::Bench(BenchCommand::Scene(args)) => scene_cmd::bench(&args),
         Command::Bench(BenchCommand::Model(args)) => model_cmd::bench(&args),
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Convert(args) => predict_cmd::convert(&args),
+        Command::Train(args) => train_cmd::run(&args),
+        Command::Bench(BenchCommand::Record(args)) => dataset_cmd::bench(&args),
     }
 }
 

@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod device;
+mod dataset_cmd;
 mod image_io;
 pub mod metrics;
 mod model_cmd;
 mod predict_cmd;
 mod scene_cmd;
+mod train_cmd;

@@ -76,7 +76,7 @@ pub struct BenchSceneArgs {
     pub policy: PolicyKind,
 }
 
-fn parse_policy(s: &str) -> Result<PolicyKind, String> {
+pub(crate) fn parse_policy(s: &str) -> Result<PolicyKind, String> {
     PolicyKind::parse(s).ok_or_else(|| {
         let names: Vec<_> = PolicyKind::ALL.iter().map(|k| k.name()).collect();
         format!(

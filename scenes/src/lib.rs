@@ -4,12 +4,14 @@
 //! `reset_to(state)` and `step(action)` return an [`Observation`]; its [`SceneSpec`] (action
 //! space, state names, fps, frame size, object colours) is plain data that the app and the
 //! world model use to build controls and check compatibility. Scene parameters live in TOML
-//! files under `scenes/data/`; [`policy`] holds the scripted data-collection policies.
+//! files under `scenes/data/`; [`policy`] holds the scripted data-collection policies;
+//! [`dataset`] records episodes as LeRobot datasets and reads them back.
 //!
 //! This crate knows nothing of Bevy, egui or candle.
 
 pub mod arm_push;
 mod config;
+pub mod dataset;
 mod error;
 mod geometry;
 mod physics;

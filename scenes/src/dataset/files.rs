@@ -1,0 +1,129 @@
+//! Crash-safe file replacement: every file of an episode is written in full under a
+//! temporary name (which no LeRobot glob matches), then all are renamed into place in a
+//! fixed order ending with `meta/info.json`, the commit record.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::DatasetError;
+
+/// Suffix of files being written; `append` removes any left by a killed writer.
+pub const TMP_SUFFIX: &str = ".dreamyard-tmp";
+
+/// Files written under temporary names, renamed by [`Staged::commit`]; dropped
+/// uncommitted, they are removed.
+#[derive(Debug, Default)]
+pub struct Staged {
+    files: Vec<(PathBuf, PathBuf)>,
+    durable: bool,
+}
+
+impl Staged {
+    pub fn new(durable: bool) -> Self {
+        Self {
+            files: Vec::new(),
+            durable,
+        }
+    }
+
+    /// Writes `bytes` to a temporary file beside `dest`.
+    pub fn write(&mut self, dest: PathBuf, bytes: &[u8]) -> Result<(), DatasetError> {
+        let Some(parent) = dest.parent() else {
+            return Err(DatasetError::io(
+                &dest,
+                std::io::Error::other("no parent folder"),
+            ));
+        };
+        std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
+        let mut name = dest.clone().into_os_string();
+        name.push(TMP_SUFFIX);
+        let tmp = PathBuf::from(name);
+        // Registered before writing so that a failed write is cleaned up too.
+        self.files.push((tmp.clone(), dest));
+        let mut f = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| DatasetError::io(&tmp, e))?;
+        if self.durable {
+            f.sync_all().map_err(|e| DatasetError::io(&tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// Renames every staged file into place, in the order they were staged.
+    pub fn commit(mut self) -> Result<(), DatasetError> {
+        let files = std::mem::take(&mut self.files);
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (i, (tmp, dest)) in files.iter().enumerate() {
+            if let Err(e) = std::fs::rename(tmp, dest) {
+                for (rest, _) in &files[i..] {
+                    let _ = std::fs::remove_file(rest);
+                }
+                return Err(DatasetError::io(dest, e));
+            }
+            if let Some(d) = dest.parent()
+                && !dirs.iter().any(|x| x == d)
+            {
+                dirs.push(d.to_owned());
+            }
+        }
+        if self.durable {
+            // Make the renames themselves durable (power loss; a killed process needs none).
+            for d in dirs {
+                if let Ok(f) = File::open(&d) {
+                    let _ = f.sync_all();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Serialises one record batch as a parquet file in memory.
+pub fn parquet_bytes(
+    batch: &RecordBatch,
+    props: WriterProperties,
+    file: &Path,
+) -> Result<Vec<u8>, DatasetError> {
+    let mut buf = Vec::new();
+    let err = |e: parquet::errors::ParquetError| DatasetError::Parquet {
+        file: file.to_owned(),
+        what: "writing".into(),
+        message: e.to_string(),
+    };
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(err)?;
+    w.write(batch).map_err(err)?;
+    w.close().map_err(err)?;
+    Ok(buf)
+}
+
+/// Removes temporary files left by a killed writer under `dir` (recursively).
+pub fn remove_temporaries(dir: &Path) -> Result<usize, DatasetError> {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| DatasetError::io(dir, e))?;
+        let path = entry.path();
+        let ty = entry.file_type().map_err(|e| DatasetError::io(&path, e))?;
+        if ty.is_dir() {
+            removed += remove_temporaries(&path)?;
+        } else if path.to_string_lossy().ends_with(TMP_SUFFIX) {
+            std::fs::remove_file(&path).map_err(|e| DatasetError::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

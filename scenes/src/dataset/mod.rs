@@ -1,0 +1,59 @@
+//! Recorded datasets in LeRobot's format.
+//!
+//! Dreamyard writes LeRobot v3.0 (`meta/info.json`, `meta/tasks.parquet`,
+//! `meta/episodes/chunk-XXX/file-XXX.parquet`, `meta/stats.json`,
+//! `data/chunk-XXX/file-XXX.parquet`) with camera frames as PNG in `datasets.Image` struct
+//! columns, and reads v3.0 and v2.1 (one parquet per episode, `episodes.jsonl`,
+//! `tasks.jsonl`). [`DatasetWriter`] takes generic steps (an RGB8 frame, state, action,
+//! reward, success), so ground truth and a model's imagined episodes are written alike; it
+//! commits one episode at a time so that a killed process loses at most the episode in
+//! progress. [`Dataset`] lists episodes from the metadata alone, reads frame `i` of episode
+//! `e` by reading one page of one file, and loads or streams whole episodes. Video features
+//! are listed, but their frames cannot be read yet.
+
+mod codec;
+mod columns;
+mod error;
+mod files;
+mod info;
+mod reader;
+mod stats;
+mod writer;
+
+pub use codec::{ImageFormat, decode as decode_image, encode_png};
+pub use error::DatasetError;
+pub use info::{CodebaseVersion, Feature, Features, Info};
+pub use reader::{
+    Dataset, EpisodeData, EpisodeInfo, EpisodeIter, StepData, StoredImage, Validation,
+};
+pub use stats::{FeatureStats, StatsShape};
+pub use writer::{
+    DatasetSpec, DatasetWriter, DreamyardMeta, EpisodePlan, EpisodeSource, SavedEpisode, Step,
+    record_scene_episode,
+};
+
+/// Column names Dreamyard writes (LeRobot's conventions).
+pub mod keys {
+    pub const IMAGE: &str = "observation.image";
+    pub const STATE: &str = "observation.state";
+    pub const ACTION: &str = "action";
+    pub const REWARD: &str = "next.reward";
+    pub const SUCCESS: &str = "next.success";
+    pub const DONE: &str = "next.done";
+    pub const TIMESTAMP: &str = "timestamp";
+    pub const FRAME_INDEX: &str = "frame_index";
+    pub const EPISODE_INDEX: &str = "episode_index";
+    pub const INDEX: &str = "index";
+    pub const TASK_INDEX: &str = "task_index";
+    /// Episodes-metadata column with the episode's [`super::EpisodeSource`] as JSON.
+    pub const DREAMYARD_SOURCE: &str = "dreamyard/source";
+}
+
+/// Recording a scene episode fails in the scene or in the dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Scene(#[from] crate::SceneError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+}

@@ -1,0 +1,1068 @@
+//! Writing LeRobot v3.0 datasets, one episode at a time, crash-safe.
+//!
+//! Layout (`chunks_size` = 1000): episode `e` goes to
+//! `data/chunk-{e/1000:03}/file-{e%1000:03}.parquet` (one row group, pages of 16 rows for
+//! random access) and its metadata row to the same-numbered file under `meta/episodes/`;
+//! `meta/tasks.parquet`, `meta/stats.json` and `meta/info.json` are replaced after every
+//! episode. `info.json` is renamed last and is the commit record: readers only list the
+//! episodes it counts, and [`DatasetWriter::append`] removes anything beyond them.
+//! Finished episodes' files are never rewritten.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array as _, ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float32Array,
+    Float64Builder, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    StructArray,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::columns::{arrow_type, hf_feature};
+use super::files::{Staged, parquet_bytes, remove_temporaries};
+use super::info::{
+    CodebaseVersion, DEFAULT_CHUNKS_SIZE, DEFAULT_DATA_PATH, DREAMYARD_PATH, EPISODES_META_PATH,
+    Feature, Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue, format_template,
+    pretty,
+};
+use super::stats::{FeatureStats, STAT_KEYS, StatsShape};
+use super::{DatasetError, codec, keys};
+use crate::policy::Policy;
+use crate::{Action, ActionSpace, Frame, Observation, Scene, SceneSpec};
+
+/// Rows per data page: frame `i` is read by decoding at most this many images' pages.
+const PAGE_ROWS: usize = 16;
+/// Version of `meta/dreamyard.json`.
+const DREAMYARD_FORMAT: u32 = 1;
+
+/// What a recorded dataset holds. Stored in `meta/dreamyard.json` (LeRobot ignores the file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSpec {
+    pub fps: f64,
+    pub frame_width: u32,
+    pub frame_height: u32,
+    /// Names of `observation.state`; empty: no state feature.
+    pub state_names: Vec<String>,
+    /// Continuous: `action` is a float32 vector named after the dimensions. Discrete: `action`
+    /// is an int64 scalar (LeRobot's shape `[1]` convention), the index into `names`.
+    pub action_space: ActionSpace,
+    /// Whether steps carry `next.reward` and `next.success` (ground truth does; a model's
+    /// imagined episode may not). `next.done` is always written.
+    pub rewards: bool,
+    pub robot_type: Option<String>,
+    /// The scene the data comes from: its name steps a live twin, its object colours
+    /// segment frames.
+    pub scene: Option<SceneSpec>,
+}
+
+impl DatasetSpec {
+    /// Ground truth recorded from `scene`.
+    pub fn from_scene(scene: &SceneSpec) -> Self {
+        Self {
+            fps: scene.fps,
+            frame_width: scene.frame_width,
+            frame_height: scene.frame_height,
+            state_names: scene.state_names.clone(),
+            action_space: scene.action_space.clone(),
+            rewards: true,
+            robot_type: Some(scene.name.clone()),
+            scene: Some(scene.clone()),
+        }
+    }
+
+    /// The LeRobot features, in column order: camera, state, action, rewards, then
+    /// LeRobot's `DEFAULT_FEATURES`.
+    pub fn features(&self) -> Features {
+        let f = |dtype: &str, shape: Vec<usize>, names: serde_json::Value| Feature {
+            dtype: dtype.into(),
+            shape,
+            names,
+            info: None,
+        };
+        let mut out = vec![(
+            keys::IMAGE.to_owned(),
+            f(
+                "image",
+                vec![self.frame_height as usize, self.frame_width as usize, 3],
+                json!(["height", "width", "channels"]),
+            ),
+        )];
+        if !self.state_names.is_empty() {
+            out.push((
+                keys::STATE.to_owned(),
+                f(
+                    "float32",
+                    vec![self.state_names.len()],
+                    json!(self.state_names),
+                ),
+            ));
+        }
+        out.push((
+            keys::ACTION.to_owned(),
+            match &self.action_space {
+                ActionSpace::Continuous { names, .. } => {
+                    f("float32", vec![names.len()], json!(names))
+                }
+                ActionSpace::Discrete { .. } => f("int64", vec![1], serde_json::Value::Null),
+            },
+        ));
+        if self.rewards {
+            out.push((
+                keys::REWARD.to_owned(),
+                f("float32", vec![1], serde_json::Value::Null),
+            ));
+            out.push((
+                keys::SUCCESS.to_owned(),
+                f("bool", vec![1], serde_json::Value::Null),
+            ));
+        }
+        out.push((
+            keys::DONE.to_owned(),
+            f("bool", vec![1], serde_json::Value::Null),
+        ));
+        for (k, dtype) in [
+            (keys::TIMESTAMP, "float32"),
+            (keys::FRAME_INDEX, "int64"),
+            (keys::EPISODE_INDEX, "int64"),
+            (keys::INDEX, "int64"),
+            (keys::TASK_INDEX, "int64"),
+        ] {
+            out.push((k.to_owned(), f(dtype, vec![1], serde_json::Value::Null)));
+        }
+        Features(out)
+    }
+}
+
+/// `meta/dreamyard.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DreamyardMeta {
+    pub format: u32,
+    pub spec: DatasetSpec,
+}
+
+/// Where an episode came from; stored per episode in the `dreamyard/source` column of the
+/// episodes metadata (LeRobot ignores extra columns there).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum EpisodeSource {
+    /// Ground truth: a scene stepped by a policy (`heuristic`, `random-walk`, `teleop`, ...).
+    Scene {
+        scene: String,
+        policy: String,
+        seed: u64,
+    },
+    /// Imagined by a world model.
+    Model { model: String, hash: String },
+}
+
+/// One step handed to the writer: the observation the action was taken in, the action, and
+/// what the step returned.
+#[derive(Clone, Copy, Debug)]
+pub struct Step<'a> {
+    pub frame: &'a Frame,
+    pub state: &'a [f64],
+    pub action: &'a Action,
+    /// Required when the spec has `rewards`, ignored otherwise.
+    pub reward: Option<f64>,
+    pub success: Option<bool>,
+}
+
+/// What `save_episode` committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedEpisode {
+    pub episode_index: u64,
+    pub length: u64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    frames: Vec<Frame>,
+    states: Vec<f32>,
+    actions: Vec<f32>,
+    discrete: Vec<i64>,
+    rewards: Vec<f32>,
+    success: Vec<bool>,
+}
+
+/// Appends episodes to a LeRobot v3.0 dataset. Steps are buffered in memory; nothing of an
+/// episode is visible until [`save_episode`](Self::save_episode) commits it.
+#[derive(Debug)]
+pub struct DatasetWriter {
+    root: PathBuf,
+    spec: DatasetSpec,
+    info: Info,
+    tasks: Vec<String>,
+    stats: BTreeMap<String, FeatureStats>,
+    pending: Pending,
+    durable: bool,
+    threads: usize,
+}
+
+impl DatasetWriter {
+    /// Starts a new dataset in `root`, which must not exist or be an empty folder.
+    pub fn create(root: &Path, spec: DatasetSpec) -> Result<Self, DatasetError> {
+        if root.join(INFO_PATH).exists() {
+            return Err(DatasetError::Exists {
+                dir: root.to_owned(),
+            });
+        }
+        if has_foreign_files(root)? {
+            return Err(DatasetError::NotEmpty {
+                dir: root.to_owned(),
+                message: "the folder is not empty and holds no dataset; refusing to write \
+                          into it"
+                    .into(),
+            });
+        }
+        check_spec(root, &spec)?;
+        remove_temporaries(&root.join("meta"))?;
+        let info = Info {
+            codebase_version: CodebaseVersion::V3_0,
+            fps: spec.fps,
+            features: spec.features(),
+            total_episodes: 0,
+            total_frames: 0,
+            total_tasks: 0,
+            chunks_size: DEFAULT_CHUNKS_SIZE,
+            data_path: DEFAULT_DATA_PATH.into(),
+            video_path: None,
+            robot_type: spec.robot_type.clone(),
+        };
+        let meta = DreamyardMeta {
+            format: DREAMYARD_FORMAT,
+            spec: spec.clone(),
+        };
+        let mut staged = Staged::new(true);
+        staged.write(root.join(DREAMYARD_PATH), pretty(&meta).as_bytes())?;
+        staged.write(root.join(INFO_PATH), info.to_json().as_bytes())?;
+        staged.commit()?;
+        Ok(Self::new(root, spec, info, Vec::new(), BTreeMap::new()))
+    }
+
+    /// Opens a dataset written by Dreamyard to add episodes. The stored spec must equal
+    /// `spec`. Leftovers of a killed writer (temporary files, an episode whose files were
+    /// renamed but that `info.json` does not count) are removed; committed episodes are
+    /// not touched.
+    pub fn append(root: &Path, spec: &DatasetSpec) -> Result<Self, DatasetError> {
+        let info = Info::read(root)?;
+        let info_file = root.join(INFO_PATH);
+        if info.codebase_version != CodebaseVersion::V3_0 {
+            return Err(DatasetError::invalid(
+                info_file,
+                "codebase_version",
+                "\"v3.0\" to append episodes",
+                format!("\"{}\"", info.codebase_version.as_str()),
+            ));
+        }
+        let meta = read_dreamyard(root)?.ok_or_else(|| {
+            DatasetError::invalid(
+                root.join(DREAMYARD_PATH),
+                "(file)",
+                "a dataset recorded by Dreamyard to append to",
+                "no such file",
+            )
+        })?;
+        let meta_file = root.join(DREAMYARD_PATH);
+        if &meta.spec != spec {
+            return Err(DatasetError::invalid(
+                meta_file,
+                "spec",
+                describe_spec(spec),
+                describe_spec(&meta.spec),
+            ));
+        }
+        if info.features != spec.features() {
+            return Err(DatasetError::invalid(
+                info_file,
+                "features",
+                "the features Dreamyard writes for meta/dreamyard.json's spec",
+                "other features",
+            ));
+        }
+        remove_temporaries(&root.join("data"))?;
+        remove_temporaries(&root.join("meta"))?;
+        remove_uncommitted(root, &info)?;
+        let dataset = super::Dataset::open(root)?;
+        let tasks = dataset.tasks().to_vec();
+        let mut stats = BTreeMap::new();
+        for e in 0..info.total_episodes {
+            let ep = dataset.episode_stats(e)?;
+            fold_stats(&mut stats, &ep);
+        }
+        Ok(Self::new(root, meta.spec, info, tasks, stats))
+    }
+
+    fn new(
+        root: &Path,
+        spec: DatasetSpec,
+        info: Info,
+        tasks: Vec<String>,
+        stats: BTreeMap<String, FeatureStats>,
+    ) -> Self {
+        Self {
+            root: root.to_owned(),
+            spec,
+            info,
+            tasks,
+            stats,
+            pending: Pending::default(),
+            durable: true,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Whether files are flushed to disk (fsync) before they are renamed into place. On by
+    /// default; without it a killed process still loses nothing committed, a power cut may.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
+    }
+
+    /// Threads used to PNG-encode an episode's frames (default: all cores).
+    pub fn set_encode_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn spec(&self) -> &DatasetSpec {
+        &self.spec
+    }
+
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// Committed episodes.
+    pub fn num_episodes(&self) -> u64 {
+        self.info.total_episodes
+    }
+
+    pub fn num_frames(&self) -> u64 {
+        self.info.total_frames
+    }
+
+    /// Steps buffered for the episode in progress.
+    pub fn pending_frames(&self) -> usize {
+        self.pending.frames.len()
+    }
+
+    /// Buffers one step of the episode in progress.
+    pub fn add_frame(&mut self, step: Step<'_>) -> Result<(), DatasetError> {
+        let bad = |what: &str, expected: String, found: String| DatasetError::BadInput {
+            dir: self.root.clone(),
+            what: what.into(),
+            expected,
+            found,
+        };
+        let s = &self.spec;
+        if step.frame.width != s.frame_width
+            || step.frame.height != s.frame_height
+            || step.frame.data.len() != 3 * s.frame_width as usize * s.frame_height as usize
+        {
+            return Err(bad(
+                "frame",
+                format!("{}x{} RGB8", s.frame_width, s.frame_height),
+                format!(
+                    "{}x{} with {} bytes",
+                    step.frame.width,
+                    step.frame.height,
+                    step.frame.data.len()
+                ),
+            ));
+        }
+        if step.state.len() != s.state_names.len() {
+            return Err(bad(
+                "state",
+                format!("{} values", s.state_names.len()),
+                format!("{} values", step.state.len()),
+            ));
+        }
+        match (&s.action_space, step.action) {
+            (ActionSpace::Continuous { names, .. }, Action::Continuous(v))
+                if v.len() == names.len() => {}
+            (ActionSpace::Discrete { names }, Action::Discrete(i))
+                if (*i as usize) < names.len() => {}
+            (space, a) => {
+                return Err(bad(
+                    "action",
+                    match space {
+                        ActionSpace::Continuous { names, .. } => {
+                            format!("a continuous action of {} values", names.len())
+                        }
+                        ActionSpace::Discrete { names } => {
+                            format!("a discrete action below {}", names.len())
+                        }
+                    },
+                    format!("{a:?}"),
+                ));
+            }
+        }
+        let (reward, success) = match (s.rewards, step.reward, step.success) {
+            (true, Some(r), Some(ok)) => (r, ok),
+            (true, _, _) => {
+                return Err(bad(
+                    "reward",
+                    "a reward and a success flag (the dataset has next.reward)".into(),
+                    "none".into(),
+                ));
+            }
+            (false, _, _) => (0.0, false),
+        };
+        let p = &mut self.pending;
+        p.frames.push(step.frame.clone());
+        p.states.extend(step.state.iter().map(|&v| v as f32));
+        match step.action {
+            Action::Continuous(v) => p.actions.extend(v),
+            Action::Discrete(i) => p.discrete.push(i64::from(*i)),
+        }
+        if s.rewards {
+            p.rewards.push(reward as f32);
+            p.success.push(success);
+        }
+        Ok(())
+    }
+
+    /// Drops the episode in progress.
+    pub fn discard_episode(&mut self) {
+        self.pending = Pending::default();
+    }
+
+    /// Commits the buffered steps as one episode with `task`. On error nothing committed is
+    /// touched and the steps stay buffered.
+    pub fn save_episode(
+        &mut self,
+        task: &str,
+        source: &EpisodeSource,
+    ) -> Result<SavedEpisode, DatasetError> {
+        let n = self.pending.frames.len();
+        if n == 0 || task.is_empty() {
+            return Err(DatasetError::BadInput {
+                dir: self.root.clone(),
+                what: "episode".into(),
+                expected: "at least one step and a non-empty task".into(),
+                found: format!("{n} steps, task \"{task}\""),
+            });
+        }
+        let episode = self.info.total_episodes;
+        let from = self.info.total_frames;
+        let task_index = match self.tasks.iter().position(|t| t == task) {
+            Some(i) => i,
+            None => self.tasks.len(),
+        };
+        let new_task = task_index == self.tasks.len();
+
+        let pngs = self.encode_frames()?;
+        let columns = self.data_columns(&pngs, episode, from, task_index as i64)?;
+        let ep_stats = self.episode_stats(&columns);
+
+        let chunks = self.info.chunks_size;
+        let (chunk, file) = (episode / chunks, episode % chunks);
+        let info_file = self.root.join(INFO_PATH);
+        let place = |template: &str, field: &str| {
+            format_template(
+                template,
+                &[
+                    ("chunk_index", TemplateValue::Int(chunk)),
+                    ("file_index", TemplateValue::Int(file)),
+                ],
+                &info_file,
+                field,
+            )
+        };
+        let data_rel = place(&self.info.data_path, "data_path")?;
+        let meta_rel = place(EPISODES_META_PATH, "episodes path")?;
+
+        let data_path = self.root.join(&data_rel);
+        let batch = self.data_batch(columns)?;
+        let hf = batch.schema().metadata().get("huggingface").cloned();
+        let props = data_props(hf.as_ref());
+        let data_bytes = parquet_bytes(&batch, props, &data_path)?;
+        let meta_path = self.root.join(&meta_rel);
+        let meta_batch = episode_batch(
+            episode,
+            task,
+            n as u64,
+            (chunk, file),
+            from,
+            &ep_stats,
+            &self.info.features,
+            source,
+        )?;
+        let meta_bytes = parquet_bytes(&meta_batch, meta_props(), &meta_path)?;
+
+        let mut tasks = self.tasks.clone();
+        if new_task {
+            tasks.push(task.to_owned());
+        }
+        let mut stats = self.stats.clone();
+        fold_stats(&mut stats, &ep_stats);
+        let mut info = self.info.clone();
+        info.total_episodes += 1;
+        info.total_frames += n as u64;
+        info.total_tasks = tasks.len() as u64;
+
+        let mut staged = Staged::new(self.durable);
+        staged.write(data_path, &data_bytes)?;
+        staged.write(meta_path, &meta_bytes)?;
+        if new_task {
+            let tasks_path = self.root.join(TASKS_PATH);
+            let bytes = tasks_parquet(&tasks, &tasks_path)?;
+            staged.write(tasks_path, &bytes)?;
+        }
+        staged.write(self.root.join(STATS_PATH), stats_json(&stats).as_bytes())?;
+        staged.write(self.root.join(INFO_PATH), info.to_json().as_bytes())?;
+        staged.commit()?;
+
+        self.info = info;
+        self.tasks = tasks;
+        self.stats = stats;
+        self.pending = Pending::default();
+        Ok(SavedEpisode {
+            episode_index: episode,
+            length: n as u64,
+        })
+    }
+
+    /// PNG-encodes the buffered frames on `threads` threads, in order.
+    fn encode_frames(&self) -> Result<Vec<Vec<u8>>, DatasetError> {
+        let frames = &self.pending.frames;
+        let threads = self.threads.min(frames.len()).max(1);
+        let per = frames.len().div_ceil(threads);
+        let fail = |e: image::ImageError| DatasetError::BadInput {
+            dir: self.root.clone(),
+            what: "frame".into(),
+            expected: "an RGB8 frame PNG can encode".into(),
+            found: e.to_string(),
+        };
+        if threads == 1 {
+            return frames
+                .iter()
+                .map(|f| codec::encode_png(f).map_err(fail))
+                .collect();
+        }
+        let parts: Vec<Result<Vec<Vec<u8>>, image::ImageError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = frames
+                .chunks(per)
+                .map(|chunk| s.spawn(move || chunk.iter().map(codec::encode_png).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(image::ImageError::IoError(std::io::Error::other(
+                            "PNG encoder thread panicked",
+                        )))
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(frames.len());
+        for part in parts {
+            out.extend(part.map_err(fail)?);
+        }
+        Ok(out)
+    }
+
+    /// The episode's columns in feature order.
+    fn data_columns(
+        &self,
+        pngs: &[Vec<u8>],
+        episode: u64,
+        from: u64,
+        task_index: i64,
+    ) -> Result<Vec<(String, ArrayRef)>, DatasetError> {
+        let n = pngs.len();
+        let p = &self.pending;
+        let mut out: Vec<(String, ArrayRef)> = Vec::new();
+        let bytes = BinaryArray::from_iter_values(pngs.iter());
+        let paths = StringArray::from_iter_values((0..n).map(|i| format!("frame-{i:06}.png")));
+        let image = StructArray::new(
+            match super::columns::image_type() {
+                DataType::Struct(f) => f,
+                _ => return Err(self.internal("image type")),
+            },
+            vec![Arc::new(bytes), Arc::new(paths)],
+            None,
+        );
+        out.push((keys::IMAGE.into(), Arc::new(image)));
+        let fixed = |values: &[f32], dim: usize| -> Result<ArrayRef, DatasetError> {
+            let field = Arc::new(Field::new("item", DataType::Float32, true));
+            FixedSizeListArray::try_new(
+                field,
+                dim as i32,
+                Arc::new(Float32Array::from(values.to_vec())),
+                None,
+            )
+            .map(|a| Arc::new(a) as ArrayRef)
+            .map_err(|e| self.internal(&e.to_string()))
+        };
+        if !self.spec.state_names.is_empty() {
+            out.push((
+                keys::STATE.into(),
+                fixed(&p.states, self.spec.state_names.len())?,
+            ));
+        }
+        match &self.spec.action_space {
+            ActionSpace::Continuous { names, .. } => {
+                out.push((keys::ACTION.into(), fixed(&p.actions, names.len())?));
+            }
+            ActionSpace::Discrete { .. } => {
+                out.push((
+                    keys::ACTION.into(),
+                    Arc::new(Int64Array::from(p.discrete.clone())),
+                ));
+            }
+        }
+        if self.spec.rewards {
+            out.push((
+                keys::REWARD.into(),
+                Arc::new(Float32Array::from(p.rewards.clone())),
+            ));
+            out.push((
+                keys::SUCCESS.into(),
+                Arc::new(BooleanArray::from(p.success.clone())),
+            ));
+        }
+        out.push((
+            keys::DONE.into(),
+            Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(i + 1 == n)))),
+        ));
+        let fps = self.spec.fps;
+        out.push((
+            keys::TIMESTAMP.into(),
+            Arc::new(Float32Array::from_iter_values(
+                (0..n).map(|i| (i as f64 / fps) as f32),
+            )),
+        ));
+        let ints = |f: &dyn Fn(usize) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values((0..n).map(f)))
+        };
+        out.push((keys::FRAME_INDEX.into(), ints(&|i| i as i64)));
+        out.push((keys::EPISODE_INDEX.into(), ints(&|_| episode as i64)));
+        out.push((keys::INDEX.into(), ints(&|i| from as i64 + i as i64)));
+        out.push((keys::TASK_INDEX.into(), ints(&|_| task_index)));
+        Ok(out)
+    }
+
+    fn data_batch(&self, columns: Vec<(String, ArrayRef)>) -> Result<RecordBatch, DatasetError> {
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut hf = serde_json::Map::new();
+        for (key, array) in &columns {
+            let feature = self
+                .info
+                .features
+                .get(key)
+                .ok_or_else(|| self.internal(&format!("no feature {key}")))?;
+            if arrow_type(feature).as_ref() != Some(array.data_type()) {
+                return Err(self.internal(&format!("column {key} type")));
+            }
+            fields.push(Field::new(key, array.data_type().clone(), true));
+            hf.insert(key.clone(), hf_feature(feature));
+        }
+        let metadata = [(
+            "huggingface".to_owned(),
+            json!({"info": {"features": hf}}).to_string(),
+        )];
+        let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
+        RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect())
+            .map_err(|e| self.internal(&e.to_string()))
+    }
+
+    /// `compute_episode_stats` over the episode's columns.
+    fn episode_stats(&self, columns: &[(String, ArrayRef)]) -> BTreeMap<String, FeatureStats> {
+        let p = &self.pending;
+        let mut out = BTreeMap::new();
+        let frames: Vec<&[u8]> = p.frames.iter().map(|f| f.data.as_slice()).collect();
+        out.insert(
+            keys::IMAGE.to_owned(),
+            FeatureStats::of_images(
+                &frames,
+                self.spec.frame_width as usize,
+                self.spec.frame_height as usize,
+            ),
+        );
+        for (key, array) in columns.iter().skip(1) {
+            let dim = match array.data_type() {
+                DataType::FixedSizeList(_, d) => *d as usize,
+                _ => 1,
+            };
+            if let Some(values) = super::columns::flatten_numbers(array) {
+                out.insert(key.clone(), FeatureStats::of_vectors(&values, dim));
+            }
+        }
+        out
+    }
+
+    fn internal(&self, what: &str) -> DatasetError {
+        DatasetError::BadInput {
+            dir: self.root.clone(),
+            what: "internal column layout".into(),
+            expected: "columns matching the features".into(),
+            found: what.into(),
+        }
+    }
+}
+
+/// Whether `root` holds anything but what an interrupted `create` leaves (`meta/`,
+/// `meta/dreamyard.json`, temporary files).
+fn has_foreign_files(root: &Path) -> Result<bool, DatasetError> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(false);
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| DatasetError::io(root, e))?.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        if rel == Path::new("meta") && path.is_dir() {
+            if has_foreign_files_in_meta(&path)? {
+                return Ok(true);
+            }
+        } else {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn has_foreign_files_in_meta(meta: &Path) -> Result<bool, DatasetError> {
+    for entry in std::fs::read_dir(meta).map_err(|e| DatasetError::io(meta, e))? {
+        let path = entry.map_err(|e| DatasetError::io(meta, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ours =
+            name.is_some_and(|n| n == "dreamyard.json" || n.ends_with(super::files::TMP_SUFFIX));
+        if !ours || path.is_dir() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
+    let bad = |what: &str, expected: &str, found: String| DatasetError::BadInput {
+        dir: root.to_owned(),
+        what: what.into(),
+        expected: expected.into(),
+        found,
+    };
+    if !(spec.fps.is_finite() && spec.fps > 0.0) {
+        return Err(bad("fps", "a positive number", spec.fps.to_string()));
+    }
+    if spec.frame_width == 0 || spec.frame_height == 0 {
+        return Err(bad(
+            "frame size",
+            "non-zero width and height",
+            format!("{}x{}", spec.frame_width, spec.frame_height),
+        ));
+    }
+    if let ActionSpace::Continuous { names, .. } = &spec.action_space
+        && names.is_empty()
+    {
+        return Err(bad("action space", "at least one dimension", "none".into()));
+    }
+    Ok(())
+}
+
+fn describe_spec(spec: &DatasetSpec) -> String {
+    format!(
+        "scene {}, {}x{} frames at {} fps, {} state values, {} action values",
+        spec.scene.as_ref().map_or("(none)", |s| s.name.as_str()),
+        spec.frame_width,
+        spec.frame_height,
+        spec.fps,
+        spec.state_names.len(),
+        spec.action_space.dim()
+    )
+}
+
+/// Reads `meta/dreamyard.json` if the dataset has one.
+pub fn read_dreamyard(root: &Path) -> Result<Option<DreamyardMeta>, DatasetError> {
+    let file = root.join(DREAMYARD_PATH);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(DatasetError::io(file, e)),
+    };
+    let meta: DreamyardMeta = serde_json::from_str(&text).map_err(|e| DatasetError::Json {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    if meta.format != DREAMYARD_FORMAT {
+        return Err(DatasetError::invalid(
+            file,
+            "format",
+            DREAMYARD_FORMAT.to_string(),
+            meta.format.to_string(),
+        ));
+    }
+    Ok(Some(meta))
+}
+
+/// Deletes data and episode-metadata files of episodes that `info.json` does not count
+/// (written by a writer killed between its renames).
+fn remove_uncommitted(root: &Path, info: &Info) -> Result<(), DatasetError> {
+    let info_file = root.join(INFO_PATH);
+    let mut e = info.total_episodes;
+    loop {
+        let (chunk, file) = (e / info.chunks_size, e % info.chunks_size);
+        let vals = [
+            ("chunk_index", TemplateValue::Int(chunk)),
+            ("file_index", TemplateValue::Int(file)),
+        ];
+        let data = root.join(format_template(
+            &info.data_path,
+            &vals,
+            &info_file,
+            "data_path",
+        )?);
+        let meta = root.join(format_template(
+            EPISODES_META_PATH,
+            &vals,
+            &info_file,
+            "episodes",
+        )?);
+        let mut found = false;
+        for path in [data, meta] {
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|err| DatasetError::io(&path, err))?;
+                found = true;
+            }
+        }
+        if !found {
+            return Ok(());
+        }
+        e += 1;
+    }
+}
+
+pub(crate) fn fold_stats(
+    total: &mut BTreeMap<String, FeatureStats>,
+    episode: &BTreeMap<String, FeatureStats>,
+) {
+    for (key, s) in episode {
+        let merged = match total.get(key) {
+            Some(t) => FeatureStats::aggregate(&[t, s]),
+            None => Some(s.clone()),
+        };
+        if let Some(m) = merged {
+            total.insert(key.clone(), m);
+        }
+    }
+}
+
+fn stats_json(stats: &BTreeMap<String, FeatureStats>) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = stats
+        .iter()
+        .map(|(k, s)| (k.clone(), s.to_json()))
+        .collect();
+    pretty(&serde_json::Value::Object(map))
+}
+
+fn base_props() -> parquet::file::properties::WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("dreamyard {}", env!("CARGO_PKG_VERSION")))
+}
+
+fn data_props(huggingface: Option<&String>) -> WriterProperties {
+    let bytes = ColumnPath::new(vec![keys::IMAGE.to_owned(), "bytes".to_owned()]);
+    let path = ColumnPath::new(vec![keys::IMAGE.to_owned(), "path".to_owned()]);
+    base_props()
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
+        // PNG is deflated already.
+        .set_column_compression(bytes.clone(), Compression::UNCOMPRESSED)
+        .set_column_dictionary_enabled(bytes.clone(), false)
+        .set_column_statistics_enabled(bytes, EnabledStatistics::None)
+        .set_column_dictionary_enabled(path, false)
+        // pyarrow writes schema metadata as file key-values too; `datasets` reads it there.
+        .set_key_value_metadata(
+            huggingface.map(|hf| vec![KeyValue::new("huggingface".into(), hf.clone())]),
+        )
+        .build()
+}
+
+fn meta_props() -> WriterProperties {
+    base_props().build()
+}
+
+/// The episode's row of `meta/episodes/...`: LeRobot's columns in its order, the
+/// per-episode stats as `stats/{feature}/{stat}`, and `dreamyard/source`.
+#[allow(clippy::too_many_arguments)]
+fn episode_batch(
+    episode: u64,
+    task: &str,
+    length: u64,
+    (chunk, file): (u64, u64),
+    from: u64,
+    stats: &BTreeMap<String, FeatureStats>,
+    features: &Features,
+    source: &EpisodeSource,
+) -> Result<RecordBatch, DatasetError> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let int = |name: &str, v: u64, fields: &mut Vec<Field>, columns: &mut Vec<ArrayRef>| {
+        fields.push(Field::new(name, DataType::Int64, true));
+        columns.push(Arc::new(Int64Array::from(vec![v as i64])));
+    };
+    int("episode_index", episode, &mut fields, &mut columns);
+    let mut tasks = ListBuilder::new(StringBuilder::new());
+    tasks.values().append_value(task);
+    tasks.append(true);
+    let tasks = tasks.finish();
+    fields.push(Field::new("tasks", tasks.data_type().clone(), true));
+    columns.push(Arc::new(tasks));
+    int("length", length, &mut fields, &mut columns);
+    int("data/chunk_index", chunk, &mut fields, &mut columns);
+    int("data/file_index", file, &mut fields, &mut columns);
+    int("dataset_from_index", from, &mut fields, &mut columns);
+    int("dataset_to_index", from + length, &mut fields, &mut columns);
+    for (key, _) in features.iter() {
+        let Some(s) = stats.get(key) else { continue };
+        for stat in STAT_KEYS {
+            let name = format!("stats/{key}/{stat}");
+            let array: ArrayRef = if stat == "count" {
+                let mut b = ListBuilder::new(Int64Builder::new());
+                b.values().append_value(s.count as i64);
+                b.append(true);
+                Arc::new(b.finish())
+            } else {
+                let values = s.values(stat).unwrap_or(&[]);
+                match s.shape {
+                    StatsShape::Vector => {
+                        let mut b = ListBuilder::new(Float64Builder::new());
+                        b.values().append_slice(values);
+                        b.append(true);
+                        Arc::new(b.finish())
+                    }
+                    StatsShape::Image => {
+                        let mut b = ListBuilder::new(ListBuilder::new(ListBuilder::new(
+                            Float64Builder::new(),
+                        )));
+                        for &v in values {
+                            let mid = b.values();
+                            mid.values().values().append_value(v);
+                            mid.values().append(true);
+                            mid.append(true);
+                        }
+                        b.append(true);
+                        Arc::new(b.finish())
+                    }
+                }
+            };
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            columns.push(array);
+        }
+    }
+    int(
+        "meta/episodes/chunk_index",
+        chunk,
+        &mut fields,
+        &mut columns,
+    );
+    int("meta/episodes/file_index", file, &mut fields, &mut columns);
+    fields.push(Field::new(keys::DREAMYARD_SOURCE, DataType::Utf8, true));
+    let source_json = serde_json::to_string(source).unwrap_or_default();
+    columns.push(Arc::new(StringArray::from(vec![source_json])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| {
+        DatasetError::parquet(
+            format!("meta/episodes (episode {episode})"),
+            "building the row",
+            e,
+        )
+    })
+}
+
+/// `meta/tasks.parquet` as pandas writes LeRobot's tasks DataFrame: a `task_index` column
+/// and the `task` index, with the `pandas` metadata that restores the index on read.
+fn tasks_parquet(tasks: &[String], file: &Path) -> Result<Vec<u8>, DatasetError> {
+    let pandas = json!({
+        "index_columns": ["task"],
+        "column_indexes": [{"name": null, "field_name": null, "pandas_type": "unicode",
+                            "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+             "numpy_type": "int64", "metadata": null},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode",
+             "numpy_type": "object", "metadata": null}
+        ],
+        "creator": {"library": "pyarrow", "version": "21.0.0"},
+        "pandas_version": "2.2.3"
+    })
+    .to_string();
+    let schema = Schema::new_with_metadata(
+        vec![
+            Field::new("task_index", DataType::Int64, true),
+            Field::new("task", DataType::Utf8, true),
+        ],
+        [("pandas".to_owned(), pandas.clone())],
+    );
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..tasks.len() as i64)),
+            Arc::new(StringArray::from_iter_values(tasks)),
+        ],
+    )
+    .map_err(|e| DatasetError::parquet(file, "building the tasks table", e))?;
+    let props = base_props()
+        .set_key_value_metadata(Some(vec![KeyValue::new("pandas".into(), pandas)]))
+        .build();
+    parquet_bytes(&batch, props, file)
+}
+
+/// What one recorded episode runs: the policy (by name, for the episode's source), the seed
+/// of scene and policy, a step limit and the task text.
+#[derive(Clone, Debug)]
+pub struct EpisodePlan<'a> {
+    pub policy_name: &'a str,
+    pub seed: u64,
+    pub max_steps: usize,
+    pub task: &'a str,
+}
+
+/// Runs `policy` in `scene` for at most `plan.max_steps` steps (the episode ends on success)
+/// and commits it. Row `t` holds observation `t`, the action taken in it, and the reward and
+/// success that action produced; the final observation is not stored, as in LeRobot's gym
+/// datasets. `on_step` sees the number of steps so far.
+pub fn record_scene_episode(
+    writer: &mut DatasetWriter,
+    scene: &mut dyn Scene,
+    policy: &mut dyn Policy,
+    plan: &EpisodePlan<'_>,
+    mut on_step: impl FnMut(usize),
+) -> Result<SavedEpisode, super::RecordError> {
+    policy.reset(plan.seed);
+    let mut obs: Observation = scene.reset(plan.seed);
+    writer.discard_episode();
+    for t in 0..plan.max_steps.max(1) {
+        let action = policy.act(&obs);
+        let next = scene.step(&action)?;
+        writer.add_frame(Step {
+            frame: &obs.frame,
+            state: &obs.state,
+            action: &action,
+            reward: Some(next.reward),
+            success: Some(next.success),
+        })?;
+        on_step(t + 1);
+        obs = next;
+        if obs.success {
+            break;
+        }
+    }
+    let source = EpisodeSource::Scene {
+        scene: scene.spec().name.clone(),
+        policy: plan.policy_name.to_owned(),
+        seed: plan.seed,
+    };
+    Ok(writer.save_episode(plan.task, &source)?)
+}
