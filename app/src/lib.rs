@@ -2,8 +2,8 @@
 //! subcommands; each subcommand lives in its own module.
 
 pub mod cli;
-pub mod device;
 mod dataset_cmd;
+pub mod device;
 mod image_io;
 pub mod metrics;
 mod model_cmd;

@@ -174,12 +174,18 @@ fn time_batch(
     let noisy = Tensor::randn(0f32, 1f32, (b, spec.img_channels, h, w), device)?;
     let sigma = Tensor::new(1.0f32, device)?;
     let mut call_ms = Vec::with_capacity(steps);
+    let cpu_start = process_cpu_ms();
     for _ in 0..steps {
         let start = Instant::now();
         den.denoise(&noisy, &sigma, &obs, &window)?;
         device.synchronize()?;
         call_ms.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    // CPU time of all threads per call: unlike wall time, barely moved by other processes
+    // competing for the cores (Linux only; null elsewhere).
+    let cpu_ms_per_call = cpu_start
+        .zip(process_cpu_ms())
+        .map(|(a, b)| (b - a) / steps as f64);
 
     let (step_med, step_min) = median_min(&mut step_ms);
     let (call_med, call_min) = median_min(&mut call_ms);
@@ -188,12 +194,25 @@ fn time_batch(
         "batch": b,
         "ms_per_denoiser_call": call_med,
         "ms_per_denoiser_call_min": call_min,
+        "cpu_ms_per_denoiser_call": cpu_ms_per_call,
         "ms_per_step": step_med,
         "ms_per_frame": step_med / frames_per_step,
         "ms_per_frame_min": step_min / frames_per_step,
         "frames_per_s": 1e3 * frames_per_step / step_med,
         "frames_per_s_max": 1e3 * frames_per_step / step_min,
     }))
+}
+
+/// CPU time used so far by every thread of this process, in ms (from
+/// `/proc/self/task/*/schedstat`, nanosecond resolution).
+fn process_cpu_ms() -> Option<f64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e6)
 }
 
 /// `(median, min)` of `v` (sorted in place); `v` is not empty.

@@ -101,11 +101,11 @@ pub fn load_train_data(root: &Path, progress: bool) -> anyhow::Result<TrainData>
     }
     bar.finish_and_clear();
     let (w, h) = frame.with_context(|| format!("{}: no episode has frames", root.display()))?;
-    let action = match ds.dreamyard().and_then(|m| Some(m.spec.action_space.clone())) {
+    let action = match ds.dreamyard().map(|m| m.spec.action_space.clone()) {
         Some(SceneActionSpace::Continuous { low, high, .. }) => ModelActionSpace::Continuous {
             dim: low.len(),
-            low: low.iter().map(|&v| v as f32).collect(),
-            high: high.iter().map(|&v| v as f32).collect(),
+            low: low.clone(),
+            high: high.clone(),
         },
         Some(SceneActionSpace::Discrete { names }) => ModelActionSpace::Discrete {
             num_actions: names.len(),

@@ -6,44 +6,19 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use dreamyard_scenes::dataset::{Dataset, Info};
 
-fn child(args: &[&str]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "cli_child",
-        "--include-ignored",
-        "--nocapture",
-        "--quiet",
-    ])
-    .env("DREAMYARD_CLI_ARGS", serde_json::to_string(args).unwrap());
-    cmd
-}
+mod common;
 
-/// Runs the CLI with `args` in a child process: (ok, stdout, stderr).
-fn run_cli(args: &[&str]) -> (bool, String, String) {
-    let out = child(args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (stdout.contains("CLI_OK"), stdout, stderr)
-}
+use common::{child_command as child, run_cli};
 
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn cli_child() {
-    let Ok(args) = std::env::var("DREAMYARD_CLI_ARGS") else {
-        return;
-    };
-    let args: Vec<String> = serde_json::from_str(&args).unwrap();
-    let argv = std::iter::once("dreamyard".to_owned()).chain(args);
-    match dreamyard::cli::run(argv) {
-        Ok(()) => println!("CLI_OK"),
-        Err(e) => println!("CLI_ERR {e:#}"),
-    }
+    common::child_main();
 }
 
 fn json_after(stdout: &str, start: char) -> serde_json::Value {

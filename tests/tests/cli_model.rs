@@ -1,6 +1,7 @@
-//! The model commands driven as a user would: `predict` reproduces DIAMOND's own rollout on the
-//! parity fixture, `convert` writes a native model that predicts the same, and bad inputs give
-//! errors that name the file and the tensor.
+//! The model commands driven as a user would, on the DIAMOND fixture model
+//! (`shared/fixtures/diamond`): `predict` reproduces DIAMOND's own rollout, `convert` writes a
+//! native model that predicts the same, `bench model` prints its JSON for both checkpoint formats,
+//! and bad inputs give errors that name the file and the tensor.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -10,6 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::{fixture_dir, json_line, run_cli};
+
+fn fixture(name: &str) -> String {
+    fixture_dir().join(name).display().to_string()
+}
 use dreamyard_model::candle_core::{Device, Tensor};
 
 #[test]
@@ -195,4 +200,73 @@ fn predict_errors_name_the_file_and_tensor() {
         dir.path().join("o.safetensors").to_str().unwrap(),
     ]);
     assert!(!ok && stdout.contains("--config"), "{stdout}");
+}
+
+#[test]
+fn bench_model_prints_per_call_and_per_frame_figures() {
+    let (agent, yaml) = (fixture("agent.pt"), fixture("config.yaml"));
+    // Small frames and one timed step keep this quick; the figures' meaning is the same.
+    for kernels in ["fast", "candle"] {
+        let (ok, stdout, stderr) = run_cli(&[
+            "bench",
+            "model",
+            "--model",
+            &agent,
+            "--config",
+            &yaml,
+            "--size",
+            "16x24",
+            "--steps",
+            "1",
+            "--batch",
+            "1,2",
+            "--kernels",
+            kernels,
+            "--device",
+            "cpu",
+        ]);
+        assert!(ok, "{stdout}{stderr}");
+        let v = json_line(&stdout);
+        assert_eq!(v["bench"], "model");
+        assert_eq!(v["device"], "cpu");
+        assert_eq!(v["kernels"], kernels);
+        assert_eq!(v["frame"], serde_json::json!([16, 24]));
+        assert_eq!(v["denoiser_calls_per_frame"], 3);
+        assert!(v["frames_per_s"].as_f64().unwrap() > 0.0);
+        for key in ["ms_per_denoiser_call", "ms_per_frame", "frames_per_s"] {
+            assert!(v["batch_2"][key].as_f64().unwrap() > 0.0, "batch_2.{key}");
+            assert_eq!(v[key], v["batch_1"][key], "{key}");
+        }
+    }
+}
+
+#[test]
+fn bench_model_reads_a_native_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    dreamyard_model::convert_diamond_to_native(
+        std::path::Path::new(&fixture("agent.pt")),
+        std::path::Path::new(&fixture("config.yaml")),
+        dir.path(),
+    )
+    .unwrap();
+    let model = dir.path().display().to_string();
+    let args = [
+        "bench", "model", "--model", &model, "--size", "8", "--steps", "1",
+    ];
+    let (ok, stdout, stderr) = run_cli(&[&args[..], &["--batch", "1"]].concat());
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(json_line(&stdout)["frame"], serde_json::json!([8, 8]));
+}
+
+#[test]
+fn bench_model_errors_say_what_is_wrong() {
+    let agent = fixture("agent.pt");
+    let (ok, stdout, _) = run_cli(&["bench", "model", "--model", &agent]);
+    assert!(!ok && stdout.contains("--config"), "{stdout}");
+
+    let yaml = fixture("config.yaml");
+    let (ok, stdout, _) = run_cli(&[
+        "bench", "model", "--model", &agent, "--config", &yaml, "--device", "tpu",
+    ]);
+    assert!(!ok && stdout.contains("unknown device `tpu`"), "{stdout}");
 }

@@ -182,7 +182,7 @@ impl PackedConv {
             let ty0 = blk * rows_per_block;
             let rows = rows_per_block.min(th - ty0);
             let nt = rows * tw;
-            let need = 16 * ci * nt + 16 * co * nt + 4 * pw + 8 * (tw + 1);
+            let need = 16 * ci * nt + 16 * co * nt + 4 * pw + w + 8 * (tw + 1) + 4 * tw;
             with_scratch(need, |scratch| {
                 let (v, rest) = scratch.split_at_mut(16 * ci * nt);
                 let (m, rest) = rest.split_at_mut(16 * co * nt);
@@ -219,7 +219,7 @@ impl PackedConv {
                         let rows_here = (h - 2 * (ty0 + r)).min(2);
                         let row_dst = &mut dst[2 * r * w..][..rows_here * w];
                         let row_res = res.map(|s| &s[2 * r * w..][..rows_here * w]);
-                        output_tile_row(mo, (nt, r * tw), self.bias[o], row_dst, row_res, w);
+                        output_tile_row(mo, (nt, r * tw), self.bias[o], row_dst, row_res, w, rest);
                     }
                 }
             });
@@ -369,25 +369,29 @@ fn input_tile_row_impl(
     let tw = w.div_ceil(2);
     let pw = 2 * tw + 2;
     let (p, rest) = scratch.split_at_mut(4 * pw);
-    // Padded rows: p_i[m] = x[2ty - 1 + i][m - 1].
-    for (i, row) in p.chunks_exact_mut(pw).enumerate() {
-        row.fill(0.0);
+    let (zero, rest) = rest.split_at_mut(w);
+    zero.fill(0.0);
+    // Input rows 2ty - 1 + i (zeros outside the image).
+    let src = |i: usize| -> &[f32] {
         let y = 2 * ty + i;
         if (1..=h).contains(&y) {
-            row[1..=w].copy_from_slice(&plane[(y - 1) * w..][..w]);
+            &plane[(y - 1) * w..][..w]
+        } else {
+            zero
         }
-    }
-    // Bᵀ d over rows: r0 = p0 - p2, r1 = p1 + p2, r2 = p2 - p1, r3 = p1 - p3.
-    {
-        let (p01, p23) = p.split_at_mut(2 * pw);
-        let (p0, p1) = p01.split_at_mut(pw);
-        let (p2, p3) = p23.split_at_mut(pw);
-        for (((a0, a1), a2), a3) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()).zip(p3) {
-            let (d0, d1, d2, d3) = (*a0, *a1, *a2, *a3);
-            *a0 = d0 - d2;
-            *a1 = d1 + d2;
-            *a2 = d2 - d1;
-            *a3 = d1 - d3;
+    };
+    let (s0, s1, s2, s3) = (src(0), src(1), src(2), src(3));
+    // Bᵀ d over rows, into padded rows r_i[m] (input column m - 1; zero at the borders):
+    // r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3.
+    for (i, row) in p.chunks_exact_mut(pw).enumerate() {
+        row[0] = 0.0;
+        row[w + 1..].fill(0.0);
+        let inner = &mut row[1..=w];
+        match i {
+            0 => binary(inner, s0, s2, |d0, d2| d0 - d2),
+            1 => binary(inner, s1, s2, |d1, d2| d1 + d2),
+            2 => binary(inner, s2, s1, |d2, d1| d2 - d1),
+            _ => binary(inner, s1, s3, |d1, d3| d1 - d3),
         }
     }
     // (Bᵀ d) B over columns, on even/odd split rows: d_j = r[2tx + j].
@@ -396,29 +400,23 @@ fn input_tile_row_impl(
         let r = &p[i * pw..][..pw];
         let ei = &mut e[i * (tw + 1)..][..tw + 1];
         let oi = &mut o[i * (tw + 1)..][..tw + 1];
-        for ((ev, ov), pair) in ei.iter_mut().zip(oi.iter_mut()).zip(r.chunks_exact(2)) {
-            *ev = pair[0];
-            *ov = pair[1];
-        }
+        deinterleave(r, ei, oi);
         let (ei, oi) = (&*ei, &*oi);
         let row = |j: usize| (4 * i + j) * nt + t0;
-        let (v0, rest) = vc[row(0)..].split_at_mut(nt);
-        let (v1, rest) = rest.split_at_mut(nt);
-        let (v2, rest) = rest.split_at_mut(nt);
-        let v3 = &mut rest[..tw];
-        for (tx, (((a, b), c), d)) in v0[..tw]
-            .iter_mut()
-            .zip(v1[..tw].iter_mut())
-            .zip(v2[..tw].iter_mut())
-            .zip(v3.iter_mut())
-            .enumerate()
-        {
-            let (d0, d1, d2, d3) = (ei[tx], oi[tx], ei[tx + 1], oi[tx + 1]);
-            *a = d0 - d2;
-            *b = d1 + d2;
-            *c = d2 - d1;
-            *d = d1 - d3;
-        }
+        // One store stream per loop, so each vectorises without aliasing checks.
+        let (e0, e1, o0, o1) = (&ei[..tw], &ei[1..=tw], &oi[..tw], &oi[1..=tw]);
+        binary(&mut vc[row(0)..][..tw], e0, e1, |d0, d2| d0 - d2);
+        binary(&mut vc[row(1)..][..tw], o0, e1, |d1, d2| d1 + d2);
+        binary(&mut vc[row(2)..][..tw], e1, o0, |d2, d1| d2 - d1);
+        binary(&mut vc[row(3)..][..tw], o0, o1, |d1, d3| d1 - d3);
+    }
+}
+
+/// `out[k] = f(a[k], b[k])`.
+#[inline(always)]
+fn binary(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = f(x, y);
     }
 }
 
@@ -429,6 +427,7 @@ multiversion!(fn output_tile_row = output_tile_row_impl(
     dst: &mut [f32],
     res: Option<&[f32]>,
     w: usize,
+    tmp: &mut [f32],
 ));
 
 /// `Y = Aᵀ M A` for the tiles of one tile row of one output channel (`mo` [16][nt], this row's
@@ -441,43 +440,66 @@ fn output_tile_row_impl(
     dst: &mut [f32],
     res: Option<&[f32]>,
     w: usize,
+    tmp: &mut [f32],
 ) {
     let tw = w.div_ceil(2);
     let m = |xi: usize| &mo[xi * nt + t0..][..tw];
-    let (m0, m1, m2, m3) = (m(0), m(1), m(2), m(3));
-    let (m4, m5, m6, m7) = (m(4), m(5), m(6), m(7));
-    let (m8, m9, m10, m11) = (m(8), m(9), m(10), m(11));
-    let (m12, m13, m14, m15) = (m(12), m(13), m(14), m(15));
+    let (ye, rest) = tmp.split_at_mut(tw);
+    let yo = &mut rest[..tw];
     let two_rows = dst.len() >= 2 * w;
-    let (row0, row1) = dst.split_at_mut(w);
-    let even = w / 2; // tiles with both output columns inside the image
-    for tx in 0..tw {
-        // Aᵀ over rows (i), then over columns (j): a0j = m0j + m1j + m2j, a1j = m1j - m2j - m3j.
-        let a00 = m0[tx] + m4[tx] + m8[tx];
-        let a01 = m1[tx] + m5[tx] + m9[tx];
-        let a02 = m2[tx] + m6[tx] + m10[tx];
-        let a03 = m3[tx] + m7[tx] + m11[tx];
-        let y00 = a00 + a01 + a02 + bias;
-        let y01 = a01 - a02 - a03 + bias;
-        row0[2 * tx] = y00;
-        if tx < even {
-            row0[2 * tx + 1] = y01;
+    // Output row i of every tile: Aᵀ over rows gives a_j (a0j = m0j + (m1j + m2j),
+    // a1j = m1j - (m2j + m3j)), then over columns y_i0 = a0 + a1 + a2, y_i1 = a1 - a2 - a3.
+    for i in 0..if two_rows { 2 } else { 1 } {
+        let (r0, r1, r2, r3) = if i == 0 {
+            ((0, 4, 8), (1, 5, 9), (2, 6, 10), (3, 7, 11))
+        } else {
+            ((4, 8, 12), (5, 9, 13), (6, 10, 14), (7, 11, 15))
+        };
+        let sign = if i == 0 { 1.0 } else { -1.0 };
+        let col = |(a, b, c): (usize, usize, usize)| (m(a), m(b), m(c));
+        let (c0, c1, c2, c3) = (col(r0), col(r1), col(r2), col(r3));
+        let a = |c: (&[f32], &[f32], &[f32]), tx: usize| c.0[tx] + sign * (c.1[tx] + c.2[tx]);
+        // Two loops (one store stream each) vectorise; one loop writing both would not.
+        for (tx, e) in ye.iter_mut().enumerate() {
+            *e = a(c0, tx) + a(c1, tx) + a(c2, tx) + bias;
         }
-        if two_rows {
-            let a10 = m4[tx] - m8[tx] - m12[tx];
-            let a11 = m5[tx] - m9[tx] - m13[tx];
-            let a12 = m6[tx] - m10[tx] - m14[tx];
-            let a13 = m7[tx] - m11[tx] - m15[tx];
-            row1[2 * tx] = a10 + a11 + a12 + bias;
-            if tx < even {
-                row1[2 * tx + 1] = a11 - a12 - a13 + bias;
+        for (tx, o) in yo.iter_mut().enumerate() {
+            *o = a(c1, tx) - a(c2, tx) - a(c3, tx) + bias;
+        }
+        let row = &mut dst[i * w..][..w];
+        interleave(ye, yo, row);
+        if let Some(res) = res {
+            for (d, r) in row.iter_mut().zip(&res[i * w..][..w]) {
+                *d += r;
             }
         }
     }
-    if let Some(res) = res {
-        for (d, r) in dst.iter_mut().zip(res) {
-            *d += r;
-        }
+}
+
+/// `even[k] -> row[2k]`, `odd[k] -> row[2k + 1]` (as far as `row` reaches).
+#[inline(always)]
+fn interleave(even: &[f32], odd: &[f32], row: &mut [f32]) {
+    let pairs = row.len() / 2;
+    for ((pair, &e), &o) in row
+        .chunks_exact_mut(2)
+        .zip(&even[..pairs])
+        .zip(&odd[..pairs])
+    {
+        pair[0] = e;
+        pair[1] = o;
+    }
+    if row.len() % 2 == 1 {
+        row[2 * pairs] = even[pairs];
+    }
+}
+
+/// `row[2k] -> even[k]`, `row[2k + 1] -> odd[k]` for `k < even.len()`; `row` has even length
+/// `2 * even.len()`.
+#[inline(always)]
+fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    for ((pair, e), o) in row.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+        *e = pair[0];
+        *o = pair[1];
     }
 }
 

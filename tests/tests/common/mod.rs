@@ -8,19 +8,23 @@
 
 use std::process::Command;
 
+/// The child-process command that runs the CLI with `args` (not started yet).
+pub fn child_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "cli_child",
+        "--include-ignored",
+        "--nocapture",
+        "--quiet",
+    ])
+    .env("DREAMYARD_CLI_ARGS", serde_json::to_string(args).unwrap());
+    cmd
+}
+
 /// Runs the CLI with `args` in a child process: (succeeded, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cli_child",
-            "--include-ignored",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env("DREAMYARD_CLI_ARGS", serde_json::to_string(args).unwrap())
-        .output()
-        .unwrap();
+    let out = child_command(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let ok = stdout.contains("CLI_OK");
