@@ -87,7 +87,9 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let g = (g * grad_scale)?;
+            // Detached: a gradient computed from variables carries the step's whole graph, and
+            // moments built from it would keep every past step's graph alive.
+            let g = (g.detach() * grad_scale)?;
             let m = ((&self.m[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let theta = p.var.as_tensor();
@@ -99,7 +101,7 @@ impl AdamW {
             // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; theta -= lr / bc1 * m / denom.
             let denom = ((v.sqrt()? / bc2_sqrt)? + self.eps)?;
             let update = (m.div(&denom)? * (lr / bc1))?;
-            p.var.set(&(theta - update)?)?;
+            p.var.set(&(theta - update)?.detach())?;
             self.m[i] = m;
             self.v[i] = v;
         }
@@ -224,6 +226,29 @@ mod tests {
         for (got, want) in v.iter().zip([0.9f32, -2.1, 2.9]) {
             assert!((got - want).abs() < 1e-5, "{v:?}");
         }
+        // The moments are plain values: a gradient that depends on a variable carries the
+        // step's graph, and moments holding it would keep every past step alive.
+        let y = Var::new(&[0.5f32, -1.0], &Device::Cpu).unwrap();
+        let grads = y
+            .as_tensor()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(grads.get(y.as_tensor()).unwrap().track_op());
+        let mut opt = AdamW::new(
+            vec![Param {
+                name: "y".into(),
+                var: y,
+                decay: true,
+            }],
+            &section(),
+        )
+        .unwrap();
+        opt.step(&grads, 0.1, 1.0).unwrap();
+        assert!(opt.state_tensors().values().all(|t| !t.track_op()));
         assert!((clip_factor(10.0, 1.0) - 0.1).abs() < 1e-6);
         assert_eq!(clip_factor(0.5, 1.0), 1.0);
     }
