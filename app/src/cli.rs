@@ -68,6 +68,7 @@ where
 
 /// The binary's entry point: errors are printed with their causes, never as a panic.
 pub fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -90,5 +91,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed stdout (`dreamyard dataset info DIR | head`) end the process quietly, as it
+/// does for other command-line tools, instead of `println!` panicking on the write error.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; restoring the
+    // default disposition of SIGPIPE installs no handler code, so there is nothing to race with.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
