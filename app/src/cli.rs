@@ -4,18 +4,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::launch::GuiArgs;
 use crate::scene_cmd;
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
+///
+/// Without a subcommand it opens the desktop app (the shipped push-t model beside the live
+/// push-t scene); `dreamyard gui` takes the same options.
 #[derive(Debug, Parser)]
 #[command(name = "dreamyard", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub gui: GuiArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the desktop app (the default without a subcommand).
+    Gui(GuiArgs),
     /// Inspect and run the ground-truth scenes.
     #[command(subcommand)]
     Scene(scene_cmd::SceneCommand),
@@ -38,9 +47,18 @@ where
 {
     let cli = Cli::try_parse_from(args)?;
     match cli.command {
-        Command::Scene(cmd) => scene_cmd::run(cmd),
-        Command::Bench(BenchCommand::Scene(args)) => scene_cmd::bench(&args),
+        None => open_gui(cli.gui),
+        Some(Command::Gui(args)) => open_gui(args),
+        Some(Command::Scene(cmd)) => scene_cmd::run(cmd),
+        Some(Command::Bench(BenchCommand::Scene(args))) => scene_cmd::bench(&args),
     }
+}
+
+fn open_gui(_args: GuiArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this dreamyard was built without the desktop app (cargo feature `gui`); \
+         run a subcommand (see --help) or rebuild with default features"
+    )
 }
 
 /// The binary's entry point: errors are printed with their causes, never as a panic.
@@ -66,6 +84,65 @@ pub fn main() -> ExitCode {
             }
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn no_subcommand_means_the_app_with_its_options() {
+        let cli = Cli::try_parse_from(["dreamyard"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.gui.model.is_none());
+        let cli =
+            Cli::try_parse_from(["dreamyard", "--model", "m", "--scene", "arm-push"]).unwrap();
+        assert_eq!(cli.gui.model.as_deref(), Some(std::path::Path::new("m")));
+        assert_eq!(cli.gui.scene.as_deref(), Some("arm-push"));
+        let cli = Cli::try_parse_from([
+            "dreamyard",
+            "gui",
+            "--dataset",
+            "d",
+            "--episode",
+            "3",
+            "--screenshot-after",
+            "5",
+            "--exit",
+        ])
+        .unwrap();
+        let Some(Command::Gui(args)) = cli.command else {
+            panic!("expected the gui subcommand");
+        };
+        assert_eq!(args.episode, Some(3));
+        assert_eq!(args.screenshot_after, Some(5));
+        assert!(args.exit);
+    }
+
+    #[test]
+    fn conflicting_app_options_are_errors() {
+        for bad in [
+            &[
+                "dreamyard",
+                "--scene",
+                "push-t",
+                "--dataset",
+                "d",
+                "--episode",
+                "0",
+            ][..],
+            &["dreamyard", "--dataset", "d"],
+            &["dreamyard", "--dream", "--scene", "push-t"],
+            &["dreamyard", "--model", "m", "scene", "list"],
+        ] {
+            assert!(
+                Cli::try_parse_from(bad).is_err(),
+                "{bad:?} should not parse"
+            );
         }
     }
 }

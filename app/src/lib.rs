@@ -1,7 +1,11 @@
 //! Dreamyard: the binary's library. `cli` parses the command line and runs the headless
-//! subcommands; each subcommand lives in its own module.
+//! subcommands; each subcommand lives in its own module. `session` is the app's core (no Bevy);
+//! `gui` (cargo feature `gui`, on by default) is the Bevy + egui desktop app over it.
 
 pub mod cli;
+pub mod controls;
 mod image_io;
+pub mod launch;
 pub mod metrics;
 mod scene_cmd;
+pub mod session;

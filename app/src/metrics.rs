@@ -196,7 +196,11 @@ pub fn abs_error(a: &[u8], b: &[u8]) -> Vec<u8> {
     a.chunks_exact(3)
         .zip(b.chunks_exact(3))
         .map(|(p, q)| {
-            let s: u16 = p.iter().zip(q).map(|(&x, &y)| u16::from(x.abs_diff(y))).sum();
+            let s: u16 = p
+                .iter()
+                .zip(q)
+                .map(|(&x, &y)| u16::from(x.abs_diff(y)))
+                .sum();
             (s / 3) as u8
         })
         .collect()
@@ -289,7 +293,10 @@ mod tests {
         }
         want /= 3.0;
         assert!((ssim(&a, &b, 11, 11) - want).abs() < 1e-9);
-        assert!(want < 0.5, "independent noise should be dissimilar, got {want}");
+        assert!(
+            want < 0.5,
+            "independent noise should be dissimilar, got {want}"
+        );
     }
 
     #[test]
