@@ -87,7 +87,9 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let g = (g * grad_scale)?;
+            // Detached: a gradient computed from variables carries the step's whole graph, and
+            // moments built from it would keep every past step's graph alive.
+            let g = (g.detach() * grad_scale)?;
             let m = ((&self.m[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let theta = p.var.as_tensor();
@@ -99,7 +101,7 @@ impl AdamW {
             // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; theta -= lr / bc1 * m / denom.
             let denom = ((v.sqrt()? / bc2_sqrt)? + self.eps)?;
             let update = (m.div(&denom)? * (lr / bc1))?;
-            p.var.set(&(theta - update)?)?;
+            p.var.set(&(theta - update)?.detach())?;
             self.m[i] = m;
             self.v[i] = v;
         }
