@@ -1,9 +1,10 @@
 //! A small development world model for push-t, for trying the app before the shipped model
-//! lands: records episodes in memory with the scene's scripted policies at 64x64, trains a tiny
-//! configuration for a few hundred steps and exports `model.safetensors` + `config.json`.
+//! lands: records episodes in memory with the scene's scripted policies (32x32 frames by
+//! default), trains a tiny configuration for a few hundred steps and exports
+//! `model.safetensors` + `config.json`.
 //!
 //! ```sh
-//! cargo run --example dev_model -- target/dev-model/push-t [steps]
+//! cargo run --example dev_model -- target/dev-model/push-t [steps] [frame size]
 //! cargo run -- --model target/dev-model/push-t
 //! ```
 //!
@@ -19,8 +20,6 @@ use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Tr
 use dreamyard_scenes::policy::PolicyKind;
 use dreamyard_scenes::{SceneSource, load_scene, run_policy};
 
-const SIZE: u32 = 64;
-
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let out = PathBuf::from(
@@ -32,16 +31,22 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse::<u64>())
         .transpose()
         .context("steps must be a number")?
-        .unwrap_or(400);
+        .unwrap_or(300);
+    let size: u32 = args
+        .next()
+        .map(|s| s.parse::<u32>())
+        .transpose()
+        .context("frame size must be a number")?
+        .unwrap_or(32);
 
-    let mut scene = load_scene(&SceneSource::parse("push-t"), Some((SIZE, SIZE)))?;
+    let mut scene = load_scene(&SceneSource::parse("push-t"), Some((size, size)))?;
     let (low, high) = match &scene.spec().action_space {
         dreamyard_scenes::ActionSpace::Continuous { low, high, .. } => (low.clone(), high.clone()),
         dreamyard_scenes::ActionSpace::Discrete { .. } => anyhow::bail!("push-t is continuous"),
     };
     let fps = scene.spec().fps;
     let mut episodes = Vec::new();
-    for seed in 0..12u64 {
+    for seed in 0..8u64 {
         let kind = if seed % 3 == 2 {
             PolicyKind::RandomWalk
         } else {
@@ -67,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         )?;
         // The action at the last frame: hold the previous one.
         actions.extend(last.unwrap_or_else(|| vec![256.0, 256.0]));
-        let len = frames.len() / (SIZE * SIZE * 3) as usize;
+        let len = frames.len() / (size * size * 3) as usize;
         episodes.push(EpisodeData {
             frames_hwc: frames,
             actions,
@@ -76,8 +81,8 @@ fn main() -> anyhow::Result<()> {
     }
     let data = TrainData {
         frame: FrameSize {
-            height: SIZE as usize,
-            width: SIZE as usize,
+            height: size as usize,
+            width: size as usize,
         },
         channels: 3,
         action: ActionSpace::Continuous { dim: 2, low, high },
@@ -88,23 +93,23 @@ fn main() -> anyhow::Result<()> {
         &format!(
             r#"
 [model]
-cond_channels = 64
-depths = [1, 1, 1]
-channels = [24, 32, 48]
-attn_depths = [false, false, false]
+cond_channels = 32
+depths = [1, 1]
+channels = [16, 32]
+attn_depths = [false, false]
 
 [sampler]
 num_steps_denoising = 3
 
 [training]
 steps = {steps}
-batch_size = 8
+batch_size = 4
 learning_rate = 1e-3
 warmup_steps = 20
 validation_episodes = 1
-log_every = 10
+log_every = 5
 validate_every = 100000
-checkpoint_every = 100000
+checkpoint_every = 50
 "#
         ),
         "dev_model.toml",

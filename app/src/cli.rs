@@ -54,6 +54,12 @@ where
     }
 }
 
+#[cfg(feature = "gui")]
+fn open_gui(args: GuiArgs) -> anyhow::Result<()> {
+    crate::gui::run(args)
+}
+
+#[cfg(not(feature = "gui"))]
 fn open_gui(_args: GuiArgs) -> anyhow::Result<()> {
     anyhow::bail!(
         "this dreamyard was built without the desktop app (cargo feature `gui`); \

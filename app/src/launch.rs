@@ -167,12 +167,12 @@ pub fn open_truth(session: &mut Session, args: &GuiArgs) {
         session.reset();
         return;
     }
-    if let (Some(dir), Some(ep)) = (&args.dataset, args.episode) {
-        if open_episode(session, dir, ep) {
-            return;
-        }
-        // Fall back to the default scene so there is something to look at.
+    if let (Some(dir), Some(ep)) = (&args.dataset, args.episode)
+        && open_episode(session, dir, ep)
+    {
+        return;
     }
+    // No dataset, or it failed: the scene, so there is something to look at.
     open_scene(session, args.scene.as_deref().unwrap_or("push-t"));
 }
 

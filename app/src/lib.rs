@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod controls;
+#[cfg(feature = "gui")]
+pub mod gui;
 mod image_io;
 pub mod launch;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! `WorldModel`; tests use small fakes.
 
 use std::any::Any;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -89,10 +89,10 @@ impl CandleBackend {
         let device = Device::Cpu;
         let model = WorldModel::load_native(dir, &device)
             .with_context(|| format!("cannot load the world model in {}", dir.display()))?;
-        Ok(Self::new(model, dir.to_path_buf()))
+        Ok(Self::new(model, dir))
     }
 
-    pub fn new(model: WorldModel, source: PathBuf) -> Self {
+    pub fn new(model: WorldModel, source: &Path) -> Self {
         let spec = model.spec();
         let action_space = match &spec.action {
             dreamyard_model::ActionSpace::Discrete { num_actions } => ActionSpace::Discrete {

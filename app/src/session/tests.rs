@@ -605,7 +605,7 @@ fn candle_backend_steps_a_real_model() {
     )
     .unwrap();
     let trainer = Trainer::new(&cfg, &data, &Device::Cpu).unwrap();
-    let backend = CandleBackend::new(trainer.world_model().unwrap(), "tiny".into());
+    let backend = CandleBackend::new(trainer.world_model().unwrap(), std::path::Path::new("tiny"));
     assert_eq!(backend.info().frame_width, 8);
     let space = backend.info().action_space.clone();
     let mut s = Session::default();
