@@ -214,3 +214,94 @@ fn gamepads(
         control.refresh(InputSource::Gamepad);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dreamyard_scenes::{SceneSource, load_scene};
+
+    use super::*;
+    use crate::session::Session;
+    use crate::session::truth::LiveScene;
+
+    /// The input systems on a headless app: no window, no renderer.
+    fn app() -> App {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .init_resource::<ButtonInput<KeyCode>>()
+            .init_resource::<EguiWantsInput>()
+            .init_resource::<ControlState>()
+            .add_systems(Update, (sync_action_space, keyboard).chain());
+        let mut session = Session::default();
+        let scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+        assert!(session.set_truth(Box::new(LiveScene::new(scene, 0))));
+        app.insert_resource(SessionRes(session));
+        app.update();
+        app
+    }
+
+    fn tap(app: &mut App, key: KeyCode) {
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(key);
+        app.update();
+        let mut keys = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        keys.release(key);
+        keys.clear();
+    }
+
+    fn session(app: &App) -> &Session {
+        &app.world().resource::<SessionRes>().0
+    }
+
+    #[test]
+    fn diamond_keys_step_pause_and_reset() {
+        let mut app = app();
+        assert!(app.world().resource::<ControlState>().pad.is_some());
+        tap(&mut app, KeyCode::KeyE);
+        tap(&mut app, KeyCode::KeyE);
+        assert_eq!(session(&app).active_branch().steps.len(), 3);
+        tap(&mut app, KeyCode::Period);
+        assert!(session(&app).transport.playing);
+        tap(&mut app, KeyCode::Period);
+        assert!(!session(&app).transport.playing);
+        tap(&mut app, KeyCode::Enter);
+        assert_eq!(session(&app).active_branch().steps.len(), 1);
+        tap(&mut app, KeyCode::KeyF);
+        assert_eq!(
+            session(&app).branches().len(),
+            2,
+            "f forks at the shown step"
+        );
+    }
+
+    #[test]
+    fn arrows_move_the_target() {
+        let mut app = app();
+        let x0 = app
+            .world()
+            .resource::<ControlState>()
+            .pad
+            .as_ref()
+            .unwrap()
+            .values[0];
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(KeyCode::ArrowRight);
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(5));
+            app.update();
+        }
+        let control = app.world().resource::<ControlState>();
+        let x1 = control.pad.as_ref().unwrap().values[0];
+        assert!(x1 > x0, "{x1} > {x0}");
+        assert_eq!(control.source, InputSource::Keyboard);
+        assert_eq!(
+            control.action,
+            Some(Action::Continuous(
+                control.pad.as_ref().unwrap().values.clone()
+            ))
+        );
+    }
+}
