@@ -116,6 +116,8 @@ mod tests {
             "d",
             "--episode",
             "3",
+            "--anchor-every",
+            "8",
             "--screenshot-after",
             "5",
             "--exit",
@@ -125,6 +127,7 @@ mod tests {
             panic!("expected the gui subcommand");
         };
         assert_eq!(args.episode, Some(3));
+        assert_eq!(args.anchor_every, 8);
         assert_eq!(args.screenshot_after, Some(5));
         assert!(args.exit);
     }

@@ -36,6 +36,9 @@ pub struct GuiArgs {
     /// Seed of the scene's episode and of the sampling noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Re-anchor the model to the last real frames every N imagined steps (0 = never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub anchor_every: usize,
     /// Automation: take this many steps with synthetic input, then save a screenshot.
     #[arg(long, value_name = "N")]
     pub screenshot_after: Option<usize>,

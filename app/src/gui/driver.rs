@@ -50,6 +50,7 @@ fn open_from_args(mut commands: Commands, args: Res<LaunchArgs>) {
     let args = &args.0;
     let mut session = Session::new(SessionConfig {
         seed: args.seed,
+        anchor_every: args.anchor_every,
         ..default()
     });
     launch::load_model(&mut session, &launch::model_dir(args));
