@@ -51,7 +51,7 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-fn parse_kernels(s: &str) -> Result<KernelPath, String> {
+pub(crate) fn parse_kernels(s: &str) -> Result<KernelPath, String> {
     KernelPath::parse(s).ok_or_else(|| format!("unknown kernels `{s}`; expected fast or candle"))
 }
 

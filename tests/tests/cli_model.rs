@@ -66,7 +66,9 @@ fn predict_reproduces_diamond_rollout_and_convert_round_trips() {
     assert_eq!(json_line(&stdout)["steps"], 6);
     let want = &load(&fx.join("outputs.safetensors"))["rollout.frames"];
     let got = &load(&out)["frames"];
-    assert_close(got, want, 2.0, 0.05);
+    // The reference kernels (predict's default): within one level, as DIAMOND's own f64 and
+    // 1-thread runs are (fixture README).
+    assert_close(got, want, 1.0, 0.05);
 
     // Convert to the native format; the native model predicts bit-identically.
     let native = dir.path().join("native");
@@ -131,6 +133,8 @@ fn predict_with_u8_frames_and_seeded_noise_is_deterministic() {
             out.to_str().unwrap(),
             "--seed",
             seed,
+            "--kernels",
+            "fast",
         ]);
         assert!(ok, "{stdout}{stderr}");
         let f = load(&out)["frames"].clone();

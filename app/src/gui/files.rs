@@ -1,0 +1,165 @@
+//! Opening files: rfd folder dialogs (on their own thread, so the frame loop never blocks),
+//! drag-and-drop onto the window, and the recently used models and datasets, kept in
+//! `$XDG_CONFIG_HOME/dreamyard/recent.json` (or `~/.config/...`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver};
+
+use bevy::prelude::*;
+use bevy::window::FileDragAndDrop;
+use serde::{Deserialize, Serialize};
+
+use super::AppSet;
+use super::driver::{AppCommand, AppCommands};
+
+pub(super) fn plugin(app: &mut App) {
+    app.insert_resource(Recent::load())
+        .init_resource::<Dialogs>()
+        .add_systems(
+            Update,
+            (dropped_files, dialog_results).in_set(AppSet::Input),
+        );
+}
+
+/// What a recent entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum RecentKind {
+    Model,
+    Dataset,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RecentEntry {
+    pub kind: RecentKind,
+    pub path: PathBuf,
+}
+
+/// Recently opened models and datasets, newest first.
+#[derive(Resource, Debug, Default, Serialize, Deserialize)]
+pub(super) struct Recent {
+    pub entries: Vec<RecentEntry>,
+    #[serde(skip)]
+    file: Option<PathBuf>,
+}
+
+const MAX_RECENT: usize = 10;
+
+fn config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("dreamyard").join("recent.json"))
+}
+
+impl Recent {
+    fn load() -> Self {
+        let file = config_file();
+        let mut recent: Self = file
+            .as_deref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        recent.file = file;
+        recent
+    }
+
+    /// Moves `path` to the front and saves the list (failures are logged, never fatal).
+    pub fn push(&mut self, path: &Path, kind: RecentKind) {
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.entries.retain(|e| e.path != path);
+        self.entries.insert(0, RecentEntry { kind, path });
+        self.entries.truncate(MAX_RECENT);
+        if let Some(file) = &self.file
+            && let Err(e) = save(file, self)
+        {
+            tracing::warn!("cannot save recent files to {}: {e:#}", file.display());
+        }
+    }
+}
+
+fn save(file: &Path, recent: &Recent) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Write then rename, so a crash never leaves a half-written list.
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(recent)?)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Which dialog a result belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DialogKind {
+    Model,
+    Dataset,
+}
+
+/// Open dialogs run on threads and report here.
+#[derive(Resource, Debug, Default)]
+pub(super) struct Dialogs {
+    pending: Option<(DialogKind, Mutex<Receiver<Option<PathBuf>>>)>,
+}
+
+impl Dialogs {
+    /// Opens a folder picker unless one is already open.
+    pub fn open(&mut self, kind: DialogKind) {
+        if self.pending.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let title = match kind {
+            DialogKind::Model => "Open a world model (folder with model.safetensors)",
+            DialogKind::Dataset => "Open a LeRobot dataset (folder with meta/)",
+        };
+        let spawned = std::thread::Builder::new()
+            .name("dreamyard-dialog".into())
+            .spawn(move || {
+                let picked = rfd::FileDialog::new().set_title(title).pick_folder();
+                let _ = tx.send(picked);
+            });
+        match spawned {
+            Ok(_) => self.pending = Some((kind, Mutex::new(rx))),
+            Err(e) => tracing::warn!("cannot open a file dialog: {e}"),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) {
+    let Some((kind, rx)) = &dialogs.pending else {
+        return;
+    };
+    let result = match rx.lock() {
+        Ok(rx) => rx.try_recv(),
+        Err(_) => Err(mpsc::TryRecvError::Disconnected),
+    };
+    let kind = *kind;
+    match result {
+        Ok(Some(path)) => {
+            queue.0.push(match kind {
+                DialogKind::Model => AppCommand::OpenModel(path),
+                DialogKind::Dataset => AppCommand::OpenDataset {
+                    dir: path,
+                    episode: 0,
+                },
+            });
+            dialogs.pending = None;
+        }
+        Ok(None) | Err(mpsc::TryRecvError::Disconnected) => dialogs.pending = None,
+        Err(mpsc::TryRecvError::Empty) => {}
+    }
+}
+
+fn dropped_files(mut drops: MessageReader<FileDragAndDrop>, mut queue: ResMut<AppCommands>) {
+    for drop in drops.read() {
+        if let FileDragAndDrop::DroppedFile { path_buf, .. } = drop {
+            queue.0.push(AppCommand::OpenPath(path_buf.clone()));
+        }
+    }
+}

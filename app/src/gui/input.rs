@@ -1,0 +1,307 @@
+//! Input: keyboard shortcuts (DIAMOND's Enter / `.` / `e`, LeRobot's recording keys), the held
+//! action from arrows/WASD, digits and gamepads (bevy_gilrs). The mouse target is set by the
+//! frame panels (see `ui::views`).
+
+use bevy::input::gamepad::{Gamepad, GamepadButton};
+use bevy::prelude::*;
+use bevy_egui::input::EguiWantsInput;
+use dreamyard_scenes::Action;
+
+use super::AppSet;
+use super::driver::SessionRes;
+use crate::controls::ActionPad;
+use crate::session::Level;
+
+pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<ControlState>().add_systems(
+        Update,
+        (sync_action_space, keyboard, gamepads)
+            .chain()
+            .in_set(AppSet::Input),
+    );
+}
+
+/// Which input last changed the action.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum InputSource {
+    #[default]
+    None,
+    Keyboard,
+    Mouse,
+    Gamepad,
+    Widget,
+    Synthetic,
+}
+
+/// The held action and where it came from.
+#[derive(Resource, Debug, Default)]
+pub(super) struct ControlState {
+    pub pad: Option<ActionPad>,
+    /// The action the next step takes (the pad's, when there is one).
+    pub action: Option<Action>,
+    pub source: InputSource,
+    pub gamepad: Option<String>,
+}
+
+impl ControlState {
+    pub fn refresh(&mut self, source: InputSource) {
+        self.action = self.pad.as_ref().map(ActionPad::action);
+        self.source = source;
+    }
+}
+
+fn sync_action_space(session: Option<Res<SessionRes>>, mut control: ResMut<ControlState>) {
+    let Some(session) = session else {
+        return;
+    };
+    let space = session.action_space().cloned();
+    if control.pad.as_ref().map(|p| &p.space) != space.as_ref() {
+        control.pad = space.map(ActionPad::new);
+        control.refresh(InputSource::None);
+    }
+}
+
+const DIGITS: [KeyCode; 10] = [
+    KeyCode::Digit0,
+    KeyCode::Digit1,
+    KeyCode::Digit2,
+    KeyCode::Digit3,
+    KeyCode::Digit4,
+    KeyCode::Digit5,
+    KeyCode::Digit6,
+    KeyCode::Digit7,
+    KeyCode::Digit8,
+    KeyCode::Digit9,
+];
+
+fn keyboard(
+    keys: Res<ButtonInput<KeyCode>>,
+    time: Res<Time>,
+    wants: Res<EguiWantsInput>,
+    session: Option<ResMut<SessionRes>>,
+    mut control: ResMut<ControlState>,
+) {
+    let Some(mut session) = session else {
+        return;
+    };
+    if wants.wants_any_keyboard_input() {
+        return;
+    }
+    let recording = session.recording().is_some();
+    if keys.just_pressed(KeyCode::Enter) {
+        session.reset();
+    }
+    if keys.just_pressed(KeyCode::Period) || keys.just_pressed(KeyCode::Space) {
+        session.transport.playing = !session.transport.playing;
+    }
+    if keys.just_pressed(KeyCode::KeyE)
+        && let Some(action) = control.action.clone()
+    {
+        session.transport.playing = false;
+        if let Err(e) = session.step(&action) {
+            session.notify(Level::Info, format!("step not taken: {e:?}"));
+        }
+    }
+    if keys.just_pressed(KeyCode::KeyF)
+        && let Some(step) = session.view_step()
+        && let Err(e) = session.fork(step)
+    {
+        session.notify(Level::Error, e);
+    }
+    if keys.just_pressed(KeyCode::KeyT)
+        && let Err(e) = session.take_over()
+    {
+        session.notify(Level::Error, e);
+    }
+    if recording {
+        let result = if keys.any_just_pressed([KeyCode::ArrowRight, KeyCode::KeyN]) {
+            Some(session.save_episode().map(|_| ()))
+        } else if keys.any_just_pressed([KeyCode::ArrowLeft, KeyCode::KeyR]) {
+            Some(session.discard_episode())
+        } else if keys.any_just_pressed([KeyCode::Escape, KeyCode::KeyQ]) {
+            Some(session.stop_recording())
+        } else {
+            None
+        };
+        if let Some(Err(e)) = result {
+            session.notify(Level::Error, e);
+        }
+    }
+
+    let Some(pad) = control.pad.as_mut() else {
+        return;
+    };
+    let axis = |neg: &[KeyCode], pos: &[KeyCode]| {
+        f32::from(u8::from(keys.any_pressed(pos.iter().copied())))
+            - f32::from(u8::from(keys.any_pressed(neg.iter().copied())))
+    };
+    // While recording, ← and → are LeRobot's episode keys; WASD still steers.
+    let (left, right): (&[KeyCode], &[KeyCode]) = if recording {
+        (&[KeyCode::KeyA], &[KeyCode::KeyD])
+    } else {
+        (
+            &[KeyCode::ArrowLeft, KeyCode::KeyA],
+            &[KeyCode::ArrowRight, KeyCode::KeyD],
+        )
+    };
+    let rates = [
+        axis(left, right),
+        axis(
+            &[KeyCode::ArrowUp, KeyCode::KeyW],
+            &[KeyCode::ArrowDown, KeyCode::KeyS],
+        ),
+    ];
+    let mut changed = false;
+    if pad.is_planar() && rates.iter().any(|r| *r != 0.0) {
+        pad.apply_rates(&rates, time.delta_secs());
+        changed = true;
+    }
+    for (i, key) in DIGITS.iter().enumerate() {
+        if keys.just_pressed(*key) && pad.choose(i) {
+            changed = true;
+        }
+    }
+    if changed {
+        control.refresh(InputSource::Keyboard);
+    }
+}
+
+const DISCRETE_BUTTONS: [GamepadButton; 8] = [
+    GamepadButton::South,
+    GamepadButton::East,
+    GamepadButton::West,
+    GamepadButton::North,
+    GamepadButton::DPadUp,
+    GamepadButton::DPadDown,
+    GamepadButton::DPadLeft,
+    GamepadButton::DPadRight,
+];
+
+fn gamepads(
+    pads: Query<(&Gamepad, Option<&Name>)>,
+    time: Res<Time>,
+    session: Option<ResMut<SessionRes>>,
+    mut control: ResMut<ControlState>,
+) {
+    let Some(mut session) = session else {
+        return;
+    };
+    let Some((gamepad, name)) = pads.iter().next() else {
+        control.gamepad = None;
+        return;
+    };
+    control.gamepad = Some(name.map_or_else(|| "gamepad".to_owned(), |n| n.to_string()));
+    if gamepad.just_pressed(GamepadButton::Start) {
+        session.transport.playing = !session.transport.playing;
+    }
+    if gamepad.just_pressed(GamepadButton::Select) {
+        session.reset();
+    }
+    let Some(pad) = control.pad.as_mut() else {
+        return;
+    };
+    let (l, r) = (gamepad.left_stick(), gamepad.right_stick());
+    // Stick y is up-positive; frames are y-down.
+    let rates = [l.x, -l.y, r.x, -r.y];
+    let before = pad.values.clone();
+    pad.apply_rates(&rates, time.delta_secs());
+    for (i, b) in DISCRETE_BUTTONS.iter().enumerate() {
+        if gamepad.just_pressed(*b) {
+            pad.choose(i);
+        }
+    }
+    if pad.values != before {
+        control.refresh(InputSource::Gamepad);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dreamyard_scenes::{SceneSource, load_scene};
+
+    use super::*;
+    use crate::session::Session;
+    use crate::session::truth::LiveScene;
+
+    /// The input systems on a headless app: no window, no renderer.
+    fn app() -> App {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .init_resource::<ButtonInput<KeyCode>>()
+            .init_resource::<EguiWantsInput>()
+            .init_resource::<ControlState>()
+            .add_systems(Update, (sync_action_space, keyboard).chain());
+        let mut session = Session::default();
+        let scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+        assert!(session.set_truth(Box::new(LiveScene::new(scene, 0))));
+        app.insert_resource(SessionRes(session));
+        app.update();
+        app
+    }
+
+    fn tap(app: &mut App, key: KeyCode) {
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(key);
+        app.update();
+        let mut keys = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        keys.release(key);
+        keys.clear();
+    }
+
+    fn session(app: &App) -> &Session {
+        &app.world().resource::<SessionRes>().0
+    }
+
+    #[test]
+    fn diamond_keys_step_pause_and_reset() {
+        let mut app = app();
+        assert!(app.world().resource::<ControlState>().pad.is_some());
+        tap(&mut app, KeyCode::KeyE);
+        tap(&mut app, KeyCode::KeyE);
+        assert_eq!(session(&app).active_branch().steps.len(), 3);
+        tap(&mut app, KeyCode::Period);
+        assert!(session(&app).transport.playing);
+        tap(&mut app, KeyCode::Period);
+        assert!(!session(&app).transport.playing);
+        tap(&mut app, KeyCode::Enter);
+        assert_eq!(session(&app).active_branch().steps.len(), 1);
+        tap(&mut app, KeyCode::KeyF);
+        assert_eq!(
+            session(&app).branches().len(),
+            2,
+            "f forks at the shown step"
+        );
+    }
+
+    #[test]
+    fn arrows_move_the_target() {
+        let mut app = app();
+        let x0 = app
+            .world()
+            .resource::<ControlState>()
+            .pad
+            .as_ref()
+            .unwrap()
+            .values[0];
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(KeyCode::ArrowRight);
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(5));
+            app.update();
+        }
+        let control = app.world().resource::<ControlState>();
+        let x1 = control.pad.as_ref().unwrap().values[0];
+        assert!(x1 > x0, "{x1} > {x0}");
+        assert_eq!(control.source, InputSource::Keyboard);
+        assert_eq!(
+            control.action,
+            Some(Action::Continuous(
+                control.pad.as_ref().unwrap().values.clone()
+            ))
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The branches of the rollout: fork at the shown step, switch, delete.
+
+use bevy_egui::egui;
+
+use super::UiState;
+use crate::session::Level;
+
+pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    ui.label(egui::RichText::new("Branches").strong().size(14.0));
+    let session = &mut *state.session;
+    let shown = session.view_step();
+    ui.horizontal(|ui| {
+        let label = match shown {
+            Some(s) => format!("Fork at step {s}"),
+            None => "Fork".to_owned(),
+        };
+        if ui
+            .add_enabled(shown.is_some(), egui::Button::new(label))
+            .on_hover_text("f: branch the rollout here (the model state is cloned)")
+            .clicked()
+            && let Some(s) = shown
+            && let Err(e) = session.fork(s)
+        {
+            session.notify(Level::Error, e);
+        }
+    });
+    let active = session.active_id();
+    let divergence_db = session.config.divergence_psnr_db;
+    let rows: Vec<_> = session
+        .branches()
+        .iter()
+        .map(|b| {
+            (
+                b.id,
+                b.name.clone(),
+                b.steps.len(),
+                b.imagined(),
+                b.first_divergence(divergence_db),
+            )
+        })
+        .collect();
+    let mut switch = None;
+    let mut delete = None;
+    egui::Grid::new("branches")
+        .striped(true)
+        .num_columns(3)
+        .show(ui, |ui| {
+            for (id, name, len, imagined, div) in &rows {
+                if ui.selectable_label(*id == active, name).clicked() {
+                    switch = Some(*id);
+                }
+                let div = div.map_or_else(|| "—".to_owned(), |d| d.to_string());
+                ui.label(
+                    egui::RichText::new(format!(
+                        "{len} steps · {imagined} imagined · diverged {div}"
+                    ))
+                    .small()
+                    .weak(),
+                );
+                if rows.len() > 1 && ui.small_button("🗑").on_hover_text("delete").clicked() {
+                    delete = Some(*id);
+                }
+                ui.end_row();
+            }
+        });
+    if let Some(id) = switch {
+        session.switch_branch(id);
+    }
+    if let Some(id) = delete
+        && let Err(e) = session.delete_branch(id)
+    {
+        session.notify(Level::Error, e);
+    }
+}

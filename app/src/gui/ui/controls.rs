@@ -1,0 +1,320 @@
+//! The left panel: transport, the action (2-D pad, sliders or buttons from the action space),
+//! input mappings, rollout settings (re-anchor, re-sync, take over, dream mode), recording and
+//! export.
+
+use bevy_egui::egui::{self, Color32, Sense, Stroke, Vec2};
+use dreamyard_scenes::ActionSpace;
+
+use super::UiState;
+use crate::controls::{KEYS, gamepad_mapping};
+use crate::gui::driver::AppCommand;
+use crate::gui::input::InputSource;
+use crate::session::recorder::DatasetRecorder;
+use crate::session::truth::TruthKind;
+use crate::session::{Level, Refused};
+
+pub(super) fn controls_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    transport_ui(ui, state);
+    ui.separator();
+    action_ui(ui, state);
+    ui.separator();
+    rollout_ui(ui, state);
+    ui.separator();
+    record_ui(ui, state);
+}
+
+fn section(ui: &mut egui::Ui, title: &str) {
+    ui.label(egui::RichText::new(title).strong().size(14.0));
+}
+
+fn transport_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    section(ui, "Playback");
+    let session = &mut *state.session;
+    ui.horizontal(|ui| {
+        let playing = session.transport.playing;
+        let label = if playing { "⏸ Pause" } else { "▶ Play" };
+        if ui
+            .add_sized([84.0, 26.0], egui::Button::new(label).selected(playing))
+            .on_hover_text(". or Space")
+            .clicked()
+        {
+            session.transport.playing = !playing;
+        }
+        if ui
+            .add_sized([70.0, 26.0], egui::Button::new("⏭ Step"))
+            .on_hover_text("e")
+            .clicked()
+            && let Some(action) = state.control.action.clone()
+        {
+            session.transport.playing = false;
+            match session.step(&action) {
+                Ok(()) | Err(Refused::Busy) => {}
+                Err(e) => session.notify(Level::Info, format!("step not taken: {e:?}")),
+            }
+        }
+        if ui
+            .add_sized([70.0, 26.0], egui::Button::new("⟲ Reset"))
+            .on_hover_text("Enter")
+            .clicked()
+        {
+            session.reset();
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.label("steps/s");
+        ui.add(
+            egui::Slider::new(&mut session.config.steps_per_sec, 0.5..=60.0)
+                .logarithmic(true)
+                .max_decimals(1),
+        );
+    });
+    ui.horizontal(|ui| {
+        ui.label("seed");
+        ui.add(egui::DragValue::new(&mut session.config.seed));
+        if ui.small_button("new episode").clicked() {
+            session.config.seed = session.config.seed.wrapping_add(1);
+            session.reset();
+        }
+    });
+}
+
+fn action_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    section(ui, "Action");
+    let Some(pad) = state.control.pad.as_mut() else {
+        ui.label(egui::RichText::new("no action space yet").weak());
+        return;
+    };
+    let mut changed = false;
+    match pad.space.clone() {
+        ActionSpace::Continuous { low, high, names } => {
+            if pad.is_planar() {
+                ui.label(
+                    egui::RichText::new(format!(
+                        "{} / {}: drag here, click a frame, arrows/WASD, left stick",
+                        names[0], names[1]
+                    ))
+                    .small()
+                    .weak(),
+                );
+                changed |= planar_pad_ui(ui, pad);
+            }
+            for (i, name) in names.iter().enumerate() {
+                let (lo, hi) = (low[i], high[i]);
+                if let Some(v) = pad.values.get_mut(i) {
+                    changed |= ui
+                        .add(egui::Slider::new(v, lo..=hi).text(name.as_str()))
+                        .changed();
+                }
+            }
+        }
+        ActionSpace::Discrete { names } => {
+            ui.horizontal_wrapped(|ui| {
+                for (i, name) in names.iter().enumerate() {
+                    let selected = pad.values.first().is_some_and(|v| *v as usize == i);
+                    if ui
+                        .selectable_label(selected, format!("{i}: {name}"))
+                        .clicked()
+                    {
+                        changed |= pad.choose(i);
+                    }
+                }
+            });
+        }
+    }
+    if changed {
+        state.control.refresh(InputSource::Widget);
+    }
+    let source = match state.control.source {
+        InputSource::None => "—",
+        InputSource::Keyboard => "keyboard",
+        InputSource::Mouse => "mouse",
+        InputSource::Gamepad => "gamepad",
+        InputSource::Widget => "on-screen",
+        InputSource::Synthetic => "synthetic (automation)",
+    };
+    ui.label(
+        egui::RichText::new(format!(
+            "last input: {source} · gamepad: {}",
+            state.control.gamepad.as_deref().unwrap_or("none")
+        ))
+        .small()
+        .weak(),
+    );
+    egui::CollapsingHeader::new("Input mapping")
+        .default_open(false)
+        .show(ui, |ui| {
+            egui::Grid::new("mapping").striped(true).show(ui, |ui| {
+                if let Some(pad) = &state.control.pad {
+                    for (input, does) in gamepad_mapping(&pad.space) {
+                        ui.label(egui::RichText::new(input).monospace());
+                        ui.label(does);
+                        ui.end_row();
+                    }
+                }
+                for (key, does) in KEYS {
+                    ui.label(egui::RichText::new(key).monospace());
+                    ui.label(does);
+                    ui.end_row();
+                }
+            });
+        });
+}
+
+/// A square pad for the first two continuous dimensions (x right, y down, as frames).
+fn planar_pad_ui(ui: &mut egui::Ui, pad: &mut crate::controls::ActionPad) -> bool {
+    let side = ui.available_width().min(180.0);
+    let (rect, response) = ui.allocate_exact_size(Vec2::splat(side), Sense::click_and_drag());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 4.0, Color32::from_gray(28));
+    for k in 1..4 {
+        let t = k as f32 / 4.0;
+        let stroke = Stroke::new(1.0, Color32::from_gray(45));
+        painter.vline(rect.left() + t * rect.width(), rect.y_range(), stroke);
+        painter.hline(rect.x_range(), rect.top() + t * rect.height(), stroke);
+    }
+    let mut changed = false;
+    if (response.dragged() || response.is_pointer_button_down_on())
+        && let Some(p) = response.interact_pointer_pos()
+    {
+        let rel = (p - rect.min) / rect.size();
+        pad.set_from_uv([rel.x, rel.y]);
+        changed = true;
+    }
+    if let Some(uv) = pad.uv() {
+        let p = rect.min + Vec2::new(uv[0], uv[1]) * rect.size();
+        painter.circle_filled(p, 6.0, Color32::from_rgb(80, 200, 255));
+    }
+    changed
+}
+
+fn rollout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    section(ui, "Rollout");
+    let session = &mut *state.session;
+    ui.horizontal(|ui| {
+        ui.label("re-anchor every");
+        ui.add(egui::DragValue::new(&mut session.config.anchor_every).range(0..=10_000))
+            .on_hover_text("reset the model's context to the last real frames every N imagined steps (0 = never)");
+        ui.label("steps");
+    });
+    ui.horizontal(|ui| {
+        let has_truth = session.active_branch().truth_kind().is_some();
+        if ui
+            .add_enabled(has_truth, egui::Button::new("⚓ Re-sync now"))
+            .on_hover_text("the next step starts from the last real frames")
+            .clicked()
+        {
+            session.resync_now();
+        }
+        let replay = session.active_branch().truth_kind() == Some(TruthKind::Replay);
+        if ui
+            .add_enabled(replay, egui::Button::new("🎮 Take over"))
+            .on_hover_text("t: leave the recorded actions and drive from this step")
+            .clicked()
+            && let Err(e) = session.take_over()
+        {
+            session.notify(Level::Error, e);
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.label("diverged below");
+        ui.add(
+            egui::DragValue::new(&mut session.config.divergence_psnr_db)
+                .range(5.0..=60.0)
+                .speed(0.5)
+                .suffix(" dB"),
+        );
+    });
+    ui.horizontal(|ui| {
+        let dreaming = session.active_branch().truth_kind().is_none();
+        if ui
+            .add_enabled(
+                !dreaming && session.model_info().is_some(),
+                egui::Button::new("Dream mode"),
+            )
+            .on_hover_text("the model alone, no ground truth")
+            .clicked()
+        {
+            session.enter_dream_mode();
+        }
+        ui.label("error gain");
+        ui.add(
+            egui::DragValue::new(&mut state.gain.0)
+                .range(1.0..=16.0)
+                .speed(0.1)
+                .suffix("×"),
+        );
+    });
+}
+
+fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    section(ui, "Record & export");
+    let session = &mut *state.session;
+    match session.recording() {
+        None => {
+            ui.horizontal(|ui| {
+                if ui
+                    .add_enabled(
+                        session.model_info().is_some(),
+                        egui::Button::new(
+                            egui::RichText::new("⏺ Record").color(Color32::from_rgb(235, 90, 90)),
+                        ),
+                    )
+                    .on_hover_text(
+                        "record the model's frames and actions as a LeRobot v3.0 dataset (recordings/ in the working folder)",
+                    )
+                    .clicked()
+                {
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let dir = std::path::PathBuf::from(format!("recordings/{stamp}"));
+                    let started =
+                        session.start_recording(Box::new(DatasetRecorder::create(&dir)));
+                    if let Err(e) = started {
+                        session.notify(Level::Error, e);
+                    }
+                }
+            });
+        }
+        Some(status) => {
+            ui.label(
+                egui::RichText::new(format!(
+                    "⏺ recording: {} rows · {} episodes saved",
+                    status.rows, status.episodes_saved
+                ))
+                .color(Color32::from_rgb(235, 90, 90)),
+            );
+            ui.horizontal(|ui| {
+                let mut result = Ok(());
+                if ui.button("Save (→/n)").clicked() {
+                    result = session.save_episode().map(|_| ());
+                }
+                if ui.button("Re-record (←/r)").clicked() {
+                    result = session.discard_episode();
+                }
+                if ui.button("Stop (Esc/q)").clicked() {
+                    result = session.stop_recording();
+                }
+                if let Err(e) = result {
+                    session.notify(Level::Error, e);
+                }
+            });
+        }
+    }
+    ui.horizontal(|ui| {
+        if ui
+            .button("Export GIF")
+            .on_hover_text("Truth | Model | Error per step")
+            .clicked()
+        {
+            state.commands.push(AppCommand::ExportGif);
+        }
+        if ui
+            .button("Export PNG strip")
+            .on_hover_text("rows Truth, Model, Error over 12 steps")
+            .clicked()
+        {
+            state.commands.push(AppCommand::ExportPng);
+        }
+    });
+}

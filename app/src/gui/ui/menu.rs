@@ -1,0 +1,91 @@
+//! The menu bar: open a model or dataset (dialogs), recent files, scenes, view options.
+
+use bevy_egui::egui;
+use dreamyard_scenes::BUILTIN_SCENES;
+
+use super::UiState;
+use crate::gui::driver::AppCommand;
+use crate::gui::files::{DialogKind, RecentKind};
+use crate::gui::textures::Filter;
+
+pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    ui.label(egui::RichText::new("Dreamyard").strong().size(17.0));
+    ui.add_space(8.0);
+    ui.menu_button("File", |ui| {
+        if ui.button("Open model…").clicked() {
+            state.dialogs.open(DialogKind::Model);
+            ui.close();
+        }
+        if ui.button("Open dataset…").clicked() {
+            state.dialogs.open(DialogKind::Dataset);
+            ui.close();
+        }
+        ui.menu_button("Open recent", |ui| {
+            if state.recent.entries.is_empty() {
+                ui.label(egui::RichText::new("nothing yet").weak());
+            }
+            for entry in &state.recent.entries {
+                let tag = match entry.kind {
+                    RecentKind::Model => "model",
+                    RecentKind::Dataset => "dataset",
+                };
+                if ui
+                    .button(format!("{tag}: {}", entry.path.display()))
+                    .clicked()
+                {
+                    state.commands.push(match entry.kind {
+                        RecentKind::Model => AppCommand::OpenModel(entry.path.clone()),
+                        RecentKind::Dataset => AppCommand::OpenDataset {
+                            dir: entry.path.clone(),
+                            episode: 0,
+                        },
+                    });
+                    ui.close();
+                }
+            }
+        });
+        ui.separator();
+        ui.label(
+            egui::RichText::new("Drop a model or dataset folder on the window to open it.")
+                .small()
+                .weak(),
+        );
+    });
+    ui.menu_button("Scene", |ui| {
+        for name in BUILTIN_SCENES {
+            if ui.button(*name).clicked() {
+                state
+                    .commands
+                    .push(AppCommand::OpenScene((*name).to_owned()));
+                ui.close();
+            }
+        }
+    });
+    ui.menu_button("View", |ui| {
+        ui.label("Frame scaling");
+        ui.radio_value(&mut state.textures.filter, Filter::Nearest, "nearest");
+        ui.radio_value(&mut state.textures.filter, Filter::Linear, "linear");
+        ui.separator();
+        ui.checkbox(&mut state.view.show_psnr, "PSNR plot");
+        ui.checkbox(&mut state.view.show_ssim, "SSIM");
+        ui.checkbox(&mut state.view.show_iou, "mask IoU");
+    });
+    if state.dialogs.is_open() {
+        ui.label(egui::RichText::new("waiting for the file dialog…").weak());
+    }
+    ui.separator();
+    let session = &*state.session;
+    let model = session
+        .model_info()
+        .map_or_else(|| "no model".to_owned(), |m| short(&m.source));
+    let truth = session
+        .truth_spec()
+        .map_or_else(|| "no ground truth".to_owned(), |t| t.name.clone());
+    ui.label(egui::RichText::new(format!("{model}  ·  {truth}")).weak());
+}
+
+/// The last two components of a path.
+fn short(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(2).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}

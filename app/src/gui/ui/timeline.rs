@@ -1,0 +1,154 @@
+//! The timeline: every step of the active branch as a strip (green: real context, red:
+//! imagined, grey: ground truth only), anchors, the first divergence, forks; click or drag to
+//! scrub, and the three panels follow.
+
+use bevy_egui::egui::{self, Color32, Sense, Stroke, Vec2};
+
+use super::UiState;
+use crate::session::FrameKind;
+use crate::session::export::{CONTEXT_RGB, IMAGINED_RGB};
+
+pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    let session = &mut *state.session;
+    let branch = session.active_branch();
+    let n = branch.steps.len();
+    let shown = session.view_step();
+    let divergence = branch.first_divergence(session.config.divergence_psnr_db);
+    let fork_point = branch.parent.map(|(_, s)| s);
+
+    ui.horizontal(|ui| {
+        ui.label(egui::RichText::new("Timeline").strong().size(14.0));
+        let head = n.saturating_sub(1);
+        let cur = shown.unwrap_or(0);
+        let mut go = None;
+        if ui.small_button("⏮").on_hover_text("first step").clicked() {
+            go = Some(0);
+        }
+        if ui
+            .small_button("◀")
+            .on_hover_text("previous step")
+            .clicked()
+        {
+            go = Some(cur.saturating_sub(1));
+        }
+        if ui.small_button("▶").on_hover_text("next step").clicked() {
+            go = Some((cur + 1).min(head));
+        }
+        if ui
+            .add(
+                egui::Button::new("⏭ live")
+                    .small()
+                    .selected(session.following_head()),
+            )
+            .on_hover_text("follow the newest step")
+            .clicked()
+        {
+            go = Some(head);
+        }
+        if let Some(d) = divergence
+            && ui
+                .small_button(format!("⚠ diverged at {d}"))
+                .on_hover_text("jump to the first step below the PSNR threshold")
+                .clicked()
+        {
+            go = Some(d);
+        }
+        ui.label(
+            egui::RichText::new(format!("{} / {head}", shown.unwrap_or(0)))
+                .monospace()
+                .weak(),
+        );
+        legend(
+            ui,
+            Color32::from_rgb(CONTEXT_RGB[0], CONTEXT_RGB[1], CONTEXT_RGB[2]),
+            "context",
+        );
+        legend(
+            ui,
+            Color32::from_rgb(IMAGINED_RGB[0], IMAGINED_RGB[1], IMAGINED_RGB[2]),
+            "imagined",
+        );
+        legend(ui, Color32::from_rgb(255, 210, 70), "anchor / divergence");
+        if let Some(step) = go {
+            session.scrub(step);
+        }
+    });
+
+    let width = ui.available_width();
+    let (rect, response) = ui.allocate_exact_size(Vec2::new(width, 26.0), Sense::click_and_drag());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 3.0, Color32::from_gray(26));
+    let session = &mut *state.session;
+    let branch = session.active_branch();
+    if n == 0 {
+        return;
+    }
+    let x_of = |i: usize| rect.left() + (i as f32 + 0.5) / n as f32 * rect.width();
+    let seg = (rect.width() / n as f32).max(1.0);
+    for (i, rec) in branch.steps.iter().enumerate() {
+        let color = match rec.kind {
+            FrameKind::Context => Color32::from_rgb(CONTEXT_RGB[0], CONTEXT_RGB[1], CONTEXT_RGB[2]),
+            FrameKind::Imagined if rec.model.is_none() => Color32::from_gray(110),
+            FrameKind::Imagined => {
+                Color32::from_rgb(IMAGINED_RGB[0], IMAGINED_RGB[1], IMAGINED_RGB[2])
+            }
+            FrameKind::TruthOnly => Color32::from_gray(80),
+        };
+        let x = x_of(i);
+        let r = egui::Rect::from_center_size(
+            egui::pos2(x, rect.center().y),
+            Vec2::new((seg - 1.0).max(1.0), rect.height() - 10.0),
+        );
+        painter.rect_filled(r, 1.0, color.gamma_multiply(0.85));
+        if rec.anchored {
+            painter.line_segment(
+                [egui::pos2(x, rect.top()), egui::pos2(x, rect.top() + 6.0)],
+                Stroke::new(2.0, Color32::from_rgb(255, 210, 70)),
+            );
+        }
+    }
+    if let Some(d) = divergence {
+        let x = x_of(d);
+        let y = rect.bottom();
+        painter.add(egui::Shape::convex_polygon(
+            vec![
+                egui::pos2(x, y - 8.0),
+                egui::pos2(x - 6.0, y),
+                egui::pos2(x + 6.0, y),
+            ],
+            Color32::from_rgb(255, 210, 70),
+            Stroke::NONE,
+        ));
+    }
+    if let Some(f) = fork_point {
+        let x = x_of(f);
+        painter.line_segment(
+            [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
+            Stroke::new(1.0, Color32::from_rgb(150, 150, 255)),
+        );
+    }
+    if let Some(s) = shown {
+        let x = x_of(s);
+        painter.line_segment(
+            [
+                egui::pos2(x, rect.top() - 1.0),
+                egui::pos2(x, rect.bottom() + 1.0),
+            ],
+            Stroke::new(2.5, Color32::WHITE),
+        );
+    }
+    if (response.dragged() || response.clicked())
+        && let Some(p) = response.interact_pointer_pos()
+    {
+        let t = ((p.x - rect.left()) / rect.width()).clamp(0.0, 1.0);
+        let step = ((t * n as f32) as usize).min(n - 1);
+        session.scrub(step);
+    }
+    response.on_hover_text("click or drag to scrub; the three panels show that step");
+}
+
+fn legend(ui: &mut egui::Ui, color: Color32, text: &str) {
+    let (r, _) = ui.allocate_exact_size(Vec2::new(10.0, 10.0), Sense::hover());
+    ui.painter().rect_filled(r, 2.0, color);
+    ui.label(egui::RichText::new(text).small().weak());
+}

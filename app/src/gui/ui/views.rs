@@ -1,0 +1,315 @@
+//! The three synced frame panels (Ground truth | Model | Error) of the shown step, with
+//! DreamerV3's context/imagined borders, the mouse target, and the notices banner.
+
+use bevy_egui::egui::{self, Color32, Rect, Sense, Stroke, Vec2};
+
+use super::UiState;
+use crate::gui::input::InputSource;
+use crate::metrics::heat_color;
+use crate::session::export::{CONTEXT_RGB, IMAGINED_RGB};
+use crate::session::{FrameKind, Level};
+
+const CONTEXT: Color32 = Color32::from_rgb(CONTEXT_RGB[0], CONTEXT_RGB[1], CONTEXT_RGB[2]);
+const IMAGINED: Color32 = Color32::from_rgb(IMAGINED_RGB[0], IMAGINED_RGB[1], IMAGINED_RGB[2]);
+const NEUTRAL: Color32 = Color32::from_rgb(90, 90, 98);
+const EMPTY: Color32 = Color32::from_rgb(32, 32, 36);
+
+/// Recent notices: errors stay until dismissed, information fades after a few seconds.
+pub(super) fn notices_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    let recent: Vec<(Level, String)> = state
+        .session
+        .notices()
+        .iter()
+        .rev()
+        .filter(|n| n.level == Level::Error || n.at.elapsed().as_secs_f32() < 6.0)
+        .take(3)
+        .map(|n| (n.level, n.text.clone()))
+        .collect();
+    if recent.is_empty() {
+        return;
+    }
+    let mut dismiss = false;
+    for (level, text) in recent {
+        let (fill, icon) = match level {
+            Level::Error => (Color32::from_rgb(90, 28, 28), "⚠"),
+            Level::Info => (Color32::from_rgb(28, 52, 80), "ℹ"),
+        };
+        egui::Frame::new()
+            .fill(fill)
+            .corner_radius(4)
+            .inner_margin(egui::Margin::symmetric(10, 5))
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    if level == Level::Error {
+                        dismiss |= ui.small_button("✕").on_hover_text("dismiss").clicked();
+                    }
+                    ui.label(egui::RichText::new(icon).strong());
+                    ui.add(egui::Label::new(text).wrap());
+                });
+            });
+    }
+    if dismiss {
+        state.session.clear_notices();
+    }
+    ui.add_space(4.0);
+}
+
+/// Truth, model and error of the shown step, side by side, scaled to the panel.
+pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    let session = &*state.session;
+    let branch = session.active_branch();
+    let step = session.view_step();
+    let rec = step.and_then(|i| branch.steps.get(i));
+    let kind = rec.map(|r| r.kind);
+    let pending = rec.is_some_and(|r| r.is_pending());
+    let has_truth_source = rec.is_some_and(|r| r.truth.is_some());
+
+    let gap = 12.0;
+    let avail = ui.available_size();
+    let caption_h = 64.0;
+    let side = ((avail.x - 2.0 * gap) / 3.0)
+        .min(avail.y - caption_h - 28.0)
+        .max(64.0);
+    let (fw, fh) = (
+        state.textures.size.x.max(1) as f32,
+        state.textures.size.y.max(1) as f32,
+    );
+    let size = if fw >= fh {
+        Vec2::new(side, side * fh / fw)
+    } else {
+        Vec2::new(side * fw / fh, side)
+    };
+
+    let model_border = match kind {
+        Some(FrameKind::Context) => CONTEXT,
+        Some(FrameKind::Imagined) => IMAGINED,
+        _ => NEUTRAL,
+    };
+    let model_tag = match kind {
+        Some(FrameKind::Context) => "context (real)",
+        Some(FrameKind::Imagined) if pending => "imagining…",
+        Some(FrameKind::Imagined) => "imagined",
+        Some(FrameKind::TruthOnly) => "no model",
+        None => "",
+    };
+    let truth_tag = match session.active_branch().truth_kind() {
+        Some(crate::session::truth::TruthKind::Live) => "live scene",
+        Some(crate::session::truth::TruthKind::Replay) => "replay",
+        None => "dream mode",
+    };
+
+    let mut target_uv = None;
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = gap;
+        // Ground truth.
+        ui.vertical(|ui| {
+            header_ui(ui, "Ground truth", truth_tag, NEUTRAL);
+            let image = state.textures.has_truth.then_some(state.textures.truth_id);
+            let r = frame_ui(ui, image, size, NEUTRAL, "no ground truth");
+            target_uv = target_uv.or(pointer_uv(ui, &r));
+            draw_target(ui, state, &r);
+        });
+        // Model.
+        ui.vertical(|ui| {
+            header_ui(ui, "Model", model_tag, model_border);
+            let image = (state.textures.has_model && !pending).then_some(state.textures.model_id);
+            let empty = if pending { "" } else { "no model loaded" };
+            let r = frame_ui(ui, image, size, model_border, empty);
+            if pending {
+                ui.put(
+                    Rect::from_center_size(r.rect.center(), Vec2::splat(40.0)),
+                    egui::Spinner::new().size(36.0),
+                );
+            }
+            target_uv = target_uv.or(pointer_uv(ui, &r));
+            draw_target(ui, state, &r);
+        });
+        // Error.
+        ui.vertical(|ui| {
+            header_ui(ui, "Error |model − truth|", "GPU heat map", NEUTRAL);
+            let image = state.textures.has_error.then_some(state.textures.error_id);
+            let empty = match kind {
+                Some(FrameKind::Context) => "context frame: model = truth",
+                _ if !has_truth_source => "no ground truth to compare",
+                _ if pending => "",
+                _ => "no model frame",
+            };
+            frame_ui(ui, image, size, NEUTRAL, empty);
+            heat_legend_ui(ui, size.x, state.gain.0);
+        });
+    });
+
+    if let Some(uv) = target_uv
+        && let Some(pad) = state.control.pad.as_mut()
+        && pad.is_planar()
+    {
+        pad.set_from_uv(uv);
+        state.control.refresh(InputSource::Mouse);
+    }
+
+    caption_ui(ui, state);
+}
+
+fn header_ui(ui: &mut egui::Ui, title: &str, tag: &str, color: Color32) {
+    ui.horizontal(|ui| {
+        ui.label(egui::RichText::new(title).strong().size(15.0));
+        if !tag.is_empty() {
+            egui::Frame::new()
+                .fill(color.gamma_multiply(0.35))
+                .stroke(Stroke::new(1.0, color))
+                .corner_radius(8)
+                .inner_margin(egui::Margin::symmetric(6, 1))
+                .show(ui, |ui| ui.label(egui::RichText::new(tag).small()));
+        }
+    });
+}
+
+/// One frame scaled into `size` with a coloured border; `empty` is shown when there is none.
+fn frame_ui(
+    ui: &mut egui::Ui,
+    image: Option<egui::TextureId>,
+    size: Vec2,
+    border: Color32,
+    empty: &str,
+) -> egui::Response {
+    let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
+    let painter = ui.painter_at(rect.expand(4.0));
+    match image {
+        Some(id) => {
+            painter.image(
+                id,
+                rect,
+                Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                Color32::WHITE,
+            );
+        }
+        None => {
+            painter.rect_filled(rect, 2.0, EMPTY);
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                empty,
+                egui::FontId::proportional(14.0),
+                Color32::from_gray(150),
+            );
+        }
+    }
+    painter.rect_stroke(
+        rect.expand(2.0),
+        2.0,
+        Stroke::new(3.0, border),
+        egui::StrokeKind::Middle,
+    );
+    response
+}
+
+/// Where the pointer presses or drags in a frame, `uv` in [0, 1]².
+fn pointer_uv(ui: &egui::Ui, r: &egui::Response) -> Option<[f32; 2]> {
+    let held = r.is_pointer_button_down_on() || r.dragged();
+    if !held {
+        return None;
+    }
+    let pos = ui.ctx().pointer_interact_pos()?;
+    let rel = (pos - r.rect.min) / r.rect.size();
+    Some([rel.x.clamp(0.0, 1.0), rel.y.clamp(0.0, 1.0)])
+}
+
+/// The held 2-D target as a crosshair (the push-t agent's goal position).
+fn draw_target(ui: &egui::Ui, state: &UiState<'_>, r: &egui::Response) {
+    let Some(uv) = state.control.pad.as_ref().and_then(|p| p.uv()) else {
+        return;
+    };
+    let p = r.rect.min + Vec2::new(uv[0], uv[1]) * r.rect.size();
+    let painter = ui.painter_at(r.rect);
+    let c = Color32::from_rgb(80, 200, 255);
+    painter.circle_stroke(p, 7.0, Stroke::new(2.0, c));
+    painter.line_segment(
+        [p - Vec2::X * 11.0, p + Vec2::X * 11.0],
+        Stroke::new(1.5, c),
+    );
+    painter.line_segment(
+        [p - Vec2::Y * 11.0, p + Vec2::Y * 11.0],
+        Stroke::new(1.5, c),
+    );
+}
+
+/// The heat ramp with its scale, under the error panel.
+fn heat_legend_ui(ui: &mut egui::Ui, width: f32, gain: f32) {
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(width, 10.0), Sense::hover());
+    let n = 64;
+    for i in 0..n {
+        let t0 = i as f32 / n as f32;
+        let c = heat_color((t0 * 255.0) as u8);
+        let x0 = rect.left() + t0 * rect.width();
+        let x1 = rect.left() + (i + 1) as f32 / n as f32 * rect.width();
+        ui.painter().rect_filled(
+            Rect::from_min_max(egui::pos2(x0, rect.top()), egui::pos2(x1, rect.bottom())),
+            0.0,
+            Color32::from_rgb(c[0], c[1], c[2]),
+        );
+    }
+    ui.horizontal(|ui| {
+        ui.set_width(width);
+        ui.label(egui::RichText::new("0").small());
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.label(egui::RichText::new(format!("{:.0} levels", 255.0 / gain)).small());
+        });
+    });
+}
+
+/// The shown step's number, kind, action and metrics.
+fn caption_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
+    let session = &*state.session;
+    let branch = session.active_branch();
+    let Some(i) = session.view_step() else {
+        ui.label(
+            "Nothing to show yet: open a model or a scene (File menu), or drop a folder here.",
+        );
+        return;
+    };
+    let Some(rec) = branch.steps.get(i) else {
+        return;
+    };
+    ui.add_space(6.0);
+    ui.horizontal_wrapped(|ui| {
+        let head = branch.head().unwrap_or(0);
+        ui.label(
+            egui::RichText::new(format!("step {i} / {head}"))
+                .strong()
+                .monospace(),
+        );
+        if !session.following_head() {
+            ui.label(egui::RichText::new("(scrubbing)").weak());
+        }
+        if let Some(a) = &rec.action {
+            ui.label(format!("action {}", format_action(a)));
+        }
+        if let Some(m) = &rec.metrics {
+            ui.separator();
+            ui.label(format!("PSNR {:.1} dB", m.psnr_db));
+            ui.label(format!("SSIM {:.3}", m.ssim));
+            if let Some(iou) = m.mean_iou() {
+                ui.label(format!("IoU {iou:.2}"));
+            }
+            for (name, v) in &m.iou {
+                if let Some(v) = v {
+                    ui.label(egui::RichText::new(format!("{name} {v:.2}")).weak());
+                }
+            }
+        }
+        if rec.anchored {
+            ui.separator();
+            ui.label(egui::RichText::new("⚓ re-anchored to real frames").color(CONTEXT));
+        }
+    });
+}
+
+pub(super) fn format_action(a: &dreamyard_scenes::Action) -> String {
+    match a {
+        dreamyard_scenes::Action::Continuous(v) => {
+            let parts: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+            format!("({})", parts.join(", "))
+        }
+        dreamyard_scenes::Action::Discrete(i) => format!("#{i}"),
+    }
+}

@@ -1,0 +1,349 @@
+//! What the desktop app opens: its command-line arguments and the loading of models, scenes and
+//! episodes into a [`Session`]. No Bevy here, so it is shared by the GUI and its tests.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use dreamyard_scenes::dataset::Dataset;
+use dreamyard_scenes::{Action, ActionSpace, SceneSource, load_scene};
+
+use crate::session::backend::CandleBackend;
+use crate::session::truth::{Episode, LiveScene, Replay};
+use crate::session::worker::ModelWorker;
+use crate::session::{Level, Session};
+
+/// Where the shipped push-t model lives, relative to the repository root.
+pub const DEFAULT_MODEL_DIR: &str = "assets/models/push-t";
+
+/// Arguments of the desktop app (`dreamyard` or `dreamyard gui`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GuiArgs {
+    /// World model directory (`model.safetensors` + `config.json`) [default: the shipped
+    /// push-t model, assets/models/push-t]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Ground truth: a built-in scene name or a scene file [default: push-t]
+    #[arg(long, conflicts_with = "dataset")]
+    pub scene: Option<String>,
+    /// Ground truth: a LeRobot dataset directory, replayed with its actions.
+    #[arg(long, requires = "episode")]
+    pub dataset: Option<PathBuf>,
+    /// Episode of `--dataset` to replay.
+    #[arg(long)]
+    pub episode: Option<usize>,
+    /// Run the model alone, without ground truth.
+    #[arg(long, conflicts_with_all = ["scene", "dataset"])]
+    pub dream: bool,
+    /// Seed of the scene's episode and of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Re-anchor the model to the last real frames every N imagined steps (0 = never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub anchor_every: usize,
+    /// Automation: take this many steps with synthetic input, then save a screenshot.
+    #[arg(long, value_name = "N")]
+    pub screenshot_after: Option<usize>,
+    /// Automation: where `--screenshot-after` saves the window.
+    #[arg(long, default_value = "dreamyard-screenshot.png")]
+    pub screenshot: PathBuf,
+    /// Automation: quit after the screenshot is saved.
+    #[arg(long)]
+    pub exit: bool,
+}
+
+/// `path` if it exists, else the same relative path under the repository root (so the default
+/// model is found from any working directory of a source checkout).
+pub fn resolve(path: &Path) -> PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let in_repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    if in_repo.exists() {
+        return in_repo;
+    }
+    path.to_path_buf()
+}
+
+/// The model directory the app opens.
+pub fn model_dir(args: &GuiArgs) -> PathBuf {
+    resolve(
+        args.model
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_MODEL_DIR)),
+    )
+}
+
+/// Starts loading the model in `dir` on a worker thread. A missing default model is explained.
+pub fn load_model(session: &mut Session, dir: &Path) {
+    let dir = dir.to_path_buf();
+    if !dir.join("model.safetensors").exists() || !dir.join("config.json").exists() {
+        let hint = if dir.ends_with(DEFAULT_MODEL_DIR) {
+            " The shipped push-t model is not in this checkout yet; open another model \
+             (File > Open model, or --model DIR) — the scene still runs without one."
+        } else {
+            ""
+        };
+        session.notify(
+            Level::Error,
+            format!(
+                "no model in {}: expected model.safetensors and config.json.{hint}",
+                dir.display()
+            ),
+        );
+        return;
+    }
+    let label = dir.display().to_string();
+    let loader = Box::new(move || {
+        CandleBackend::load(&dir).map(|b| Box::new(b) as Box<dyn crate::session::backend::Backend>)
+    });
+    match ModelWorker::spawn(loader) {
+        Ok(worker) => session.load_model(worker, label),
+        Err(e) => session.notify(
+            Level::Error,
+            format!("cannot start the model thread: {e:#}"),
+        ),
+    }
+}
+
+/// Opens a live scene at the model's frame size (or the scene's own) and makes it the ground
+/// truth.
+pub fn open_scene(session: &mut Session, name: &str) -> bool {
+    let size = session
+        .model_info()
+        .map(|m| (m.frame_width, m.frame_height));
+    match load_scene(&SceneSource::parse(name), size) {
+        Ok(scene) => {
+            let seed = session.config.seed;
+            session.set_truth(Box::new(LiveScene::new(scene, seed)))
+        }
+        Err(e) => {
+            session.notify(Level::Error, format!("cannot open scene: {e}"));
+            false
+        }
+    }
+}
+
+/// Reads episode `index` of the LeRobot dataset (v3.0 or v2.1) in `dir` as a replay episode:
+/// its camera frames, actions and, when present, states.
+///
+/// The action space is the recording scene's (datasets Dreamyard recorded keep it in
+/// `meta/dreamyard.json`); for other datasets it is a continuous box spanning the episode's
+/// actions, the same rule `train` uses. The name starts with the scene's name, so take-over
+/// finds the live twin.
+pub fn read_episode(dir: &Path, index: usize) -> anyhow::Result<Episode> {
+    anyhow::ensure!(
+        dir.join("meta").is_dir(),
+        "{} is not a LeRobot dataset (no meta/ folder)",
+        dir.display()
+    );
+    let ds = Dataset::open(dir)?;
+    let count = ds.episodes().len();
+    anyhow::ensure!(
+        index < count,
+        "{}: no episode {index}; the dataset has {count} episodes (0..{count})",
+        dir.display(),
+    );
+    let data = ds.episode(index as u64)?;
+    let dim = data.action_dim;
+    anyhow::ensure!(
+        dim > 0 && data.actions.len() == dim * data.frames.len(),
+        "{}: episode {index} has no usable `action` feature (expected one action per frame)",
+        dir.display()
+    );
+    let scene = ds.dreamyard().and_then(|m| m.spec.scene.clone());
+    let action_space = match ds.dreamyard() {
+        Some(meta) => meta.spec.action_space.clone(),
+        None => {
+            let mut low = vec![f32::INFINITY; dim];
+            let mut high = vec![f32::NEG_INFINITY; dim];
+            for a in data.actions.chunks_exact(dim) {
+                for i in 0..dim {
+                    low[i] = low[i].min(a[i]);
+                    high[i] = high[i].max(a[i]);
+                }
+            }
+            ActionSpace::Continuous {
+                low,
+                high,
+                names: (0..dim).map(|i| format!("action.{i}")).collect(),
+            }
+        }
+    };
+    let actions = data
+        .actions
+        .chunks_exact(dim)
+        .map(|a| match action_space {
+            // A discrete action is stored as its index.
+            ActionSpace::Discrete { .. } => Action::Discrete(a[0].max(0.0) as u32),
+            ActionSpace::Continuous { .. } => Action::Continuous(a.to_vec()),
+        })
+        .collect();
+    let states = (data.state_dim > 0).then(|| {
+        data.states
+            .chunks_exact(data.state_dim)
+            .map(|s| s.iter().map(|&v| f64::from(v)).collect())
+            .collect()
+    });
+    let folder = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let name = match &scene {
+        Some(spec) => format!("{} episode {index} of {folder}", spec.name),
+        None => format!("{folder} episode {index}"),
+    };
+    Ok(Episode {
+        name,
+        frames: data.frames,
+        actions,
+        states,
+        action_space,
+        fps: ds.fps(),
+    })
+}
+
+/// Opens episode `index` of a dataset as a replay (take-over uses the scene named by the
+/// episode when it is a built-in one, rendered at the episode's frame size).
+pub fn open_episode(session: &mut Session, dir: &Path, index: usize) -> bool {
+    let episode = match read_episode(dir, index) {
+        Ok(e) => e,
+        Err(e) => {
+            session.notify(Level::Error, format!("{e:#}"));
+            return false;
+        }
+    };
+    let size = episode.frames.first().map(|f| (f.width, f.height));
+    let scene = episode
+        .name
+        .split_whitespace()
+        .next()
+        .and_then(|name| load_scene(&SceneSource::parse(name), size).ok());
+    match Replay::new(episode, scene) {
+        Ok(replay) => session.set_truth(Box::new(replay)),
+        Err(e) => {
+            session.notify(Level::Error, format!("{e:#}"));
+            false
+        }
+    }
+}
+
+/// Applies the arguments' ground truth choice once a model (if any) is known.
+pub fn open_truth(session: &mut Session, args: &GuiArgs) {
+    if args.dream {
+        session.enter_dream_mode();
+        session.reset();
+        return;
+    }
+    if let (Some(dir), Some(ep)) = (&args.dataset, args.episode)
+        && open_episode(session, dir, ep)
+    {
+        return;
+    }
+    // No dataset, or it failed: the scene, so there is something to look at.
+    open_scene(session, args.scene.as_deref().unwrap_or("push-t"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_model_is_a_message_and_the_scene_still_opens() {
+        let mut session = Session::default();
+        let dir = tempfile::tempdir().unwrap();
+        load_model(&mut session, &dir.path().join(DEFAULT_MODEL_DIR));
+        let text = &session.notices().last().unwrap().text;
+        assert!(text.contains("model.safetensors"), "{text}");
+        assert!(text.contains("not in this checkout yet"), "{text}");
+        assert!(session.model_loading().is_none());
+        open_truth(&mut session, &GuiArgs::default());
+        assert_eq!(session.truth_spec().unwrap().name, "push-t");
+        assert_eq!(session.active_branch().steps.len(), 1);
+    }
+
+    #[test]
+    fn bad_scenes_and_datasets_are_messages() {
+        let mut session = Session::default();
+        assert!(!open_scene(&mut session, "/no/such/scene.toml"));
+        assert!(session.notices().last().unwrap().text.contains("scene"));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!open_episode(&mut session, dir.path(), 0));
+        assert!(
+            session
+                .notices()
+                .last()
+                .unwrap()
+                .text
+                .contains("not a LeRobot dataset")
+        );
+        // Falls back to the default scene.
+        let args = GuiArgs {
+            dataset: Some(dir.path().to_path_buf()),
+            episode: Some(0),
+            ..GuiArgs::default()
+        };
+        open_truth(&mut session, &args);
+        assert_eq!(session.truth_spec().unwrap().name, "push-t");
+    }
+
+    #[test]
+    fn recorded_episodes_replay_with_their_actions_and_states() {
+        use dreamyard_scenes::dataset::{DatasetSpec, DatasetWriter, EpisodeSource, Step};
+        use dreamyard_scenes::policy::PolicyKind;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pusht");
+        let mut scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+        let mut writer =
+            DatasetWriter::create(&root, DatasetSpec::from_scene(scene.spec())).unwrap();
+        let mut obs = scene.reset(3);
+        let mut policy = scene.scripted_policy(PolicyKind::Heuristic);
+        policy.reset(3);
+        let mut recorded = Vec::new();
+        for _ in 0..6 {
+            let action = policy.act(&obs);
+            let next = scene.step(&action).unwrap();
+            writer
+                .add_frame(Step {
+                    frame: &obs.frame,
+                    state: &obs.state,
+                    action: &action,
+                    reward: Some(next.reward),
+                    success: Some(next.success),
+                })
+                .unwrap();
+            recorded.push((obs.frame.clone(), action));
+            obs = next;
+        }
+        let source = EpisodeSource::Scene {
+            scene: "push-t".into(),
+            policy: "heuristic".into(),
+            seed: 3,
+        };
+        writer.save_episode("push the T", &source).unwrap();
+
+        let ep = read_episode(&root, 0).unwrap();
+        assert!(ep.name.starts_with("push-t episode 0"), "{}", ep.name);
+        assert_eq!(ep.frames.len(), 6);
+        for (i, (frame, action)) in recorded.iter().enumerate() {
+            assert_eq!(&ep.frames[i], frame, "frame {i}");
+            assert_eq!(&ep.actions[i], action, "action {i}");
+        }
+        assert_eq!(ep.states.as_ref().map(Vec::len), Some(6));
+        assert_eq!(&ep.action_space, &scene.spec().action_space);
+
+        let mut session = Session::default();
+        assert!(open_episode(&mut session, &root, 0));
+        assert!(session.truth_spec().unwrap().name.starts_with("push-t"));
+        let err = read_episode(&root, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("no episode 1") && err.contains("1 episodes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_default_model_path_is_found_from_the_repository() {
+        let dir = model_dir(&GuiArgs::default());
+        assert!(dir.ends_with(DEFAULT_MODEL_DIR));
+    }
+}

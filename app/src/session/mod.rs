@@ -1,0 +1,1233 @@
+//! The session core: a world model rolled out beside ground truth, step by step, with a
+//! timeline per branch. Plain Rust, no Bevy: the GUI is a view over it and the tests drive it
+//! without a window.
+//!
+//! A step takes one action to both sides: the ground truth (a live scene, or a recorded episode
+//! that supplies its own action) steps at once; the model steps on its worker thread and its
+//! frame arrives in a later [`Session::poll`]. The first `context_len` frames of a rollout are
+//! real (the model's context); the rest are imagined. Re-anchoring replaces the model's context
+//! by the last real frames, forking copies a branch up to a step (the model state is an
+//! `Arc`-shared value, so a fork costs nothing), and take-over turns a replay into a live scene
+//! at the current step.
+
+pub mod backend;
+pub mod export;
+pub mod frames;
+pub mod recorder;
+pub mod truth;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dreamyard_scenes::{Action, ActionSpace, Frame};
+
+use crate::metrics::{self, Palette};
+use backend::{ModelInfo, ModelState};
+use recorder::{EpisodeMeta, Recorder};
+use truth::{GroundTruth, TruthKind, TruthSpec};
+use worker::{ModelWorker, Reply, StartFrom};
+
+/// Settings the user changes while the session runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionConfig {
+    /// Re-anchor the model's context to the last real frames every this many imagined steps
+    /// (0 = never).
+    pub anchor_every: usize,
+    /// PSNR (dB) below which an imagined frame counts as diverged.
+    pub divergence_psnr_db: f64,
+    /// Seed of the scene's episode and of the model's sampling noise.
+    pub seed: u64,
+    /// Steps per second while playing.
+    pub steps_per_sec: f64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            anchor_every: 0,
+            divergence_psnr_db: 25.0,
+            seed: 0,
+            steps_per_sec: 10.0,
+        }
+    }
+}
+
+/// Where the frame in the model column of a step came from (DreamerV3 marks context frames and
+/// imagined frames with different borders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A real frame given to the model as context.
+    Context,
+    /// A frame the model generated.
+    Imagined,
+    /// No model: ground truth only.
+    TruthOnly,
+}
+
+/// Model vs truth at one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    pub psnr_db: f64,
+    pub ssim: f64,
+    /// IoU per scene object (`None`: the object is in neither frame).
+    pub iou: Vec<(String, Option<f64>)>,
+}
+
+impl StepMetrics {
+    /// Mean IoU over the objects present in either frame.
+    pub fn mean_iou(&self) -> Option<f64> {
+        let v: Vec<f64> = self.iou.iter().filter_map(|(_, x)| *x).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+/// One step of a branch.
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    /// The action that led to this step (`None` for the first frame and for seed frames).
+    pub action: Option<Action>,
+    pub truth: Option<Arc<Frame>>,
+    /// `None` while the model works on it, or when there is no model.
+    pub model: Option<Arc<Frame>>,
+    pub kind: FrameKind,
+    /// The model's context was (or will be, before the next step) reset to real frames here.
+    pub anchored: bool,
+    pub metrics: Option<StepMetrics>,
+    /// Model time on the worker.
+    pub compute_ms: Option<f64>,
+    /// From the action being issued to the frame being available.
+    pub latency_ms: Option<f64>,
+    /// The model's rollout state after this step (imagined steps), for forks.
+    pub state: Option<ModelState>,
+}
+
+impl StepRecord {
+    fn context(action: Option<Action>, frame: Arc<Frame>, truth: bool) -> Self {
+        Self {
+            action,
+            truth: truth.then(|| Arc::clone(&frame)),
+            model: Some(frame),
+            kind: FrameKind::Context,
+            anchored: false,
+            metrics: None,
+            compute_ms: None,
+            latency_ms: None,
+            state: None,
+        }
+    }
+
+    /// Whether the model's frame is still being computed.
+    pub fn is_pending(&self) -> bool {
+        self.kind == FrameKind::Imagined && self.model.is_none()
+    }
+}
+
+/// Identifies a branch for the session's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BranchId(pub u32);
+
+/// A rollout: its steps and the ground truth beside it.
+#[derive(Debug)]
+pub struct Branch {
+    pub id: BranchId,
+    pub name: String,
+    /// Branch and step it was forked from.
+    pub parent: Option<(BranchId, usize)>,
+    pub steps: Vec<StepRecord>,
+    /// Ground-truth sources by the step they start at; the last one is current, `None` is
+    /// dream mode (model only).
+    truth: Vec<(usize, Option<Box<dyn GroundTruth>>)>,
+    /// The next model step starts from a fresh context instead of the previous state.
+    needs_anchor: bool,
+    /// That fresh context is the model's own last frames (a fork at a step whose state was
+    /// dropped), not the real ones.
+    anchor_to_model: bool,
+    imagined_since_anchor: usize,
+}
+
+impl Branch {
+    fn current_truth(&self) -> Option<&dyn GroundTruth> {
+        self.truth.last().and_then(|(_, t)| t.as_deref())
+    }
+
+    fn current_truth_mut(&mut self) -> Option<&mut (dyn GroundTruth + 'static)> {
+        self.truth.last_mut().and_then(|(_, t)| t.as_deref_mut())
+    }
+
+    /// The kind of ground truth now (`None`: dream mode).
+    pub fn truth_kind(&self) -> Option<TruthKind> {
+        self.current_truth().map(|t| t.kind())
+    }
+
+    /// Index of the newest step.
+    pub fn head(&self) -> Option<usize> {
+        self.steps.len().checked_sub(1)
+    }
+
+    /// The first imagined step whose PSNR is below `threshold_db`.
+    pub fn first_divergence(&self, threshold_db: f64) -> Option<usize> {
+        self.steps.iter().position(|s| {
+            s.kind == FrameKind::Imagined
+                && s.metrics.as_ref().is_some_and(|m| m.psnr_db < threshold_db)
+        })
+    }
+
+    /// Number of imagined steps.
+    pub fn imagined(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.kind == FrameKind::Imagined)
+            .count()
+    }
+}
+
+/// Severity of a user-facing message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Error,
+}
+
+/// A message for the user (errors never stop the session).
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub level: Level,
+    pub text: String,
+    pub at: Instant,
+}
+
+/// Why a step was not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The model is still working on the previous step.
+    Busy,
+    /// Nothing to step: no ground truth and no model.
+    Empty,
+    /// The replayed episode has no more frames.
+    EpisodeEnded,
+    /// The action does not fit the action space, or the ground truth failed.
+    Invalid(String),
+}
+
+/// Play / pause and the pace of automatic steps.
+#[derive(Clone, Debug, Default)]
+pub struct Transport {
+    pub playing: bool,
+    last_step: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    job: u64,
+    branch: BranchId,
+    step: usize,
+    issued: Instant,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Recording {
+    recorder: Box<dyn Recorder>,
+    meta: EpisodeMeta,
+    rows: usize,
+    /// Next step of the active branch whose (previous frame, action) row is due.
+    next_step: usize,
+}
+
+/// Recording state for the UI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingStatus {
+    pub rows: usize,
+    pub episodes_saved: usize,
+}
+
+/// What a poll observed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PollOutcome {
+    pub steps_finished: usize,
+    pub model_loaded: bool,
+}
+
+/// The session: ground truth, model, branches, timeline, recording.
+#[derive(Debug)]
+pub struct Session {
+    pub config: SessionConfig,
+    pub transport: Transport,
+    /// The ground truth as opened (each reset starts from it).
+    truth_template: Option<Box<dyn GroundTruth>>,
+    model: Option<ModelWorker>,
+    model_info: Option<ModelInfo>,
+    /// A model being loaded; it replaces `model` if it loads and fits the ground truth.
+    loading: Option<(ModelWorker, String)>,
+    palette: Option<Palette>,
+    branches: Vec<Branch>,
+    active: BranchId,
+    next_branch: u32,
+    /// Step shown by the views; `None` follows the head.
+    cursor: Option<usize>,
+    pending: Option<Pending>,
+    /// Bumped by every reset so replies for an old rollout are ignored.
+    generation: u64,
+    notices: Vec<Notice>,
+    recording: Option<Recording>,
+    episodes_saved: usize,
+    /// Frames that seed a rollout without ground truth (dream mode).
+    dream_seed: Option<Vec<Arc<Frame>>>,
+}
+
+const MAX_NOTICES: usize = 50;
+
+/// Steps per branch that keep their rollout state (a few hundred KB each at push-t's size), so
+/// a long session's memory grows only by its frames. Forking at an older imagined step rebuilds
+/// the state from the model's frames there.
+pub const KEPT_STATES: usize = 256;
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new(SessionConfig::default())
+    }
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        Self {
+            config,
+            transport: Transport::default(),
+            truth_template: None,
+            model: None,
+            model_info: None,
+            loading: None,
+            palette: None,
+            branches: vec![Self::empty_branch(BranchId(0), "main".into(), None)],
+            active: BranchId(0),
+            next_branch: 1,
+            cursor: None,
+            pending: None,
+            generation: 0,
+            notices: Vec::new(),
+            recording: None,
+            episodes_saved: 0,
+            dream_seed: None,
+        }
+    }
+
+    fn empty_branch(id: BranchId, name: String, parent: Option<(BranchId, usize)>) -> Branch {
+        Branch {
+            id,
+            name,
+            parent,
+            steps: Vec::new(),
+            truth: Vec::new(),
+            needs_anchor: true,
+            anchor_to_model: false,
+            imagined_since_anchor: 0,
+        }
+    }
+
+    // ----- sources -------------------------------------------------------------------------
+
+    /// Starts loading a model on its worker; it replaces the current one when it has loaded
+    /// and fits the ground truth (see [`Session::poll`]).
+    pub fn load_model(&mut self, worker: ModelWorker, label: String) {
+        self.notify(Level::Info, format!("loading model {label}…"));
+        self.loading = Some((worker, label));
+    }
+
+    /// Whether a model is being loaded.
+    pub fn model_loading(&self) -> Option<&str> {
+        self.loading.as_ref().map(|(_, l)| l.as_str())
+    }
+
+    /// Replaces the ground truth (a live scene or a replay) and resets. Refused, with a notice,
+    /// when it does not fit the loaded model; the session keeps what it had.
+    pub fn set_truth(&mut self, truth: Box<dyn GroundTruth>) -> bool {
+        if let Some(info) = &self.model_info
+            && let Err(e) = check_compatible(info, truth.spec())
+        {
+            self.notify(Level::Error, e);
+            return false;
+        }
+        self.palette = truth
+            .spec()
+            .scene
+            .as_ref()
+            .map(|s| Palette::from_spec(s, metrics::DEFAULT_TOLERANCE))
+            .filter(Palette::has_objects);
+        self.truth_template = Some(truth);
+        self.reset();
+        true
+    }
+
+    /// Drops the ground truth: the model runs alone (dream mode) from the next reset, and from
+    /// now on in the current branch.
+    pub fn enter_dream_mode(&mut self) {
+        if self.model.is_none() {
+            self.notify(Level::Error, "dream mode needs a model".into());
+            return;
+        }
+        self.truth_template = None;
+        let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
+        let real: Vec<Arc<Frame>> = self
+            .active_branch()
+            .steps
+            .iter()
+            .filter_map(|r| r.truth.clone())
+            .collect();
+        if real.len() >= context_len {
+            self.dream_seed = Some(real[real.len() - context_len..].to_vec());
+        }
+        let head = self.active_branch().steps.len();
+        let branch = self.active_branch_mut();
+        if branch.current_truth().is_some() {
+            branch.truth.push((head, None));
+        }
+        self.notify(
+            Level::Info,
+            "dream mode: the model runs without ground truth".into(),
+        );
+    }
+
+    /// Frames that seed dream-mode rollouts (default: the last real context, else grey).
+    pub fn set_dream_seed(&mut self, frames: Vec<Frame>) {
+        self.dream_seed = Some(frames.into_iter().map(Arc::new).collect());
+    }
+
+    pub fn model_info(&self) -> Option<&ModelInfo> {
+        self.model_info.as_ref()
+    }
+
+    pub fn truth_spec(&self) -> Option<&TruthSpec> {
+        self.active_branch()
+            .current_truth()
+            .map(|t| t.spec())
+            .or_else(|| self.truth_template.as_deref().map(|t| t.spec()))
+    }
+
+    /// The action space the controls should offer: the ground truth's (it has names), else
+    /// the model's.
+    pub fn action_space(&self) -> Option<&ActionSpace> {
+        self.truth_spec()
+            .map(|s| &s.action_space)
+            .or_else(|| self.model_info.as_ref().map(|m| &m.action_space))
+    }
+
+    /// Frames per second of the ground truth or the model.
+    pub fn fps(&self) -> f64 {
+        self.truth_spec()
+            .map(|s| s.fps)
+            .or_else(|| self.model_info.as_ref().and_then(|m| m.fps))
+            .unwrap_or(10.0)
+    }
+
+    /// Frame size of the model (frames are fitted to it), else of the ground truth.
+    pub fn frame_size(&self) -> Option<(u32, u32)> {
+        self.model_info
+            .as_ref()
+            .map(|m| (m.frame_width, m.frame_height))
+            .or_else(|| self.truth_spec().map(|s| (s.frame_width, s.frame_height)))
+    }
+
+    // ----- branches and timeline -------------------------------------------------------------
+
+    pub fn branches(&self) -> &[Branch] {
+        &self.branches
+    }
+
+    pub fn active_id(&self) -> BranchId {
+        self.active
+    }
+
+    pub fn active_branch(&self) -> &Branch {
+        self.branches
+            .iter()
+            .find(|b| b.id == self.active)
+            .unwrap_or(&self.branches[0])
+    }
+
+    fn active_branch_mut(&mut self) -> &mut Branch {
+        let active = self.active;
+        let i = self
+            .branches
+            .iter()
+            .position(|b| b.id == active)
+            .unwrap_or(0);
+        &mut self.branches[i]
+    }
+
+    fn branch_mut(&mut self, id: BranchId) -> Option<&mut Branch> {
+        self.branches.iter_mut().find(|b| b.id == id)
+    }
+
+    /// The step the views show.
+    pub fn view_step(&self) -> Option<usize> {
+        let head = self.active_branch().head()?;
+        Some(self.cursor.map_or(head, |c| c.min(head)))
+    }
+
+    /// Shows step `step` (clamped); scrubbing to the head follows new steps again.
+    pub fn scrub(&mut self, step: usize) {
+        let head = self.active_branch().head().unwrap_or(0);
+        self.cursor = (step < head).then_some(step);
+    }
+
+    /// Whether the views follow the newest step.
+    pub fn following_head(&self) -> bool {
+        self.cursor.is_none()
+    }
+
+    /// Whether a model step is in flight.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// How long the step in flight has been running.
+    pub fn pending_for(&self) -> Option<Duration> {
+        self.pending.as_ref().map(|p| p.issued.elapsed())
+    }
+
+    /// Copies the active branch up to `step` into a new branch and makes it active.
+    pub fn fork(&mut self, step: usize) -> Result<BranchId, String> {
+        let src = self.active_branch();
+        let Some(rec) = src.steps.get(step) else {
+            return Err(format!("no step {step} to fork at"));
+        };
+        if rec.is_pending() {
+            return Err("the model is still computing that step".into());
+        }
+        let mut truth = Vec::new();
+        // The ground truth source that was current at `step`, positioned there.
+        if let Some((start, source)) = src.truth.iter().rev().find(|(s, _)| *s <= step) {
+            let forked = match source {
+                Some(t) => Some(t.fork_at(step - start).map_err(|e| format!("{e:#}"))?),
+                None => None,
+            };
+            truth.push((*start, forked));
+        }
+        let steps = src.steps[..=step].to_vec();
+        let needs_anchor = rec.anchored || rec.state.is_none();
+        // An imagined step whose state was dropped (older than `KEPT_STATES`): the fork continues
+        // the imagined rollout from the model's own frames.
+        let anchor_to_model =
+            !rec.anchored && rec.state.is_none() && rec.kind == FrameKind::Imagined;
+        let parent = src.id;
+        let id = BranchId(self.next_branch);
+        self.next_branch += 1;
+        let mut branch =
+            Self::empty_branch(id, format!("fork {} @ {step}", id.0), Some((parent, step)));
+        branch.steps = steps;
+        branch.truth = truth;
+        branch.needs_anchor = needs_anchor;
+        branch.anchor_to_model = anchor_to_model;
+        self.branches.push(branch);
+        self.active = id;
+        self.cursor = None;
+        self.notify(Level::Info, format!("forked at step {step}"));
+        Ok(id)
+    }
+
+    /// Makes `id` the active branch.
+    pub fn switch_branch(&mut self, id: BranchId) -> bool {
+        if self.branches.iter().any(|b| b.id == id) {
+            self.active = id;
+            self.cursor = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Deletes branch `id` (not the last one); the active branch moves to its parent or the
+    /// first branch.
+    pub fn delete_branch(&mut self, id: BranchId) -> Result<(), String> {
+        if self.branches.len() <= 1 {
+            return Err("the last branch cannot be deleted".into());
+        }
+        let Some(i) = self.branches.iter().position(|b| b.id == id) else {
+            return Err(format!("no branch {}", id.0));
+        };
+        let removed = self.branches.remove(i);
+        if self.pending.as_ref().is_some_and(|p| p.branch == id) {
+            self.pending = None;
+        }
+        if self.active == id {
+            let parent = removed
+                .parent
+                .map(|(p, _)| p)
+                .filter(|p| self.branches.iter().any(|b| b.id == *p));
+            self.active = parent.unwrap_or(self.branches[0].id);
+            self.cursor = None;
+        }
+        Ok(())
+    }
+
+    // ----- stepping --------------------------------------------------------------------------
+
+    /// Starts a new rollout from the ground truth's first frame (or the dream seed), dropping
+    /// every branch.
+    pub fn reset(&mut self) {
+        self.generation += 1;
+        self.pending = None;
+        self.cursor = None;
+        let mut branch = Self::empty_branch(BranchId(self.next_branch), "main".into(), None);
+        self.next_branch += 1;
+        let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
+        let seed = self.config.seed;
+        let fresh = self.truth_template.as_mut().map(|template| {
+            template.reseed(seed);
+            template.fork_at(0).and_then(|mut t| {
+                let frame = t.reset()?;
+                Ok((t, frame))
+            })
+        });
+        match fresh {
+            Some(Ok((t, frame))) => {
+                let frame = Arc::new(self.fit(frame));
+                branch.steps.push(self.first_record(frame));
+                branch.truth.push((0, Some(t)));
+            }
+            Some(Err(e)) => self.notify(Level::Error, format!("reset failed: {e:#}")),
+            None if self.model_info.is_some() => {
+                // Dream mode: seed frames stand in for a real context.
+                branch.truth.push((0, None));
+                for f in self.dream_context(context_len) {
+                    branch.steps.push(StepRecord::context(None, f, false));
+                }
+            }
+            None => {}
+        }
+        self.active = branch.id;
+        self.branches = vec![branch];
+        if let Some(rec) = self.recording.as_mut() {
+            rec.next_step = 1;
+            rec.rows = 0;
+        }
+    }
+
+    fn first_record(&self, frame: Arc<Frame>) -> StepRecord {
+        if self.model_info.is_some() {
+            StepRecord::context(None, frame, true)
+        } else {
+            StepRecord {
+                kind: FrameKind::TruthOnly,
+                model: None,
+                ..StepRecord::context(None, frame, true)
+            }
+        }
+    }
+
+    fn dream_context(&self, n: usize) -> Vec<Arc<Frame>> {
+        if let Some(seed) = &self.dream_seed
+            && let Some(last) = seed.last()
+        {
+            let mut v: Vec<Arc<Frame>> = seed.iter().rev().take(n).rev().cloned().collect();
+            while v.len() < n {
+                v.insert(0, Arc::clone(last));
+            }
+            return v;
+        }
+        let (w, h) = self.frame_size().unwrap_or((64, 64));
+        let grey = Arc::new(frames::solid(w, h, [128, 128, 128]));
+        vec![grey; n]
+    }
+
+    /// Ground-truth frames are compared with the model's at the model's size.
+    fn fit(&self, frame: Frame) -> Frame {
+        match &self.model_info {
+            Some(m) => frames::fit(frame, m.frame_width, m.frame_height),
+            None => frame,
+        }
+    }
+
+    /// Takes one step with `user_action` (a replay uses its recorded action instead).
+    pub fn step(&mut self, user_action: &Action) -> Result<(), Refused> {
+        if self.pending.is_some() {
+            return Err(Refused::Busy);
+        }
+        if self.active_branch().steps.is_empty() {
+            return Err(Refused::Empty);
+        }
+        let issued = Instant::now();
+        let context_len = self.model_info.as_ref().map(|m| m.context_len);
+        let seed = self.config.seed;
+        let generation = self.generation;
+        let n = self.active_branch().steps.len();
+
+        // Ground truth first: it is fast and decides the action when replaying.
+        let truth_step = match self.active_branch_mut().current_truth_mut() {
+            Some(t) => step_truth(t, user_action).map(|(a, f)| (a, Some(f))),
+            None => Ok((user_action.clone(), None)),
+        };
+        let (action, truth_frame) = match truth_step {
+            Ok(v) => v,
+            Err(e) => {
+                if e == Refused::EpisodeEnded {
+                    self.transport.playing = false;
+                }
+                return Err(e);
+            }
+        };
+        let truth_frame = truth_frame.map(|f| Arc::new(self.fit(f)));
+
+        let Some(context_len) = context_len else {
+            let Some(frame) = truth_frame else {
+                return Err(Refused::Empty);
+            };
+            let rec = StepRecord {
+                kind: FrameKind::TruthOnly,
+                model: None,
+                latency_ms: Some(issued.elapsed().as_secs_f64() * 1e3),
+                ..StepRecord::context(Some(action), frame, true)
+            };
+            self.active_branch_mut().steps.push(rec);
+            self.after_step_recorded();
+            return Ok(());
+        };
+
+        if n < context_len
+            && let Some(frame) = truth_frame.clone()
+        {
+            // Still filling the model's context with real frames.
+            let mut rec = StepRecord::context(Some(action), frame, true);
+            rec.latency_ms = Some(issued.elapsed().as_secs_f64() * 1e3);
+            self.active_branch_mut().steps.push(rec);
+            self.after_step_recorded();
+            return Ok(());
+        }
+
+        let branch = self.active_branch_mut();
+        let prev_state = branch.steps[n - 1].state.clone();
+        let start = match prev_state {
+            Some(state) if !branch.needs_anchor => StartFrom::State(state),
+            _ => {
+                let (frames, actions) =
+                    context_window(&branch.steps, context_len, &action, branch.anchor_to_model);
+                branch.needs_anchor = false;
+                branch.anchor_to_model = false;
+                branch.imagined_since_anchor = 0;
+                StartFrom::Context { frames, actions }
+            }
+        };
+        let branch_id = branch.id;
+        branch.steps.push(StepRecord {
+            action: Some(action.clone()),
+            truth: truth_frame,
+            model: None,
+            kind: FrameKind::Imagined,
+            anchored: false,
+            metrics: None,
+            compute_ms: None,
+            latency_ms: None,
+            state: None,
+        });
+        let noise_seed = step_seed(seed, n);
+        let Some(worker) = self.model.as_mut() else {
+            return Err(Refused::Empty);
+        };
+        match worker.submit(start, action, noise_seed) {
+            Ok(job) => {
+                self.pending = Some(Pending {
+                    job,
+                    branch: branch_id,
+                    step: n,
+                    issued,
+                    generation,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.active_branch_mut().steps.pop();
+                Err(Refused::Invalid(format!("{e:#}")))
+            }
+        }
+    }
+
+    /// Applies finished work from the model thread. Call every frame; never blocks.
+    pub fn poll(&mut self) -> PollOutcome {
+        let mut out = PollOutcome::default();
+        while let Some(reply) = self
+            .loading
+            .as_ref()
+            .and_then(|(w, _)| w.try_recv())
+            .map(|r| (true, r))
+            .or_else(|| {
+                self.model
+                    .as_ref()
+                    .and_then(|w| w.try_recv())
+                    .map(|r| (false, r))
+            })
+        {
+            match reply {
+                (true, Reply::Loaded(result)) => {
+                    out.model_loaded |= self.finish_loading(result);
+                }
+                (false, Reply::Loaded(Err(e))) => {
+                    // The running model's thread died.
+                    self.notify(Level::Error, format!("model: {e}"));
+                    self.model = None;
+                    self.model_info = None;
+                    self.pending = None;
+                }
+                (_, Reply::Loaded(Ok(_))) => {}
+                (from_loading, Reply::Step { id, result }) => {
+                    if !from_loading {
+                        out.steps_finished += usize::from(self.finish_step(id, result));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Polls until the model is idle or `timeout` passes (tests, headless runs, exports).
+    pub fn wait_idle(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll();
+            if self.pending.is_none() && self.loading.is_none() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn finish_loading(&mut self, result: Result<ModelInfo, String>) -> bool {
+        let Some((worker, label)) = self.loading.take() else {
+            return false;
+        };
+        match result {
+            Err(e) => {
+                self.notify(Level::Error, e);
+                false
+            }
+            Ok(info) => {
+                if let Some(t) = self.truth_template.as_deref()
+                    && let Err(e) = check_compatible(&info, t.spec())
+                {
+                    self.notify(Level::Error, format!("{label}: {e}"));
+                    return false;
+                }
+                self.notify(
+                    Level::Info,
+                    format!(
+                        "model loaded: {label} ({}x{}, {} context frames, {})",
+                        info.frame_width, info.frame_height, info.context_len, info.device
+                    ),
+                );
+                self.model = Some(worker);
+                self.model_info = Some(info);
+                self.reset();
+                true
+            }
+        }
+    }
+
+    fn finish_step(&mut self, id: u64, result: Result<worker::StepDone, String>) -> bool {
+        let Some(p) = self.pending.take_if(|p| p.job == id) else {
+            return false;
+        };
+        if p.generation != self.generation {
+            return false;
+        }
+        let anchor_every = self.config.anchor_every;
+        let has_palette = self.palette.clone();
+        let Some(branch) = self.branch_mut(p.branch) else {
+            return false;
+        };
+        let has_truth = branch.current_truth().is_some();
+        let Some(rec) = branch.steps.get_mut(p.step) else {
+            return false;
+        };
+        match result {
+            Ok(done) => {
+                rec.metrics = rec
+                    .truth
+                    .as_ref()
+                    .map(|t| frame_metrics(t, &done.frame, has_palette.as_ref()));
+                rec.model = Some(Arc::new(done.frame));
+                rec.state = Some(done.state);
+                rec.compute_ms = Some(done.compute_ms);
+                rec.latency_ms = Some(p.issued.elapsed().as_secs_f64() * 1e3);
+                branch.imagined_since_anchor += 1;
+                if anchor_every > 0 && has_truth && branch.imagined_since_anchor >= anchor_every {
+                    rec.anchored = true;
+                    branch.needs_anchor = true;
+                }
+                // Bounded memory: only the last `KEPT_STATES` steps keep their rollout state.
+                if let Some(old) = p
+                    .step
+                    .checked_sub(KEPT_STATES)
+                    .and_then(|i| branch.steps.get_mut(i))
+                {
+                    old.state = None;
+                }
+                if p.branch == self.active {
+                    self.after_step_recorded();
+                }
+                true
+            }
+            Err(e) => {
+                branch.steps.truncate(p.step);
+                // Undo the ground truth's step too, so both sides stay in lockstep.
+                let start = branch.truth.last().map_or(0, |(s, _)| *s);
+                if let Some((_, Some(t))) = branch.truth.last_mut()
+                    && let Ok(back) = t.fork_at(p.step.saturating_sub(1).saturating_sub(start))
+                {
+                    *t = back;
+                }
+                self.transport.playing = false;
+                self.notify(Level::Error, format!("model step failed: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Steps if playing and the pace allows; call every frame with the current user action.
+    pub fn tick(&mut self, now: Instant, user_action: &Action) -> Option<Result<(), Refused>> {
+        if !self.transport.playing || self.pending.is_some() {
+            return None;
+        }
+        let period = Duration::from_secs_f64(1.0 / self.config.steps_per_sec.clamp(0.1, 240.0));
+        if self
+            .transport
+            .last_step
+            .is_some_and(|t| now.duration_since(t) < period)
+        {
+            return None;
+        }
+        self.transport.last_step = Some(now);
+        let r = self.step(user_action);
+        if let Err(e) = &r
+            && *e != Refused::Busy
+        {
+            self.transport.playing = false;
+        }
+        Some(r)
+    }
+
+    /// Re-anchors the model on the next step: its context becomes the last real frames.
+    pub fn resync_now(&mut self) {
+        let branch = self.active_branch_mut();
+        if branch.current_truth().is_none() {
+            self.notify(Level::Error, "no ground truth to re-sync to".into());
+            return;
+        }
+        branch.needs_anchor = true;
+        if let Some(last) = branch.steps.last_mut() {
+            last.anchored = true;
+        }
+    }
+
+    /// During a replay, continues from the current step under user control (a live scene from
+    /// the episode's state when possible, else the model alone).
+    pub fn take_over(&mut self) -> Result<(), String> {
+        let branch = self.active_branch();
+        let Some(t) = branch.current_truth() else {
+            return Err("nothing to take over: no ground truth".into());
+        };
+        if t.kind() != TruthKind::Replay {
+            return Err("already under live control".into());
+        }
+        if self.pending.is_some() {
+            return Err("wait for the model's step to finish".into());
+        }
+        let head = branch.steps.len().saturating_sub(1);
+        let (source, note) = match t.take_over() {
+            Ok(live) => (
+                Some(live),
+                "live control: the scene continues from this step".to_owned(),
+            ),
+            Err(e) => (
+                None,
+                format!("live control without ground truth (the model alone): {e:#}"),
+            ),
+        };
+        if source.is_none() && self.model.is_none() {
+            return Err(note);
+        }
+        self.active_branch_mut().truth.push((head, source));
+        self.cursor = None;
+        self.notify(Level::Info, note);
+        Ok(())
+    }
+
+    // ----- recording -------------------------------------------------------------------------
+
+    /// Starts recording the active branch's model frames and actions from the current step.
+    pub fn start_recording(&mut self, mut recorder: Box<dyn Recorder>) -> Result<(), String> {
+        let Some(info) = &self.model_info else {
+            return Err("recording needs a model".into());
+        };
+        let meta = EpisodeMeta {
+            imagined: true,
+            model: info.source.clone(),
+            ground_truth: self.truth_spec().map(|s| s.name.clone()),
+            fps: self.fps(),
+            action_space: self
+                .action_space()
+                .cloned()
+                .unwrap_or(info.action_space.clone()),
+            seed: self.config.seed,
+        };
+        recorder
+            .begin_episode(&meta)
+            .map_err(|e| format!("cannot start recording: {e:#}"))?;
+        let next_step = self.active_branch().steps.len();
+        self.recording = Some(Recording {
+            recorder,
+            meta,
+            rows: 0,
+            next_step: next_step.max(1),
+        });
+        self.notify(Level::Info, "recording".into());
+        Ok(())
+    }
+
+    pub fn recording(&self) -> Option<RecordingStatus> {
+        self.recording.as_ref().map(|r| RecordingStatus {
+            rows: r.rows,
+            episodes_saved: self.episodes_saved,
+        })
+    }
+
+    /// Saves the episode in progress and starts the next one from a reset (LeRobot's → / n).
+    pub fn save_episode(&mut self) -> Result<usize, String> {
+        let Some(rec) = self.recording.as_mut() else {
+            return Err("not recording".into());
+        };
+        let index = rec
+            .recorder
+            .save_episode()
+            .map_err(|e| format!("cannot save the episode: {e:#}"))?;
+        self.episodes_saved += 1;
+        let meta = rec.meta.clone();
+        self.reset();
+        self.restart_recording_episode(&meta);
+        self.notify(Level::Info, format!("saved episode {index}"));
+        Ok(index)
+    }
+
+    /// Drops the episode in progress and re-records from a reset (LeRobot's ← / r).
+    pub fn discard_episode(&mut self) -> Result<(), String> {
+        let Some(rec) = self.recording.as_mut() else {
+            return Err("not recording".into());
+        };
+        rec.recorder
+            .discard_episode()
+            .map_err(|e| format!("cannot discard the episode: {e:#}"))?;
+        let meta = rec.meta.clone();
+        self.reset();
+        self.restart_recording_episode(&meta);
+        self.notify(Level::Info, "episode discarded; recording again".into());
+        Ok(())
+    }
+
+    /// Saves a non-empty episode in progress and closes the recorder (LeRobot's Esc / q).
+    pub fn stop_recording(&mut self) -> Result<(), String> {
+        let Some(mut rec) = self.recording.take() else {
+            return Err("not recording".into());
+        };
+        let result = if rec.rows > 0 {
+            rec.recorder
+                .save_episode()
+                .map(|_| self.episodes_saved += 1)
+        } else {
+            rec.recorder.discard_episode()
+        }
+        .and_then(|()| rec.recorder.finish());
+        result.map_err(|e| format!("stopping the recording failed: {e:#}"))?;
+        self.notify(Level::Info, "recording stopped".into());
+        Ok(())
+    }
+
+    fn restart_recording_episode(&mut self, meta: &EpisodeMeta) {
+        let Some(rec) = self.recording.as_mut() else {
+            return;
+        };
+        let mut meta = meta.clone();
+        meta.seed = self.config.seed;
+        if let Err(e) = rec.recorder.begin_episode(&meta) {
+            self.recording = None;
+            self.notify(Level::Error, format!("recording stopped: {e:#}"));
+        }
+    }
+
+    /// Writes the rows that became complete on the active branch.
+    fn after_step_recorded(&mut self) {
+        let active = self.active;
+        let Some(rec) = self.recording.as_mut() else {
+            return;
+        };
+        let Some(branch) = self.branches.iter().find(|b| b.id == active) else {
+            return;
+        };
+        let mut error = None;
+        while let (Some(prev), Some(cur)) = (
+            branch.steps.get(rec.next_step.wrapping_sub(1)),
+            branch.steps.get(rec.next_step),
+        ) {
+            let (Some(frame), Some(action)) = (prev.model.as_ref(), cur.action.as_ref()) else {
+                break;
+            };
+            if cur.model.is_none() {
+                break;
+            }
+            if let Err(e) = rec.recorder.push(frame, action) {
+                error = Some(e);
+                break;
+            }
+            rec.rows += 1;
+            rec.next_step += 1;
+        }
+        if let Some(e) = error {
+            self.recording = None;
+            self.notify(Level::Error, format!("recording stopped: {e:#}"));
+        }
+    }
+
+    // ----- notices ---------------------------------------------------------------------------
+
+    pub fn notify(&mut self, level: Level, text: String) {
+        match level {
+            Level::Error => tracing::warn!("{text}"),
+            Level::Info => tracing::info!("{text}"),
+        }
+        self.notices.push(Notice {
+            level,
+            text,
+            at: Instant::now(),
+        });
+        if self.notices.len() > MAX_NOTICES {
+            self.notices.remove(0);
+        }
+    }
+
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+
+    pub fn clear_notices(&mut self) {
+        self.notices.clear();
+    }
+}
+
+/// Steps a ground truth with the user's action, or the recorded one when replaying.
+fn step_truth(t: &mut dyn GroundTruth, user_action: &Action) -> Result<(Action, Frame), Refused> {
+    let scripted = t.scripted_action();
+    if t.kind() == TruthKind::Replay && scripted.is_none() {
+        return Err(Refused::EpisodeEnded);
+    }
+    let action = scripted.unwrap_or_else(|| user_action.clone());
+    t.spec()
+        .action_space
+        .check(&t.spec().name, &action)
+        .map_err(|e| Refused::Invalid(e.to_string()))?;
+    match t.step(&action) {
+        Ok(Some(f)) => Ok((action, f)),
+        Ok(None) => Err(Refused::EpisodeEnded),
+        Err(e) => Err(Refused::Invalid(format!("{e:#}"))),
+    }
+}
+
+/// The model's context for a fresh start at step `n = steps.len()`: the last `len` frames
+/// (real ones where the step has ground truth, else the model's) with the action taken at each;
+/// the newest gets `next_action`, which the step overwrites anyway.
+/// The last `len` frames of `steps` with the actions taken after them: the real frames where
+/// there are any, or the model's own when `model_first` (rebuilding an imagined rollout's state,
+/// which is exactly this window: the model's quantised frames and the actions).
+fn context_window(
+    steps: &[StepRecord],
+    len: usize,
+    next_action: &Action,
+    model_first: bool,
+) -> (Vec<Arc<Frame>>, Vec<Action>) {
+    let n = steps.len();
+    let first = n.saturating_sub(len);
+    let mut frames = Vec::with_capacity(len);
+    let mut actions = Vec::with_capacity(len);
+    for i in first..n {
+        let rec = &steps[i];
+        let frame = if model_first {
+            rec.model.as_ref().or(rec.truth.as_ref())
+        } else {
+            rec.truth.as_ref().or(rec.model.as_ref())
+        };
+        if let Some(f) = frame {
+            frames.push(Arc::clone(f));
+        }
+        let taken = steps
+            .get(i + 1)
+            .and_then(|s| s.action.clone())
+            .unwrap_or_else(|| next_action.clone());
+        actions.push(taken);
+    }
+    // Too short (cannot happen after the context phase): repeat the oldest.
+    while frames.len() < len
+        && let Some(f) = frames.first().cloned()
+    {
+        frames.insert(0, f);
+        actions.insert(0, next_action.clone());
+    }
+    (frames, actions)
+}
+
+/// The noise seed of step `n`: reproducible per (seed, step), so a fork given the same actions
+/// repeats its parent and differs only where the actions do.
+fn step_seed(seed: u64, n: usize) -> u64 {
+    // SplitMix64 finaliser.
+    let mut z = seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// PSNR, SSIM and per-object IoU of a model frame against the truth.
+pub fn frame_metrics(truth: &Frame, model: &Frame, palette: Option<&Palette>) -> StepMetrics {
+    StepMetrics {
+        psnr_db: metrics::psnr(&truth.data, &model.data),
+        ssim: metrics::ssim(
+            &truth.data,
+            &model.data,
+            truth.width as usize,
+            truth.height as usize,
+        ),
+        iou: palette
+            .map(|p| metrics::mask_iou(&truth.data, &model.data, p))
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether a model can run beside a ground truth: same kind of actions and dimension.
+pub fn check_compatible(model: &ModelInfo, truth: &TruthSpec) -> Result<(), String> {
+    match (&model.action_space, &truth.action_space) {
+        (ActionSpace::Discrete { names: m }, ActionSpace::Discrete { names: t })
+            if m.len() == t.len() =>
+        {
+            Ok(())
+        }
+        (ActionSpace::Continuous { names: m, .. }, ActionSpace::Continuous { names: t, .. })
+            if m.len() == t.len() =>
+        {
+            Ok(())
+        }
+        (m, t) => Err(format!(
+            "the model's actions ({}) do not fit `{}`'s ({})",
+            describe(m),
+            truth.name,
+            describe(t)
+        )),
+    }
+}
+
+fn describe(space: &ActionSpace) -> String {
+    match space {
+        ActionSpace::Discrete { names } => format!("{} discrete", names.len()),
+        ActionSpace::Continuous { names, .. } => format!("{} continuous values", names.len()),
+    }
+}

@@ -1,0 +1,755 @@
+//! Headless tests of the session core with a fake model (and one with a real, tiny candle
+//! model): lockstep, replay, take-over, re-anchoring, forks, recording, exports and errors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dreamyard_scenes::policy::PolicyKind;
+use dreamyard_scenes::{Action, ActionSpace, Frame, SceneSource, load_scene, run_policy};
+
+use super::backend::{Backend, CandleBackend, ModelInfo, ModelState};
+use super::recorder::MemoryRecorder;
+use super::truth::{Episode, LiveScene, Replay};
+use super::worker::ModelWorker;
+use super::*;
+
+const SIZE: u32 = 32;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A fake model: the next frame is the newest context frame darkened by one level per step
+/// since the context was (re)set, so frames drift from the truth. It counts resets.
+struct Fake {
+    info: ModelInfo,
+    resets: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    last: Arc<Frame>,
+    age: u8,
+}
+
+impl Fake {
+    fn new(action_space: ActionSpace) -> (Self, Arc<AtomicUsize>) {
+        let resets = Arc::new(AtomicUsize::new(0));
+        let fake = Self {
+            info: ModelInfo {
+                source: "fake".into(),
+                context_len: 4,
+                action_space,
+                frame_width: SIZE,
+                frame_height: SIZE,
+                fps: Some(10.0),
+                device: "test".into(),
+            },
+            resets: Arc::clone(&resets),
+            delay: Duration::ZERO,
+        };
+        (fake, resets)
+    }
+}
+
+impl Backend for Fake {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn reset(&self, frames: &[Arc<Frame>], actions: &[Action]) -> anyhow::Result<ModelState> {
+        anyhow::ensure!(frames.len() == 4 && actions.len() == 4, "context of 4");
+        self.resets.fetch_add(1, Ordering::SeqCst);
+        Ok(ModelState::new(FakeState {
+            last: Arc::clone(&frames[3]),
+            age: 0,
+        }))
+    }
+
+    fn step(
+        &self,
+        state: &ModelState,
+        _action: &Action,
+        _seed: u64,
+    ) -> anyhow::Result<(Frame, ModelState)> {
+        std::thread::sleep(self.delay);
+        let s = state.get::<FakeState>().unwrap();
+        let age = s.age.saturating_add(1);
+        let mut frame = (*s.last).clone();
+        for v in &mut frame.data {
+            *v = v.saturating_sub(age);
+        }
+        Ok((
+            frame,
+            ModelState::new(FakeState {
+                last: Arc::clone(&s.last),
+                age,
+            }),
+        ))
+    }
+}
+
+fn push_t() -> Box<dyn dreamyard_scenes::Scene> {
+    load_scene(&SceneSource::parse("push-t"), Some((SIZE, SIZE))).unwrap()
+}
+
+fn push_t_space() -> ActionSpace {
+    push_t().spec().action_space.clone()
+}
+
+/// A session over live push-t with the fake model loaded.
+fn live_session() -> (Session, Arc<AtomicUsize>) {
+    let (fake, resets) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    assert!(s.model_info().is_some());
+    // The session's seed picks the scene's episode (the UI's seed field).
+    s.config.seed = 7;
+    assert!(s.set_truth(Box::new(LiveScene::new(push_t(), 0))));
+    (s, resets)
+}
+
+fn act(x: f32, y: f32) -> Action {
+    Action::Continuous(vec![x, y])
+}
+
+fn step_wait(s: &mut Session, a: &Action) {
+    s.step(a).unwrap();
+    assert!(s.wait_idle(WAIT));
+}
+
+/// A recorded push-t episode (heuristic policy) with states.
+fn episode(len: usize, with_states: bool) -> Episode {
+    let mut scene = push_t();
+    let mut policy = scene.scripted_policy(PolicyKind::Heuristic);
+    let (mut frames, mut actions, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    run_policy(
+        scene.as_mut(),
+        policy.as_mut(),
+        3,
+        len - 1,
+        false,
+        |a, obs| {
+            if let Some(a) = a {
+                actions.push(a.clone());
+            }
+            frames.push(obs.frame.clone());
+            states.push(obs.state.clone());
+        },
+    )
+    .unwrap();
+    // The last frame's action: hold the last one.
+    actions.push(actions.last().unwrap().clone());
+    Episode {
+        name: "push-t episode 0".into(),
+        frames,
+        actions,
+        states: with_states.then_some(states),
+        action_space: push_t_space(),
+        fps: 10.0,
+    }
+}
+
+#[test]
+fn lockstep_live_scene_and_model() {
+    let (mut s, resets) = live_session();
+    let mut reference = push_t();
+    let first = reference.reset(7).frame;
+    assert_eq!(*s.active_branch().steps[0].truth.clone().unwrap(), first);
+    let actions: Vec<Action> = (0..10)
+        .map(|i| act(200.0 + 10.0 * i as f32, 300.0))
+        .collect();
+    for a in &actions {
+        step_wait(&mut s, a);
+    }
+    let b = s.active_branch();
+    assert_eq!(b.steps.len(), 11);
+    for (i, a) in actions.iter().enumerate() {
+        let rec = &b.steps[i + 1];
+        // The same action went to both sides; the truth is the scene's own frame.
+        assert_eq!(rec.action.as_ref(), Some(a));
+        assert_eq!(
+            **rec.truth.as_ref().unwrap(),
+            reference.step(a).unwrap().frame
+        );
+        assert!(rec.model.is_some());
+    }
+    let kinds: Vec<FrameKind> = b.steps.iter().map(|r| r.kind).collect();
+    assert_eq!(&kinds[..4], &[FrameKind::Context; 4]);
+    assert!(kinds[4..].iter().all(|k| *k == FrameKind::Imagined));
+    // Context frames are the real ones; imagined ones have metrics and timings.
+    assert_eq!(b.steps[2].model, b.steps[2].truth);
+    let m = b.steps[6].metrics.as_ref().unwrap();
+    assert!(m.psnr_db.is_finite() && m.ssim <= 1.0);
+    assert_eq!(
+        m.iou.len(),
+        push_t().spec().objects.len(),
+        "one IoU per object colour"
+    );
+    assert!(m.mean_iou().is_some());
+    assert!(b.steps[6].compute_ms.is_some() && b.steps[6].latency_ms.is_some());
+    // One context reset; the rest continued from the state.
+    assert_eq!(resets.load(Ordering::SeqCst), 1);
+    assert_eq!(s.view_step(), Some(10));
+    s.scrub(3);
+    assert_eq!(s.view_step(), Some(3));
+    assert!(!s.following_head());
+}
+
+#[test]
+fn a_step_in_flight_refuses_the_next_and_reset_drops_it() {
+    let (mut fake, _) = Fake::new(push_t_space());
+    fake.delay = Duration::from_millis(300);
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "slow".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    s.set_truth(Box::new(LiveScene::new(push_t(), 1)));
+    for _ in 0..3 {
+        s.step(&act(100.0, 100.0)).unwrap();
+    }
+    s.step(&act(100.0, 100.0)).unwrap();
+    assert!(s.is_pending());
+    assert!(s.active_branch().steps[4].is_pending());
+    assert_eq!(s.step(&act(1.0, 1.0)), Err(Refused::Busy));
+    // A reset while pending ignores the late reply.
+    s.reset();
+    assert!(!s.is_pending());
+    std::thread::sleep(Duration::from_millis(400));
+    s.poll();
+    assert_eq!(s.active_branch().steps.len(), 1);
+}
+
+#[test]
+fn replay_uses_recorded_actions_and_seeds_the_model_with_four_real_frames() {
+    let (fake, resets) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    let ep = episode(12, true);
+    assert!(s.set_truth(Box::new(Replay::new(ep.clone(), None).unwrap())));
+    let mut steps = 0;
+    loop {
+        match s.step(&act(0.0, 0.0)) {
+            Ok(()) => assert!(s.wait_idle(WAIT)),
+            Err(Refused::EpisodeEnded) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+        steps += 1;
+    }
+    assert_eq!(steps, 11);
+    let b = s.active_branch();
+    for (i, rec) in b.steps.iter().enumerate() {
+        assert_eq!(**rec.truth.as_ref().unwrap(), ep.frames[i]);
+        if i > 0 {
+            assert_eq!(rec.action.as_ref(), Some(&ep.actions[i - 1]));
+        }
+        let kind = if i < 4 {
+            FrameKind::Context
+        } else {
+            FrameKind::Imagined
+        };
+        assert_eq!(rec.kind, kind, "step {i}");
+    }
+    assert_eq!(resets.load(Ordering::SeqCst), 1);
+    assert!(!s.transport.playing);
+}
+
+#[test]
+fn take_over_continues_in_a_live_scene_from_the_episode_state() {
+    let (fake, _) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    let ep = episode(20, true);
+    s.set_truth(Box::new(Replay::new(ep.clone(), Some(push_t())).unwrap()));
+    for _ in 0..6 {
+        step_wait(&mut s, &act(0.0, 0.0));
+    }
+    assert_eq!(s.active_branch().truth_kind(), Some(TruthKind::Replay));
+    s.take_over().unwrap();
+    assert_eq!(s.active_branch().truth_kind(), Some(TruthKind::Live));
+    let mine = act(480.0, 40.0);
+    step_wait(&mut s, &mine);
+    let rec = s.active_branch().steps.last().unwrap();
+    assert_eq!(
+        rec.action.as_ref(),
+        Some(&mine),
+        "the user's action, not the episode's"
+    );
+    let mut scene = push_t();
+    scene.reset_to(&ep.states.as_ref().unwrap()[6]).unwrap();
+    assert_eq!(
+        **rec.truth.as_ref().unwrap(),
+        scene.step(&mine).unwrap().frame
+    );
+    assert_eq!(rec.kind, FrameKind::Imagined);
+    assert!(s.take_over().is_err(), "already live");
+}
+
+#[test]
+fn take_over_without_states_goes_on_with_the_model_alone() {
+    let (fake, _) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    s.set_truth(Box::new(Replay::new(episode(10, false), None).unwrap()));
+    for _ in 0..5 {
+        step_wait(&mut s, &act(0.0, 0.0));
+    }
+    s.take_over().unwrap();
+    assert_eq!(s.active_branch().truth_kind(), None);
+    step_wait(&mut s, &act(10.0, 10.0));
+    let rec = s.active_branch().steps.last().unwrap();
+    assert!(rec.truth.is_none() && rec.model.is_some());
+    assert_eq!(rec.action, Some(act(10.0, 10.0)));
+}
+
+#[test]
+fn re_anchor_every_n_steps_and_resync_now() {
+    let (mut s, resets) = live_session();
+    s.config.anchor_every = 3;
+    for _ in 0..12 {
+        step_wait(&mut s, &act(250.0, 250.0));
+    }
+    // Imagined steps 4..=12: the context is reset at 4, then after every 3rd imagined step.
+    assert_eq!(resets.load(Ordering::SeqCst), 3);
+    let anchored: Vec<usize> = s
+        .active_branch()
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.anchored)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(anchored, vec![6, 9, 12]);
+    // After re-anchoring the model starts again from a real frame: its drift restarts.
+    let b = s.active_branch();
+    let darkening = |i: usize| {
+        let t = b.steps[i].truth.as_ref().unwrap();
+        let m = b.steps[i].model.as_ref().unwrap();
+        crate::metrics::psnr(&t.data, &m.data)
+    };
+    assert!(darkening(7).is_finite());
+
+    s.config.anchor_every = 0;
+    step_wait(&mut s, &act(250.0, 250.0));
+    step_wait(&mut s, &act(250.0, 250.0));
+    let before = resets.load(Ordering::SeqCst);
+    step_wait(&mut s, &act(250.0, 250.0));
+    assert_eq!(
+        resets.load(Ordering::SeqCst),
+        before,
+        "no anchoring when N = 0"
+    );
+    s.resync_now();
+    step_wait(&mut s, &act(250.0, 250.0));
+    assert_eq!(resets.load(Ordering::SeqCst), before + 1);
+}
+
+#[test]
+fn forks_branch_the_rollout_and_can_be_switched_and_deleted() {
+    let (mut s, resets) = live_session();
+    let actions: Vec<Action> = (0..8)
+        .map(|i| act(150.0 + 20.0 * i as f32, 200.0))
+        .collect();
+    for a in &actions {
+        step_wait(&mut s, a);
+    }
+    let main = s.active_id();
+    let main_steps = s.active_branch().steps.clone();
+    let fork = s.fork(6).unwrap();
+    assert_ne!(fork, main);
+    assert_eq!(s.active_id(), fork);
+    assert_eq!(s.active_branch().steps.len(), 7);
+    assert_eq!(s.active_branch().parent, Some((main, 6)));
+    // The fork's scene is where the main branch's was at step 6: the same action gives the same
+    // frame as the main branch's step 7, and the model continues from the cloned state.
+    let resets_before = resets.load(Ordering::SeqCst);
+    step_wait(&mut s, &actions[6]);
+    let rec = s.active_branch().steps.last().unwrap();
+    assert_eq!(rec.truth, main_steps[7].truth);
+    assert_eq!(rec.model, main_steps[7].model);
+    assert_eq!(resets.load(Ordering::SeqCst), resets_before);
+    // A different action diverges.
+    step_wait(&mut s, &act(20.0, 20.0));
+    assert_ne!(s.active_branch().steps[8].truth, main_steps[8].truth);
+
+    assert!(s.switch_branch(main));
+    assert_eq!(s.active_branch().steps.len(), 9);
+    s.switch_branch(fork);
+    s.delete_branch(fork).unwrap();
+    assert_eq!(s.active_id(), main);
+    assert_eq!(s.branches().len(), 1);
+    assert!(s.delete_branch(main).is_err(), "the last branch stays");
+    // A fork of a context step re-seeds the model from real frames.
+    s.fork(2).unwrap();
+    for _ in 0..3 {
+        step_wait(&mut s, &act(1.0, 1.0));
+    }
+    assert_eq!(s.active_branch().steps[4].kind, FrameKind::Imagined);
+}
+
+#[test]
+fn only_recent_steps_keep_states_and_older_forks_rebuild_from_model_frames() {
+    use super::KEPT_STATES;
+    let (mut s, resets) = live_session();
+    let total = KEPT_STATES + 20;
+    for i in 0..total {
+        step_wait(&mut s, &act(100.0 + (i % 50) as f32, 200.0));
+    }
+    let steps = &s.active_branch().steps;
+    assert_eq!(steps.len(), total + 1);
+    let newest = steps.len() - 1;
+    assert!(steps[newest].state.is_some());
+    assert!(steps[newest + 1 - KEPT_STATES].state.is_some());
+    assert!(
+        steps[newest - KEPT_STATES].state.is_none(),
+        "older states are dropped"
+    );
+    assert!(steps[10].state.is_none());
+
+    // Fork at an old imagined step: the model restarts from its own frames there, so the next
+    // frame continues the imagined rollout (the fake darkens the newest context frame by one).
+    let k = 10;
+    let imagined_k = steps[k].model.clone().unwrap();
+    assert_ne!(
+        Some(&imagined_k),
+        steps[k].truth.as_ref(),
+        "the fake drifts from the truth"
+    );
+    let before = resets.load(Ordering::SeqCst);
+    s.fork(k).unwrap();
+    step_wait(&mut s, &act(1.0, 1.0));
+    assert_eq!(resets.load(Ordering::SeqCst), before + 1);
+    let mut want = (*imagined_k).clone();
+    for v in &mut want.data {
+        *v = v.saturating_sub(1);
+    }
+    assert_eq!(s.active_branch().steps[k + 1].model.as_deref(), Some(&want));
+}
+
+#[test]
+fn recording_writes_model_frames_with_their_actions() {
+    let (mut s, _) = live_session();
+    let rec = Arc::new(Mutex::new(MemoryRecorder::default()));
+    s.start_recording(Box::new(Arc::clone(&rec))).unwrap();
+    let actions: Vec<Action> = (0..6).map(|i| act(100.0 + i as f32, 50.0)).collect();
+    for a in &actions {
+        step_wait(&mut s, a);
+    }
+    assert_eq!(s.recording().unwrap().rows, 6);
+    let steps = s.active_branch().steps.clone();
+    s.save_episode().unwrap();
+    // Re-record: a discarded episode leaves nothing.
+    step_wait(&mut s, &act(1.0, 2.0));
+    s.discard_episode().unwrap();
+    step_wait(&mut s, &act(3.0, 4.0));
+    step_wait(&mut s, &act(5.0, 6.0));
+    s.stop_recording().unwrap();
+    assert!(s.recording().is_none());
+
+    let r = rec.lock().unwrap();
+    assert!(r.finished);
+    assert_eq!(r.saved.len(), 2);
+    let ep = &r.saved[0];
+    assert!(ep.meta.imagined);
+    assert_eq!(ep.meta.model, "fake");
+    assert_eq!(ep.meta.ground_truth.as_deref(), Some("push-t"));
+    assert_eq!(ep.actions, actions);
+    // Row t: the frame shown at step t (real context first, then imagined) and its action.
+    for (t, f) in ep.frames.iter().enumerate() {
+        assert_eq!(f, &**steps[t].model.as_ref().unwrap());
+    }
+    assert_ne!(ep.frames[5], **steps[5].truth.as_ref().unwrap());
+    assert_eq!(r.saved[1].actions, vec![act(3.0, 4.0), act(5.0, 6.0)]);
+}
+
+#[test]
+fn divergence_marker_and_exports() {
+    let (mut s, _) = live_session();
+    for i in 0..12 {
+        step_wait(&mut s, &act(100.0 + 30.0 * i as f32, 400.0));
+    }
+    let b = s.active_branch();
+    // The fake darkens by one level per step: PSNR falls below 45 dB after a few steps.
+    let div = b.first_divergence(45.0).unwrap();
+    assert!(div >= 4);
+    assert!(b.first_divergence(0.0).is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let gif = dir.path().join("s.gif");
+    assert_eq!(export::export_gif(b, &gif, 10.0).unwrap(), 13);
+    assert!(std::fs::metadata(&gif).unwrap().len() > 0);
+    let png = dir.path().join("s.png");
+    assert_eq!(export::export_png_strip(b, &png, 6).unwrap(), 6);
+    let img = image::open(&png).unwrap();
+    let gap = 2;
+    assert_eq!(img.width(), 6 * SIZE + 5 * gap);
+    assert_eq!(img.height(), 3 * SIZE + 2 * gap);
+}
+
+#[test]
+fn bad_models_and_incompatible_sources_leave_the_session_running() {
+    let (mut s, _) = live_session();
+    step_wait(&mut s, &act(1.0, 1.0));
+    // A model that fails to load.
+    s.load_model(
+        ModelWorker::spawn(Box::new(|| {
+            anyhow::bail!("no model.safetensors in /nowhere")
+        }))
+        .unwrap(),
+        "/nowhere".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    assert!(s.notices().last().unwrap().text.contains("/nowhere"));
+    assert_eq!(s.model_info().unwrap().source, "fake");
+    // A discrete model does not fit push-t.
+    let (discrete, _) = Fake::new(ActionSpace::Discrete {
+        names: vec!["a".into(), "b".into()],
+    });
+    s.load_model(
+        ModelWorker::with_backend(Box::new(discrete)).unwrap(),
+        "discrete".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    assert_eq!(s.notices().last().unwrap().level, Level::Error);
+    assert!(s.notices().last().unwrap().text.contains("do not fit"));
+    assert_eq!(s.model_info().unwrap().source, "fake");
+    assert_eq!(
+        s.active_branch().steps.len(),
+        2,
+        "the session kept its rollout"
+    );
+    // An episode with discrete actions is refused the same way.
+    let mut ep = episode(6, false);
+    ep.action_space = ActionSpace::Discrete {
+        names: vec!["x".into()],
+    };
+    ep.actions = vec![Action::Discrete(0); 6];
+    assert!(!s.set_truth(Box::new(Replay::new(ep, None).unwrap())));
+    // Malformed episodes and actions are errors, not panics.
+    let mut bad = episode(6, false);
+    bad.actions.pop();
+    assert!(Replay::new(bad, None).is_err());
+    assert!(matches!(
+        s.step(&Action::Discrete(3)),
+        Err(Refused::Invalid(_))
+    ));
+    assert!(matches!(
+        s.step(&act(f32::NAN, 0.0)),
+        Err(Refused::Invalid(_))
+    ));
+    step_wait(&mut s, &act(1.0, 1.0));
+}
+
+#[test]
+fn dream_mode_runs_the_model_alone() {
+    let (fake, _) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    // No ground truth at all: the rollout starts from seed frames.
+    assert_eq!(s.active_branch().steps.len(), 4);
+    for _ in 0..3 {
+        step_wait(&mut s, &act(1.0, 1.0));
+    }
+    let b = s.active_branch();
+    assert_eq!(b.steps.len(), 7);
+    assert!(b.steps.iter().all(|r| r.truth.is_none()));
+    assert_eq!(b.steps[6].kind, FrameKind::Imagined);
+    // Entering dream mode in a live session drops the truth from the current step on.
+    s.set_truth(Box::new(LiveScene::new(push_t(), 2)));
+    for _ in 0..5 {
+        step_wait(&mut s, &act(1.0, 1.0));
+    }
+    s.enter_dream_mode();
+    step_wait(&mut s, &act(1.0, 1.0));
+    let last = s.active_branch().steps.last().unwrap();
+    assert!(last.truth.is_none() && last.model.is_some());
+}
+
+#[test]
+fn play_paces_steps_and_stops_at_the_end_of_an_episode() {
+    let (fake, _) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    s.set_truth(Box::new(Replay::new(episode(8, false), None).unwrap()));
+    s.transport.playing = true;
+    s.config.steps_per_sec = 1000.0;
+    let start = std::time::Instant::now();
+    let mut now = start;
+    while s.transport.playing && now.duration_since(start) < WAIT {
+        now = std::time::Instant::now();
+        let _ = s.tick(now, &act(0.0, 0.0));
+        s.poll();
+    }
+    assert!(!s.transport.playing);
+    assert_eq!(s.active_branch().steps.len(), 8);
+}
+
+/// The real candle runtime behind the worker: a tiny untrained model at 8x8.
+#[test]
+fn candle_backend_steps_a_real_model() {
+    use dreamyard_model::candle_core::Device;
+    use dreamyard_model::config::{ActionSpace as ModelActions, FrameSize};
+    use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, Trainer};
+
+    let data = TrainData {
+        frame: FrameSize {
+            height: 8,
+            width: 8,
+        },
+        channels: 3,
+        action: ModelActions::Continuous {
+            dim: 2,
+            low: vec![0.0; 2],
+            high: vec![512.0; 2],
+        },
+        fps: Some(10.0),
+        episodes: vec![
+            EpisodeData {
+                frames_hwc: vec![100; 6 * 8 * 8 * 3],
+                actions: vec![1.0; 12],
+                len: 6,
+            };
+            2
+        ],
+    };
+    let cfg = TrainConfig::from_toml_str(
+        "[model]\ncond_channels = 16\ndepths = [1, 1]\nchannels = [16, 16]\nattn_depths = [false, false]\n\
+         [sampler]\nnum_steps_denoising = 1\n\
+         [training]\nsteps = 1\nbatch_size = 2\nlearning_rate = 1e-3\nvalidation_episodes = 1\n",
+        "test.toml",
+    )
+    .unwrap();
+    let trainer = Trainer::new(&cfg, &data, &Device::Cpu).unwrap();
+    let backend = CandleBackend::new(trainer.world_model().unwrap(), std::path::Path::new("tiny"));
+    assert_eq!(backend.info().frame_width, 8);
+    let space = backend.info().action_space.clone();
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(backend)).unwrap(),
+        "tiny".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    // A push-t scene rendered at another size is fitted to the model's 8x8.
+    assert!(s.set_truth(Box::new(LiveScene::new(push_t(), 0))));
+    for _ in 0..6 {
+        step_wait(&mut s, &act(256.0, 256.0));
+    }
+    let b = s.active_branch();
+    let last = b.steps.last().unwrap();
+    let m = last.model.as_ref().unwrap();
+    assert_eq!((m.width, m.height), (8, 8));
+    assert_eq!(last.truth.as_ref().unwrap().width, 8);
+    assert!(last.metrics.is_some());
+    assert!(matches!(space, ActionSpace::Continuous { .. }));
+    // A wrong action kind is an error message, not a panic.
+    assert!(s.step(&Action::Discrete(0)).is_err());
+}
+
+#[test]
+fn the_session_can_be_shared_as_an_app_resource() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Session>();
+}
+
+#[test]
+fn dataset_recorder_writes_lerobot_episodes_that_say_they_are_imagined() {
+    use super::recorder::{DatasetRecorder, EpisodeMeta, Recorder};
+    use dreamyard_scenes::dataset::{Dataset, EpisodeSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("imagined");
+    let (mut s, _) = live_session();
+    s.start_recording(Box::new(DatasetRecorder::create(&root)))
+        .unwrap();
+    for _ in 0..5 {
+        step_wait(&mut s, &act(300.0, 300.0));
+    }
+    assert_eq!(s.save_episode().unwrap(), 0);
+    step_wait(&mut s, &act(1.0, 1.0));
+    step_wait(&mut s, &act(2.0, 3.0));
+    s.stop_recording().unwrap();
+
+    let ds = Dataset::open(&root).unwrap();
+    ds.validate().unwrap();
+    assert_eq!(ds.episodes().len(), 2, "stop saves a non-empty episode");
+    assert_eq!(ds.episodes()[0].length, 5);
+    assert_eq!(ds.episodes()[1].length, 2);
+    let ep = ds.episode(1).unwrap();
+    assert_eq!(ep.actions, vec![1.0, 1.0, 2.0, 3.0]);
+    match &ds.episodes()[0].source {
+        // The fake backend has no weights file to hash.
+        Some(EpisodeSource::Model { model, hash }) => {
+            assert_eq!((model.as_str(), hash.as_str()), ("fake", ""));
+        }
+        other => panic!("expected an imagined episode's source, got {other:?}"),
+    }
+    assert!(ds.episodes()[0].tasks[0].starts_with("imagined rollout"));
+
+    // A later recording appends; a discarded episode leaves nothing behind.
+    let mut r = DatasetRecorder::create(&root);
+    let meta = EpisodeMeta {
+        imagined: true,
+        model: "m".into(),
+        ground_truth: None,
+        fps: ds.fps(),
+        action_space: push_t_space(),
+        seed: 0,
+    };
+    let frame = &ep.frames[0];
+    r.begin_episode(&meta).unwrap();
+    r.push(frame, &act(1.0, 2.0)).unwrap();
+    r.discard_episode().unwrap();
+    r.begin_episode(&meta).unwrap();
+    r.push(frame, &act(4.0, 5.0)).unwrap();
+    assert_eq!(r.save_episode().unwrap(), 2);
+    r.finish().unwrap();
+    let ds = Dataset::open(&root).unwrap();
+    assert_eq!(ds.episodes().len(), 3);
+    assert_eq!(ds.episode(2).unwrap().actions, vec![4.0, 5.0]);
+    // A dataset with another frame size cannot be appended to: an error, nothing lost.
+    let mut r = DatasetRecorder::create(&root);
+    r.begin_episode(&meta).unwrap();
+    let err = r
+        .push(&super::frames::solid(4, 4, [1, 2, 3]), &act(1.0, 2.0))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("dreamyard.json") && msg.contains("spec"),
+        "{msg}"
+    );
+    assert_eq!(Dataset::open(&root).unwrap().episodes().len(), 3);
+}
+
+#[test]
+fn model_hash_is_the_sha256_of_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"abc").unwrap();
+    let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(super::recorder::model_hash(dir.path()).unwrap(), want);
+    let file = dir.path().join("model.safetensors");
+    assert_eq!(super::recorder::model_hash(&file).unwrap(), want);
+    assert!(super::recorder::model_hash(&dir.path().join("missing")).is_err());
+}
