@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{dataset_cmd, model_cmd, predict_cmd, scene_cmd, train_cmd};
+use crate::{dataset_cmd, eval_cmd, model_cmd, predict_cmd, scene_cmd, train_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 #[derive(Debug, Parser)]
@@ -33,6 +33,9 @@ pub enum Command {
     Convert(predict_cmd::ConvertArgs),
     /// Train a world model on a LeRobot dataset (native format out; resumable).
     Train(train_cmd::TrainArgs),
+    /// Benchmark a model against a dataset's episodes: rollout-vs-truth metrics per horizon
+    /// step, baselines, plots and a report (`eval merge` combines `--shard` runs).
+    Eval(eval_cmd::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,7 +55,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args)?;
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = Cli::try_parse_from(&args)?;
     match cli.command {
         Command::Scene(cmd) => scene_cmd::run(cmd),
         Command::Record(args) => dataset_cmd::record(&args),
@@ -62,6 +66,13 @@ where
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Convert(args) => predict_cmd::convert(&args),
         Command::Train(args) => train_cmd::run(&args),
+        Command::Eval(eval) => {
+            let argv: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            eval_cmd::run(&eval, &argv)
+        }
         Command::Bench(BenchCommand::Record(args)) => dataset_cmd::bench(&args),
     }
 }

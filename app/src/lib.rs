@@ -4,6 +4,8 @@
 pub mod cli;
 mod dataset_cmd;
 pub mod device;
+pub mod eval;
+mod eval_cmd;
 mod image_io;
 pub mod metrics;
 mod model_cmd;
