@@ -27,7 +27,9 @@ pub struct Series {
 }
 
 const W: u32 = 800;
+/// Height of the plot without its legend (which goes below, one line per series).
 const H: u32 = 500;
+const LEGEND_LINE: f32 = 22.0;
 const LEFT: f32 = 90.0;
 const RIGHT: f32 = 24.0;
 const TOP: f32 = 48.0;
@@ -161,14 +163,16 @@ fn tick_label(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
-/// Writes a line plot of `series` to `path` (PNG, 800x500).
+/// Writes a line plot of `series` to `path` (PNG, 800 pixels wide; 500 high plus the legend).
 pub fn line_plot(
     path: &Path,
     x_label: &str,
     y_label: &str,
     series: &[Series],
 ) -> anyhow::Result<()> {
-    let mut pm = Pixmap::new(W, H).context("cannot allocate the plot")?;
+    // The legend sits under the axes, where it can never hide a curve.
+    let height = H + (series.len() as f32 * LEGEND_LINE).ceil() as u32 + 8;
+    let mut pm = Pixmap::new(W, height).context("cannot allocate the plot")?;
     pm.fill(tiny_skia::Color::WHITE);
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -270,28 +274,16 @@ pub fn line_plot(
         }
     }
 
-    // Legend, top right inside the plot area, on white.
-    let lw = series
-        .iter()
-        .map(|s| text_width(&s.label, TEXT_SCALE))
-        .fold(0.0, f32::max)
-        + 48.0;
-    let lh = series.len() as f32 * 22.0 + 8.0;
-    let lx = LEFT + pw - lw - 8.0;
-    let ly = TOP + 8.0;
-    if let Some(r) = Rect::from_xywh(lx, ly, lw, lh) {
-        pm.fill_rect(r, &paint([255, 255, 255]), Transform::identity(), None);
-    }
     for (i, s) in series.iter().enumerate() {
-        let y = ly + 8.0 + i as f32 * 22.0;
+        let y = H as f32 + i as f32 * LEGEND_LINE;
         line(
             &mut pm,
-            (lx + 8.0, y + 7.0),
-            (lx + 32.0, y + 7.0),
+            (LEFT, y + 7.0),
+            (LEFT + 28.0, y + 7.0),
             s.color,
             3.0,
         );
-        draw_text(&mut pm, &s.label, lx + 40.0, y, TEXT_SCALE, ink);
+        draw_text(&mut pm, &s.label, LEFT + 38.0, y, TEXT_SCALE, ink);
     }
     save_pixmap(&pm, path)
 }
@@ -408,7 +400,7 @@ mod tests {
         };
         line_plot(&p, "horizon step", "PSNR (dB)", &[s]).unwrap();
         let img = image::open(&p).unwrap();
-        assert_eq!((img.width(), img.height()), (W, H));
+        assert_eq!((img.width(), img.height()), (W, H + 22 + 8));
 
         let frames = vec![vec![128u8; 8 * 8 * 3]; 3];
         let q = dir.path().join("s.png");

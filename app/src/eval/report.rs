@@ -915,3 +915,52 @@ pub fn merge(dirs: &[PathBuf], out: &Path, command: Vec<String>) -> anyhow::Resu
     write_report_dir(out, &report, &records)?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: usize, seed: f64, tf: bool) -> WindowRecord {
+        let m = |h: usize, k: f64| FrameMetrics {
+            // Values with long binary expansions, so a lossy round trip would show.
+            psnr: seed * 10.0 / 3.0 + h as f64 * 0.1 + k,
+            ssim: (seed + h as f64).sin().abs() / 7.0,
+            iou: vec![Some(1.0 / (seed + 3.0)), None],
+        };
+        WindowRecord {
+            window: Window {
+                id,
+                episode: id as u64 / 2,
+                start: id % 2 * 5,
+            },
+            model: (0..3).map(|h| m(h, 0.0)).collect(),
+            best_of_k: Some((0..3).map(|h| m(h, 0.7)).collect()),
+            baseline: (0..3).map(|h| m(h, 2.2)).collect(),
+            teacher_forced: tf.then(|| (0..3).map(|h| m(h, 1.1)).collect()),
+        }
+    }
+
+    #[test]
+    fn windows_csv_round_trips_exactly_and_aggregates_in_window_order() {
+        let objects = vec!["block".to_owned(), "agent".to_owned()];
+        let recs: Vec<_> = (0..5).map(|i| record(i, i as f64 * 1.37, true)).collect();
+        let text = windows_csv(&recs, &objects);
+        let back = parse_windows_csv(&text, Path::new("w.csv"), &objects, 3).unwrap();
+        assert_eq!(back, recs);
+
+        let (steps, summary) = aggregate(&recs, &objects, 3).unwrap();
+        assert_eq!(steps.len(), 3);
+        let want: f64 = recs.iter().map(|r| r.model[1].psnr).sum::<f64>() / 5.0;
+        assert_eq!(steps[1].psnr, want);
+        // IoU: "agent" is never defined, so it is left out rather than reported as 0.
+        assert!(steps[0].iou.contains_key("block") && !steps[0].iou.contains_key("agent"));
+        assert!(summary.teacher_forced.is_some() && summary.best_of_k.is_some());
+
+        // A truncated file is an error that names the file and window.
+        let short: String = text.lines().take(4).collect::<Vec<_>>().join("\n");
+        let err = parse_windows_csv(&short, Path::new("w.csv"), &objects, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("w.csv") && err.contains("window 0"), "{err}");
+    }
+}
