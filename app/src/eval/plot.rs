@@ -237,7 +237,8 @@ pub fn line_plot(
     );
     draw_text(&mut pm, y_label, 12.0, 14.0, TEXT_SCALE, ink);
 
-    for s in series {
+    // The first series (the model) is drawn last, on top of curves it overlaps.
+    for s in series.iter().rev() {
         let mut pb = PathBuilder::new();
         for (i, &(x, y)) in s.points.iter().enumerate() {
             if i == 0 {
