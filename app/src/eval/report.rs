@@ -94,6 +94,22 @@ pub struct StepEntry {
     pub best_of_k: Option<SeriesEntry>,
 }
 
+impl StepEntry {
+    /// The means of one series at this step.
+    fn series(&self, kind: SeriesKind) -> Option<SeriesEntry> {
+        match kind {
+            SeriesKind::Model => Some(SeriesEntry {
+                psnr: self.psnr,
+                ssim: self.ssim,
+                iou: self.iou.clone(),
+            }),
+            SeriesKind::Baseline => Some(self.baseline.clone()),
+            SeriesKind::TeacherForced => self.teacher_forced.clone(),
+            SeriesKind::BestOfK => self.best_of_k.clone(),
+        }
+    }
+}
+
 /// Means over all horizon steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -437,33 +453,23 @@ pub fn parse_windows_csv(
 /// `per_step.csv`: the per-step means, one column per series and metric.
 pub fn per_step_csv(report: &Report) -> String {
     let objects = &report.objects;
-    let series: Vec<(&str, Box<dyn Fn(&StepEntry) -> Option<SeriesEntry>>)> = vec![
-        (
-            "model",
-            Box::new(|e: &StepEntry| {
-                Some(SeriesEntry {
-                    psnr: e.psnr,
-                    ssim: e.ssim,
-                    iou: e.iou.clone(),
-                })
-            }),
-        ),
-        (
-            "baseline",
-            Box::new(|e: &StepEntry| Some(e.baseline.clone())),
-        ),
-        (
-            "teacher_forced",
-            Box::new(|e: &StepEntry| e.teacher_forced.clone()),
-        ),
-        ("best_of_k", Box::new(|e: &StepEntry| e.best_of_k.clone())),
+    let kinds = [
+        SeriesKind::Model,
+        SeriesKind::Baseline,
+        SeriesKind::TeacherForced,
+        SeriesKind::BestOfK,
     ];
-    let present: Vec<_> = series
+    let present: Vec<SeriesKind> = kinds
         .into_iter()
-        .filter(|(_, f)| report.per_step.first().is_some_and(|e| f(e).is_some()))
+        .filter(|&k| {
+            report
+                .per_step
+                .first()
+                .is_some_and(|e| e.series(k).is_some())
+        })
         .collect();
     let mut out = String::from("step");
-    for (name, _) in &present {
+    for name in present.iter().map(|k| k.name()) {
         let _ = write!(out, ",{name}_psnr,{name}_ssim");
         for o in objects {
             let _ = write!(out, ",{name}_iou:{o}");
@@ -472,8 +478,8 @@ pub fn per_step_csv(report: &Report) -> String {
     out.push('\n');
     for e in &report.per_step {
         let _ = write!(out, "{}", e.step);
-        for (_, f) in &present {
-            let s = f(e).unwrap_or(SeriesEntry {
+        for &k in &present {
+            let s = e.series(k).unwrap_or(SeriesEntry {
                 psnr: f64::NAN,
                 ssim: f64::NAN,
                 iou: BTreeMap::new(),
