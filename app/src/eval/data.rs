@@ -381,11 +381,22 @@ impl EvalDataset {
         Ok(())
     }
 
-    /// A resident episode (see [`EvalDataset::load`]).
-    pub fn episode(&self, e: u64) -> anyhow::Result<&EpisodeData> {
-        self.cache
-            .get(&e)
-            .with_context(|| format!("episode {e} is not loaded"))
+    /// Moves resident `episodes` (see [`EvalDataset::load`]) out of the cache, in order, so a
+    /// batch can own them without copying frames; [`EvalDataset::put_back`] returns them.
+    pub fn take(&mut self, episodes: &[u64]) -> anyhow::Result<Vec<EpisodeData>> {
+        episodes
+            .iter()
+            .map(|e| {
+                self.cache
+                    .remove(e)
+                    .with_context(|| format!("episode {e} is not loaded"))
+            })
+            .collect()
+    }
+
+    /// Returns episodes taken with [`EvalDataset::take`] to the cache.
+    pub fn put_back(&mut self, episodes: &[u64], data: Vec<EpisodeData>) {
+        self.cache.extend(episodes.iter().copied().zip(data));
     }
 }
 

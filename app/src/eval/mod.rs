@@ -319,8 +319,6 @@ impl<'a> Evaluator<'a> {
         windows: &[Window],
         examples: &[usize],
     ) -> anyhow::Result<(Vec<WindowRecord>, Vec<ExampleFrames>)> {
-        let p = self.protocol;
-        let (t_ctx, horizon, k) = (p.context, p.horizon, p.samples);
         let episodes: Vec<u64> = windows
             .iter()
             .map(|w| w.episode)
@@ -337,11 +335,24 @@ impl<'a> Evaluator<'a> {
             channels: 3,
             action: data.action.clone(),
             fps: None,
-            episodes: episodes
-                .iter()
-                .map(|&e| data.episode(e).cloned())
-                .collect::<anyhow::Result<_>>()?,
+            episodes: data.take(&episodes)?,
         };
+        let result = self.score_batch(&batch_data, &episodes, data, windows, examples);
+        data.put_back(&episodes, batch_data.episodes);
+        result
+    }
+
+    /// [`Evaluator::run_batch`] on the batch's episodes in the trainer's format.
+    fn score_batch(
+        &self,
+        batch_data: &TrainData,
+        episodes: &[u64],
+        data: &EvalDataset,
+        windows: &[Window],
+        examples: &[usize],
+    ) -> anyhow::Result<(Vec<WindowRecord>, Vec<ExampleFrames>)> {
+        let p = self.protocol;
+        let (t_ctx, horizon, k) = (p.context, p.horizon, p.samples);
         batch_data.validate()?;
         let local = |w: &Window| WindowStart {
             episode: episodes.iter().position(|&e| e == w.episode).unwrap_or(0),
@@ -355,9 +366,9 @@ impl<'a> Evaluator<'a> {
         };
         let palette = data.palette.clone();
 
-        let primary = self.rollouts(&batch_data, windows, p.regime, &local)?;
+        let primary = self.rollouts(batch_data, windows, p.regime, &local)?;
         let teacher = (p.regime == Regime::Autoregressive)
-            .then(|| self.rollouts(&batch_data, windows, Regime::TeacherForced, &local))
+            .then(|| self.rollouts(batch_data, windows, Regime::TeacherForced, &local))
             .transpose()?;
 
         let mut records = Vec::with_capacity(windows.len());
