@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::launch::GuiArgs;
-use crate::{dataset_cmd, model_cmd, predict_cmd, scene_cmd, train_cmd};
+use crate::{dataset_cmd, eval_cmd, model_cmd, predict_cmd, scene_cmd, train_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 ///
@@ -42,6 +42,9 @@ pub enum Command {
     Convert(predict_cmd::ConvertArgs),
     /// Train a world model on a LeRobot dataset (native format out; resumable).
     Train(train_cmd::TrainArgs),
+    /// Benchmark a model against a dataset's episodes: rollout-vs-truth metrics per horizon
+    /// step, baselines, plots and a report (`eval merge` combines `--shard` runs).
+    Eval(eval_cmd::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +64,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args)?;
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = Cli::try_parse_from(&args)?;
     match cli.command {
         None => open_gui(cli.gui),
         Some(Command::Gui(args)) => open_gui(args),
@@ -74,6 +78,13 @@ where
         Some(Command::Predict(args)) => predict_cmd::predict(&args),
         Some(Command::Convert(args)) => predict_cmd::convert(&args),
         Some(Command::Train(args)) => train_cmd::run(&args),
+        Some(Command::Eval(eval)) => {
+            let argv: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            eval_cmd::run(&eval, &argv)
+        }
     }
 }
 

@@ -6,6 +6,8 @@ pub mod cli;
 pub mod controls;
 mod dataset_cmd;
 pub mod device;
+pub mod eval;
+mod eval_cmd;
 #[cfg(feature = "gui")]
 pub mod gui;
 mod image_io;

@@ -300,6 +300,70 @@ mod tests {
     }
 
     #[test]
+    fn psnr_of_a_known_noise_level() {
+        // Every value moved by exactly ±10 (random signs, no clipping): mse = 100, so
+        // PSNR = 20 log10(255 / 10) = 28.1308... dB.
+        let a: Vec<u8> = noise_image(16, 16, 5)
+            .into_iter()
+            .map(|v| v.clamp(20, 235))
+            .collect();
+        let signs = noise_image(16, 16, 6);
+        let b: Vec<u8> = a
+            .iter()
+            .zip(&signs)
+            .map(|(&v, &r)| if r & 1 == 1 { v + 10 } else { v - 10 })
+            .collect();
+        let got = psnr(&a, &b);
+        assert!((got - 20.0 * 25.5f64.log10()).abs() < 1e-9, "{got}");
+        assert!((got - 28.130_803_608_679_1).abs() < 1e-9, "{got}");
+    }
+
+    #[test]
+    fn ssim_matches_wang_formula_at_every_window_position() {
+        // A 14x12 frame has 4x2 valid window positions: evaluate Wang et al.'s formula at each
+        // with the 2-D Gaussian weights directly (no separable filtering) and average.
+        let (w, h) = (14usize, 12usize);
+        let a = noise_image(w, h, 11);
+        // b: a noisy, brightened copy of a, so the two are correlated but not equal.
+        let b: Vec<u8> = a
+            .iter()
+            .zip(noise_image(w, h, 12))
+            .map(|(&x, n)| (u16::from(x) * 3 / 4 + u16::from(n) / 8 + 20) as u8)
+            .collect();
+        let g = gaussian(11, 1.5);
+        let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+        let mut want = 0.0;
+        for ch in 0..3 {
+            let mut sum = 0.0;
+            for oy in 0..=h - 11 {
+                for ox in 0..=w - 11 {
+                    let (mut ma, mut mb, mut aa, mut bb, mut ab) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                    for y in 0..11 {
+                        for x in 0..11 {
+                            let wgt = g[x] * g[y];
+                            let i = ((oy + y) * w + ox + x) * 3 + ch;
+                            let (pa, pb) = (f64::from(a[i]), f64::from(b[i]));
+                            ma += wgt * pa;
+                            mb += wgt * pb;
+                            aa += wgt * pa * pa;
+                            bb += wgt * pb * pb;
+                            ab += wgt * pa * pb;
+                        }
+                    }
+                    let (va, vb, cov) = (aa - ma * ma, bb - mb * mb, ab - ma * mb);
+                    sum += ((2.0 * ma * mb + c1) * (2.0 * cov + c2))
+                        / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+                }
+            }
+            want += sum / ((w - 10) * (h - 10)) as f64;
+        }
+        want /= 3.0;
+        let got = ssim(&a, &b, w, h);
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        assert!(want > 0.5 && want < 1.0, "correlated images: {want}");
+    }
+
+    #[test]
     fn mask_iou_from_scene_colours() {
         let spec = dreamyard_scenes::load_scene(
             &dreamyard_scenes::SceneSource::parse("push-t"),

@@ -202,20 +202,11 @@ impl DatasetRecorder {
 
 /// SHA-256 (hex) of a model's weights: `model.safetensors` in a model directory, else the file.
 pub fn model_hash(model: &Path) -> anyhow::Result<String> {
-    use sha2::Digest as _;
-    let file = if model.is_dir() {
-        model.join("model.safetensors")
+    if model.is_dir() {
+        crate::eval::data::sha256_file(&model.join("model.safetensors"))
     } else {
-        model.to_path_buf()
-    };
-    let mut hasher = sha2::Sha256::new();
-    let mut f = std::fs::File::open(&file).with_context(|| format!("{}", file.display()))?;
-    std::io::copy(&mut f, &mut hasher).with_context(|| format!("{}", file.display()))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+        crate::eval::data::sha256_file(model)
+    }
 }
 
 impl Recorder for DatasetRecorder {

@@ -1,0 +1,466 @@
+//! The dataset side of an evaluation: episode selection, the model/dataset compatibility check,
+//! area resizing to the model's frame size, an episode cache, and content hashes (model weights,
+//! dataset fingerprint) for the report.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use dreamyard_model::WorldModelSpec;
+use dreamyard_model::config::ActionSpace as ModelActionSpace;
+use dreamyard_model::train::EpisodeData;
+use dreamyard_scenes::dataset::Dataset;
+use sha2::{Digest as _, Sha256};
+
+use crate::metrics::{DEFAULT_TOLERANCE, Palette};
+use crate::train_cmd::{dataset_action_space, episode_data};
+
+/// Parses an episode selection such as `0-9,12` (inclusive ranges and single indices) into
+/// sorted, distinct episode indices, each of which must be in `available`.
+pub fn parse_episodes(sel: &str, available: &[u64]) -> anyhow::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for part in sel.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| -> anyhow::Result<u64> {
+            s.trim().parse().with_context(|| {
+                format!(
+                    "--episodes `{sel}`: `{s}` is not an episode index (expected e.g. `0-9,12`)"
+                )
+            })
+        };
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let v = num(part)?;
+                (v, v)
+            }
+        };
+        if lo > hi {
+            bail!("--episodes `{sel}`: range `{part}` runs backwards");
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        bail!("--episodes `{sel}` selects no episode");
+    }
+    if let Some(bad) = out.iter().find(|e| available.binary_search(e).is_err()) {
+        bail!(
+            "--episodes `{sel}`: the dataset has no episode {bad} ({} episodes, indices {}..={})",
+            available.len(),
+            available.first().copied().unwrap_or(0),
+            available.last().copied().unwrap_or(0)
+        );
+    }
+    Ok(out)
+}
+
+/// Resizes an RGB8 frame with an area filter (each output pixel is the mean of the source area
+/// it covers, partial pixels weighted by their overlap), as OpenCV's `INTER_AREA` does when
+/// shrinking; enlarging blends the one or two source pixels an output pixel overlaps.
+pub fn resize_area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+    if (sw, sh) == (dw, dh) {
+        return src.to_vec();
+    }
+    let wx = area_weights(sw, dw);
+    let wy = area_weights(sh, dh);
+    // Rows first: [sh, dw, 3].
+    let mut tmp = vec![0f64; sh * dw * 3];
+    for y in 0..sh {
+        for (ox, taps) in wx.iter().enumerate() {
+            for &(x, w) in taps {
+                for c in 0..3 {
+                    tmp[(y * dw + ox) * 3 + c] += w * f64::from(src[(y * sw + x) * 3 + c]);
+                }
+            }
+        }
+    }
+    let mut out = vec![0u8; dh * dw * 3];
+    for (oy, taps) in wy.iter().enumerate() {
+        for ox in 0..dw {
+            for c in 0..3 {
+                let v: f64 = taps
+                    .iter()
+                    .map(|&(y, w)| w * tmp[(y * dw + ox) * 3 + c])
+                    .sum();
+                out[(oy * dw + ox) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// For each of `dst` output pixels, the source pixels it covers and their weights (summing to 1).
+fn area_weights(src: usize, dst: usize) -> Vec<Vec<(usize, f64)>> {
+    let scale = src as f64 / dst as f64;
+    (0..dst)
+        .map(|o| {
+            let (a, b) = (o as f64 * scale, (o + 1) as f64 * scale);
+            let mut taps = Vec::new();
+            let mut i = a.floor() as usize;
+            while (i as f64) < b && i < src {
+                let overlap = b.min(i as f64 + 1.0) - a.max(i as f64);
+                if overlap > 1e-12 {
+                    taps.push((i, overlap / scale));
+                }
+                i += 1;
+            }
+            taps
+        })
+        .collect()
+}
+
+/// Files that identify a model: its weights and (if separate) its config.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// The weights file (`model.safetensors`, a DIAMOND `agent.pt`, ...).
+    pub weights: PathBuf,
+    /// The config file, where the model has one.
+    pub config: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    /// The files `predict_cmd::load_any_checkpoint` reads for `model` and `config`.
+    pub fn resolve(model: &Path, config: Option<&Path>) -> Self {
+        if model.is_dir() {
+            return Self {
+                weights: model.join(dreamyard_model::checkpoint::NATIVE_WEIGHTS),
+                config: Some(model.join(dreamyard_model::checkpoint::NATIVE_CONFIG)),
+            };
+        }
+        let config = config.map(Path::to_path_buf).or_else(|| {
+            let beside = model.with_file_name(dreamyard_model::checkpoint::NATIVE_CONFIG);
+            beside.exists().then_some(beside)
+        });
+        Self {
+            weights: model.to_path_buf(),
+            config,
+        }
+    }
+
+    /// The config's path for error messages (the weights' where there is no config).
+    pub fn config_name(&self) -> String {
+        self.config
+            .as_ref()
+            .unwrap_or(&self.weights)
+            .display()
+            .to_string()
+    }
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A dataset's fingerprint: SHA-256 over every file under `meta/` (`info.json`, the episode
+/// metadata, tasks, stats, `dreamyard.json`), each as its relative path, its length and its
+/// bytes, in sorted path order. The frame data itself is not read (it is large); the episode
+/// metadata records where each episode's rows are, so a rewritten dataset changes it.
+pub fn dataset_fingerprint(root: &Path) -> anyhow::Result<String> {
+    let meta = root.join("meta");
+    let mut files = Vec::new();
+    let mut stack = vec![meta.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("{}: cannot list", dir.display()))?
+                .path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for path in &files {
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// A dataset opened for evaluation against one model: frames come out at the model's size.
+#[derive(Debug)]
+pub struct EvalDataset {
+    ds: Dataset,
+    /// Frame size stored in the dataset (width, height).
+    pub source_frame: (usize, usize),
+    /// Frame size the model sees (width, height).
+    pub frame: (usize, usize),
+    /// The action space the dataset implies (as training reads it).
+    pub action: ModelActionSpace,
+    /// Object colours of the recorded scene, when the dataset has them.
+    pub palette: Option<Palette>,
+    /// Lines for the report: resizing, action bounds that differ, ...
+    pub notes: Vec<String>,
+    /// The selected episodes and their lengths, in index order.
+    pub episodes: Vec<(u64, usize)>,
+    cache: HashMap<u64, EpisodeData>,
+}
+
+impl EvalDataset {
+    /// Opens `root` for `spec`, checking that the two fit: RGB frames, the same action space,
+    /// the same aspect ratio (a different frame size is resized with an area filter).
+    /// `selection` is `--episodes` (all episodes when `None`); `model_files` names the model in
+    /// errors.
+    pub fn open(
+        root: &Path,
+        spec: &WorldModelSpec,
+        model_files: &ModelFiles,
+        selection: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let ds = Dataset::open(root)?;
+        let available: Vec<u64> = ds.episodes().iter().map(|e| e.index).collect();
+        if available.is_empty() {
+            bail!("{}: the dataset has no episodes", root.display());
+        }
+        let selected = match selection {
+            Some(sel) => parse_episodes(sel, &available)?,
+            None => available,
+        };
+        let episodes: Vec<(u64, usize)> = selected
+            .iter()
+            .map(|&e| Ok((e, ds.episode_info(e)?.length as usize)))
+            .collect::<anyhow::Result<_>>()?;
+        let first = episodes
+            .iter()
+            .find(|(_, len)| *len > 0)
+            .map(|(e, _)| *e)
+            .with_context(|| format!("{}: the selected episodes have no frames", root.display()))?;
+        let ep = ds
+            .episode(first)
+            .with_context(|| format!("{}: episode {first}", root.display()))?;
+        let Some(f0) = ep.frames.first() else {
+            bail!("{}: episode {first} has no frames", root.display());
+        };
+        let source_frame = (f0.width as usize, f0.height as usize);
+        let converted = episode_data(&ep);
+        let action = dataset_action_space(&ds, ep.action_dim, std::slice::from_ref(&converted))?;
+        let model_name = model_files.config_name();
+        let data_name = root.display();
+        let mut notes = Vec::new();
+
+        if spec.img_channels != 3 {
+            bail!(
+                "model {model_name}: field `img_channels` is {}, but dataset {data_name} has RGB \
+                 frames (3 channels)",
+                spec.img_channels
+            );
+        }
+        check_actions(&spec.action, &action, &model_name, &data_name.to_string())?;
+        if let (
+            ModelActionSpace::Continuous { low, high, .. },
+            ModelActionSpace::Continuous {
+                low: dl, high: dh, ..
+            },
+        ) = (&spec.action, &action)
+            && (low != dl || high != dh)
+            && ds.dreamyard().is_some()
+        {
+            notes.push(format!(
+                "The model's action bounds (low {low:?}, high {high:?}) differ from the \
+                 dataset's (low {dl:?}, high {dh:?}); actions are fed unscaled, as in training."
+            ));
+        }
+
+        let frame = match spec.frame {
+            Some(f) => (f.width, f.height),
+            None => source_frame,
+        };
+        if frame != source_frame {
+            let (sw, sh) = source_frame;
+            let (mw, mh) = frame;
+            if sw * mh != mw * sh {
+                bail!(
+                    "frame size mismatch: model {model_name} (field `frame`) takes {mw}x{mh} \
+                     frames, dataset {data_name} has {sw}x{sh}; resizing would change the aspect \
+                     ratio, so evaluate on a dataset with a {mw}:{mh} aspect ratio"
+                );
+            }
+            notes.push(format!(
+                "Dataset frames ({sw}x{sh}) were resized to the model's {mw}x{mh} with an area \
+                 filter before evaluation; every metric is computed at {mw}x{mh}."
+            ));
+        }
+        let palette = ds
+            .dreamyard()
+            .and_then(|m| m.spec.scene.as_ref())
+            .map(|scene| Palette::from_spec(scene, DEFAULT_TOLERANCE))
+            .filter(Palette::has_objects);
+        let mut out = Self {
+            ds,
+            source_frame,
+            frame,
+            action,
+            palette,
+            notes,
+            episodes,
+            cache: HashMap::new(),
+        };
+        let resized = out.resize(converted);
+        out.cache.insert(first, resized);
+        Ok(out)
+    }
+
+    /// The underlying dataset.
+    pub fn dataset(&self) -> &Dataset {
+        &self.ds
+    }
+
+    fn resize(&self, mut ep: EpisodeData) -> EpisodeData {
+        if self.frame == self.source_frame {
+            return ep;
+        }
+        let (sw, sh) = self.source_frame;
+        let (dw, dh) = self.frame;
+        let mut frames = Vec::with_capacity(ep.len * dw * dh * 3);
+        for f in ep.frames_hwc.chunks_exact(sw * sh * 3) {
+            frames.extend(resize_area(f, sw, sh, dw, dh));
+        }
+        ep.frames_hwc = frames;
+        ep
+    }
+
+    /// Makes `episodes` resident (read and resized) and drops every other cached episode.
+    pub fn load(&mut self, episodes: &[u64]) -> anyhow::Result<()> {
+        self.cache.retain(|e, _| episodes.contains(e));
+        for &e in episodes {
+            if self.cache.contains_key(&e) {
+                continue;
+            }
+            let ep = self
+                .ds
+                .episode(e)
+                .with_context(|| format!("{}: episode {e}", self.ds.root().display()))?;
+            if let Some(f) = ep
+                .frames
+                .iter()
+                .find(|f| (f.width as usize, f.height as usize) != self.source_frame)
+            {
+                bail!(
+                    "{}: episode {e} has {}x{} frames, episode-wide frame size is {}x{}; \
+                     evaluation needs one frame size",
+                    self.ds.root().display(),
+                    f.width,
+                    f.height,
+                    self.source_frame.0,
+                    self.source_frame.1
+                );
+            }
+            let converted = self.resize(episode_data(&ep));
+            self.cache.insert(e, converted);
+        }
+        Ok(())
+    }
+
+    /// Moves resident `episodes` (see [`EvalDataset::load`]) out of the cache, in order, so a
+    /// batch can own them without copying frames; [`EvalDataset::put_back`] returns them.
+    pub fn take(&mut self, episodes: &[u64]) -> anyhow::Result<Vec<EpisodeData>> {
+        episodes
+            .iter()
+            .map(|e| {
+                self.cache
+                    .remove(e)
+                    .with_context(|| format!("episode {e} is not loaded"))
+            })
+            .collect()
+    }
+
+    /// Returns episodes taken with [`EvalDataset::take`] to the cache.
+    pub fn put_back(&mut self, episodes: &[u64], data: Vec<EpisodeData>) {
+        self.cache.extend(episodes.iter().copied().zip(data));
+    }
+}
+
+/// The model's and the dataset's action spaces must agree in kind and size.
+fn check_actions(
+    model: &ModelActionSpace,
+    data: &ModelActionSpace,
+    model_name: &str,
+    data_name: &str,
+) -> anyhow::Result<()> {
+    let describe = |a: &ModelActionSpace| match a {
+        ModelActionSpace::Discrete { num_actions } => format!("{num_actions} discrete actions"),
+        ModelActionSpace::Continuous { dim, .. } => format!("continuous actions of width {dim}"),
+    };
+    let field = match (model, data) {
+        (
+            ModelActionSpace::Discrete { num_actions: a },
+            ModelActionSpace::Discrete { num_actions: b },
+        ) if a != b => "action.num_actions",
+        (
+            ModelActionSpace::Continuous { dim: a, .. },
+            ModelActionSpace::Continuous { dim: b, .. },
+        ) if a != b => "action.dim",
+        (ModelActionSpace::Discrete { .. }, ModelActionSpace::Continuous { .. })
+        | (ModelActionSpace::Continuous { .. }, ModelActionSpace::Discrete { .. }) => "action.kind",
+        _ => return Ok(()),
+    };
+    bail!(
+        "action space mismatch: model {model_name} (field `{field}`) takes {}, dataset {data_name} \
+         (feature `action`) has {}",
+        describe(model),
+        describe(data)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn episode_selection_parses_ranges_and_rejects_unknown_indices() {
+        let avail: Vec<u64> = (0..20).collect();
+        assert_eq!(
+            parse_episodes("0-3, 12,2", &avail).unwrap(),
+            vec![0, 1, 2, 3, 12]
+        );
+        let err = parse_episodes("5-25", &avail).unwrap_err().to_string();
+        assert!(err.contains("no episode 20"), "{err}");
+        assert!(parse_episodes("3-1", &avail).is_err());
+        assert!(parse_episodes("x", &avail).is_err());
+    }
+
+    #[test]
+    fn area_resize_averages_blocks_and_keeps_constants() {
+        // 4x2 -> 2x1: each output pixel is the mean of a 2x2 block.
+        let src: Vec<u8> = [0u8, 10, 20, 30, 40, 50, 60, 70]
+            .iter()
+            .flat_map(|&v| [v, v, v])
+            .collect();
+        let out = resize_area(&src, 4, 2, 2, 1);
+        assert_eq!(out, vec![25, 25, 25, 45, 45, 45]);
+        // Non-integer factors keep a constant image constant.
+        let flat = vec![77u8; 5 * 5 * 3];
+        assert!(resize_area(&flat, 5, 5, 3, 3).iter().all(|&v| v == 77));
+        assert!(resize_area(&flat, 5, 5, 7, 7).iter().all(|&v| v == 77));
+    }
+}

@@ -1,0 +1,302 @@
+//! `dreamyard eval` driven as a user would: a tiny model trained for a few steps on a small
+//! recorded push-t dataset is evaluated in one run and as two shards merged, which must give
+//! the same numbers exactly; the report files are all there; a model that does not fit the
+//! dataset is refused with an error naming the field.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+mod common;
+
+use common::{fixture_dir, run_cli};
+
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn cli_child() {
+    common::child_main();
+}
+
+/// A recorded dataset and a model trained on it, shared by the tests of this file.
+struct Fixture {
+    dataset: PathBuf,
+    model: PathBuf,
+}
+
+const TRAIN_TOML: &str = r#"
+[model]
+num_steps_conditioning = 4
+cond_channels = 16
+depths = [1, 1]
+channels = [8, 8]
+attn_depths = [false, false]
+
+[sampler]
+num_steps_denoising = 2
+
+[training]
+steps = 3
+batch_size = 4
+learning_rate = 1e-3
+warmup_steps = 1
+validation_episodes = 1
+log_every = 1
+validate_every = 1000
+checkpoint_every = 1000
+rollout_horizon = 2
+validation_rollouts = 1
+"#;
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_eval_fixture");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let dataset = root.join("pusht");
+        let (ok, stdout, stderr) = run_cli(&[
+            "record",
+            "--scene",
+            "push-t",
+            "--policy",
+            "heuristic",
+            "--episodes",
+            "2",
+            "--seed",
+            "1",
+            "--max-steps",
+            "30",
+            "--size",
+            "32",
+            "--out",
+            dataset.to_str().unwrap(),
+        ]);
+        assert!(ok, "record: {stdout}{stderr}");
+        let cfg = root.join("train.toml");
+        std::fs::write(&cfg, TRAIN_TOML).unwrap();
+        let model = root.join("model");
+        let (ok, stdout, stderr) = run_cli(&[
+            "train",
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
+        assert!(ok, "train: {stdout}{stderr}");
+        Fixture { dataset, model }
+    })
+}
+
+fn eval_args<'a>(fx: &'a Fixture, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "eval",
+        "--model",
+        fx.model.to_str().unwrap(),
+        "--dataset",
+        fx.dataset.to_str().unwrap(),
+        "--horizon",
+        "3",
+        "--stride",
+        "5",
+        "--batch-size",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
+    let (full, s0, s1, merged) = (dir("full"), dir("s0"), dir("s1"), dir("merged"));
+
+    let (ok, stdout, stderr) = run_cli(&eval_args(fx, &full, &["--samples", "2"]));
+    assert!(ok, "{stdout}{stderr}");
+    for (out, shard) in [(&s0, "0/2"), (&s1, "1/2")] {
+        let (ok, stdout, stderr) =
+            run_cli(&eval_args(fx, out, &["--samples", "2", "--shard", shard]));
+        assert!(ok, "{stdout}{stderr}");
+    }
+    // Shards given in any order.
+    let (ok, stdout, stderr) = run_cli(&["eval", "merge", "--out", &merged, &s1, &s0]);
+    assert!(ok, "{stdout}{stderr}");
+
+    let one = read_json(&Path::new(&full).join("report.json"));
+    let two = read_json(&Path::new(&merged).join("report.json"));
+    let windows = one["windows"].as_u64().unwrap();
+    assert!(windows >= 4, "{one}");
+    let shard0 = read_json(&Path::new(&s0).join("report.json"));
+    assert!(shard0["windows_scored"].as_u64().unwrap() < windows);
+    assert_eq!(shard0["shard"], serde_json::json!({"index": 0, "count": 2}));
+    for key in [
+        "per_step",
+        "summary",
+        "windows",
+        "windows_scored",
+        "protocol",
+        "model",
+        "dataset",
+        "objects",
+        "notes",
+    ] {
+        assert_eq!(
+            one[key], two[key],
+            "`{key}` differs between one run and the merge"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&full).join("windows.csv")).unwrap(),
+        std::fs::read_to_string(Path::new(&merged).join("windows.csv")).unwrap()
+    );
+    assert_eq!(two["merged_from"].as_array().unwrap().len(), 2);
+    assert_eq!(one["command"][0], "dreamyard");
+
+    // The schema scripts read: one entry per step with step, psnr, ssim, iou, baseline.
+    let steps = one["per_step"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for (i, e) in steps.iter().enumerate() {
+        assert_eq!(e["step"], i + 1);
+        assert!(e["psnr"].as_f64().unwrap() > 0.0);
+        let ssim = e["ssim"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&ssim));
+        assert!(e["iou"].is_object(), "push-t defines object colours: {e}");
+        assert!(e["baseline"]["psnr"].is_number());
+        assert!(e["baseline"]["iou"].is_object());
+        // Autoregressive with K = 2: teacher-forced and best-of-K are reported too.
+        assert!(e["teacher_forced"]["psnr"].is_number());
+        let best = e["best_of_k"]["psnr"].as_f64().unwrap();
+        assert!(best >= e["psnr"].as_f64().unwrap() - 1e-9);
+    }
+    assert_eq!(one["protocol"]["regime"], "autoregressive");
+    assert_eq!(one["model"]["weights_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(one["dataset"]["fingerprint"].as_str().unwrap().len(), 64);
+    for d in [&full, &merged] {
+        for f in [
+            "per_step.csv",
+            "windows.csv",
+            "report.md",
+            "psnr.png",
+            "ssim.png",
+        ] {
+            assert!(Path::new(d).join(f).is_file(), "{d}/{f} missing");
+        }
+        let examples = std::fs::read_dir(Path::new(d).join("examples"))
+            .unwrap()
+            .count();
+        assert!(examples >= 1, "{d}: no example strips");
+    }
+    let csv = std::fs::read_to_string(Path::new(&full).join("per_step.csv")).unwrap();
+    assert!(csv.starts_with("step,model_psnr,model_ssim"), "{csv}");
+    assert_eq!(csv.lines().count(), 4);
+    let md = std::fs::read_to_string(Path::new(&full).join("report.md")).unwrap();
+    assert!(md.contains("capped at 100 dB"), "{md}");
+
+    // Merging an incomplete set of shards is refused.
+    let (ok, stdout, _) = run_cli(&["eval", "merge", "--out", &dir("bad"), &s0]);
+    assert!(!ok && stdout.contains("shard"), "{stdout}");
+}
+
+#[test]
+fn teacher_forced_run_is_deterministic_and_resizes_to_the_model() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a").to_str().unwrap().to_owned();
+    let b = tmp.path().join("b").to_str().unwrap().to_owned();
+    let extra = ["--regime", "teacher-forced", "--episodes", "1"];
+    for out in [&a, &b] {
+        let (ok, stdout, stderr) = run_cli(&eval_args(fx, out, &extra));
+        assert!(ok, "{stdout}{stderr}");
+    }
+    let ra = read_json(&Path::new(&a).join("report.json"));
+    let rb = read_json(&Path::new(&b).join("report.json"));
+    assert_eq!(ra["per_step"], rb["per_step"]);
+    assert_eq!(ra["protocol"]["episodes"], serde_json::json!([1]));
+    let step = &ra["per_step"][0];
+    assert!(step.get("teacher_forced").is_none() && step.get("best_of_k").is_none());
+
+    // A model trained at 64x64 (same aspect ratio): frames are resized and the report says so.
+    let big = tmp.path().join("model64");
+    copy_model(&fx.model, &big, |cfg| {
+        cfg["frame"] = serde_json::json!({"width": 64, "height": 64});
+    });
+    let out = tmp.path().join("r64").to_str().unwrap().to_owned();
+    let mut args = eval_args(fx, &out, &extra);
+    args[2] = big.to_str().unwrap();
+    let (ok, stdout, stderr) = run_cli(&args);
+    assert!(ok, "{stdout}{stderr}");
+    let r = read_json(&Path::new(&out).join("report.json"));
+    assert_eq!(r["dataset"]["resized_to"], serde_json::json!([64, 64]));
+    assert_eq!(r["protocol"]["frame"], serde_json::json!([64, 64]));
+    assert!(r["notes"][0].as_str().unwrap().contains("resized"), "{r}");
+}
+
+/// Copies a native model directory, editing its config.json.
+fn copy_model(from: &Path, to: &Path, edit: impl Fn(&mut Value)) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(from.join("model.safetensors"), to.join("model.safetensors")).unwrap();
+    let mut cfg = read_json(&from.join("config.json"));
+    edit(&mut cfg);
+    std::fs::write(to.join("config.json"), cfg.to_string()).unwrap();
+}
+
+#[test]
+fn mismatched_model_and_dataset_give_clear_errors() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r").to_str().unwrap().to_owned();
+
+    // DIAMOND's Atari model: discrete actions (and 64x64 frames) vs push-t's continuous actions.
+    let diamond = fixture_dir().join("denoiser.safetensors");
+    let mut args = eval_args(fx, &out, &[]);
+    args[2] = diamond.to_str().unwrap();
+    let (ok, stdout, _) = run_cli(&args);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("action space mismatch")
+            && stdout.contains("`action.kind`")
+            && stdout.contains("discrete")
+            && stdout.contains("continuous actions of width 2"),
+        "{stdout}"
+    );
+
+    // A frame size of another aspect ratio cannot be resized without distortion.
+    let wide = tmp.path().join("wide");
+    copy_model(&fx.model, &wide, |cfg| {
+        cfg["frame"] = serde_json::json!({"width": 64, "height": 32});
+    });
+    let mut args = eval_args(fx, &out, &[]);
+    args[2] = wide.to_str().unwrap();
+    let (ok, stdout, _) = run_cli(&args);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("frame size mismatch") && stdout.contains("`frame`"),
+        "{stdout}"
+    );
+
+    // A context the model was not trained with, and a horizon no episode can hold.
+    let (ok, stdout, _) = run_cli(&eval_args(fx, &out, &["--context", "2"]));
+    assert!(!ok && stdout.contains("num_steps_conditioning"), "{stdout}");
+    let mut args = eval_args(fx, &out, &[]);
+    args[6] = "500"; // --horizon
+    let (ok, stdout, _) = run_cli(&args);
+    assert!(!ok && stdout.contains("no window fits"), "{stdout}");
+    let (ok, stdout, _) = run_cli(&eval_args(fx, &out, &["--episodes", "0-7"]));
+    assert!(!ok && stdout.contains("no episode 2"), "{stdout}");
+}
