@@ -53,8 +53,12 @@ pub enum ConvAlgo {
 }
 
 /// Target working set of one block, in f32 elements per (input or output) channel: the
-/// transformed input of a Winograd block is `16 * c_in * tiles` elements, kept at ~512 KiB.
-const BLOCK_ELEMS: usize = 1 << 17;
+/// transformed input of a Winograd block is `16 * c_in * tiles` elements, kept at ~128 KiB so a
+/// block's operands stay in the core's L2. Measured on the fixture's atari-4 model (2-core EPYC,
+/// idle, BENCHMARKS.md), ms per denoiser call at batch 1 / 2 threads: 1 << 18: 77, 1 << 17: 71,
+/// 1 << 16: 67, 1 << 15: 53, 1 << 14: 52 (but slower at batch 8). Blocks split only the GEMMs'
+/// N dimension, so the block size never changes results.
+const BLOCK_ELEMS: usize = 1 << 15;
 
 impl PackedConv {
     /// Packs `weight` [c_out, c_in, k, k] (contiguous, row-major) and `bias` [c_out].
