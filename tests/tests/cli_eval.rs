@@ -220,10 +220,15 @@ fn teacher_forced_run_is_deterministic_and_resizes_to_the_model() {
     let a = tmp.path().join("a").to_str().unwrap().to_owned();
     let b = tmp.path().join("b").to_str().unwrap().to_owned();
     let extra = ["--regime", "teacher-forced", "--episodes", "1"];
+    // A plot an earlier report left in the output folder (an object this run lacks) goes.
+    std::fs::create_dir_all(&b).unwrap();
+    let stale = Path::new(&b).join("iou_stale.png");
+    std::fs::write(&stale, b"old").unwrap();
     for out in [&a, &b] {
         let (ok, stdout, stderr) = run_cli(&eval_args(fx, out, &extra));
         assert!(ok, "{stdout}{stderr}");
     }
+    assert!(!stale.exists(), "stale IoU plot left in the report folder");
     let ra = read_json(&Path::new(&a).join("report.json"));
     let rb = read_json(&Path::new(&b).join("report.json"));
     assert_eq!(ra["per_step"], rb["per_step"]);

@@ -709,6 +709,18 @@ pub fn write_report_dir(
 
 /// The metric curves over the horizon as PNGs; returns their file names.
 fn write_plots(out: &Path, report: &Report) -> anyhow::Result<Vec<String>> {
+    // IoU plots of an earlier report in `out` whose objects this one lacks would be stale.
+    if let Ok(dir) = std::fs::read_dir(out) {
+        for entry in dir.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("iou_") && name.ends_with(".png") {
+                let path = entry.path();
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("{}: cannot remove the old plot", path.display()))?;
+            }
+        }
+    }
     let steps: Vec<f64> = report.per_step.iter().map(|e| e.step as f64).collect();
     let regime = report.protocol.regime.name();
     let model_label = match report.protocol.samples {
