@@ -274,11 +274,30 @@ pub fn norm_act(
         NormMod::Ada(ss) => use_fast(&[x, ss]) && ss.dims() == [b, 2 * c],
     };
     if !fast {
+        let tracked = x.track_op()
+            || match modulation {
+                NormMod::None => false,
+                NormMod::Affine(wt, bs) => wt.track_op() || bs.track_op(),
+                NormMod::Ada(ss) => ss.track_op(),
+            };
+        // Training on the CPU: the normalisation as one op with its own backward pass (the
+        // composed ops below cost a dozen full-size tensors each way).
+        let trained = tracked && crate::train::norm_grad::applies(x);
         let y = match modulation {
+            NormMod::None if trained => crate::train::norm_grad::normalize(x, groups, eps)?,
             NormMod::None => group_norm(x, groups, eps, None)?,
+            NormMod::Affine(wt, bs) if trained => {
+                let n = crate::train::norm_grad::normalize(x, groups, eps)?;
+                n.broadcast_mul(&wt.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&bs.reshape((1, c, 1, 1))?)?
+            }
             NormMod::Affine(wt, bs) => group_norm(x, groups, eps, Some((wt, bs)))?,
             NormMod::Ada(ss) => {
-                let y = group_norm(x, groups, eps, None)?;
+                let y = if trained {
+                    crate::train::norm_grad::normalize(x, groups, eps)?
+                } else {
+                    group_norm(x, groups, eps, None)?
+                };
                 let bs = ss.dim(0)?;
                 let scale = (ss.narrow(1, 0, c)? + 1.0)?.reshape((bs, c, 1, 1))?;
                 let shift = ss.narrow(1, c, c)?.reshape((bs, c, 1, 1))?;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod conv_grad;
 pub mod data;
 pub mod init;
+pub mod norm_grad;
 pub mod optim;
 pub mod trainer;
 
