@@ -78,7 +78,7 @@ pub fn load_model(session: &mut Session, dir: &Path) {
     let dir = dir.to_path_buf();
     if !dir.join("model.safetensors").exists() || !dir.join("config.json").exists() {
         let hint = if dir.ends_with(DEFAULT_MODEL_DIR) {
-            " The shipped push-t model is not in this checkout yet; open another model \
+            " The shipped push-t model is missing from this checkout; open another model \
              (File > Open model, or --model DIR) — the scene still runs without one."
         } else {
             ""
