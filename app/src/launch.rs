@@ -254,7 +254,7 @@ mod tests {
         load_model(&mut session, &dir.path().join(DEFAULT_MODEL_DIR));
         let text = &session.notices().last().unwrap().text;
         assert!(text.contains("model.safetensors"), "{text}");
-        assert!(text.contains("not in this checkout yet"), "{text}");
+        assert!(text.contains("missing from this checkout"), "{text}");
         assert!(session.model_loading().is_none());
         open_truth(&mut session, &GuiArgs::default());
         assert_eq!(session.truth_spec().unwrap().name, "push-t");
