@@ -156,6 +156,7 @@ mod tests {
     use candle_core::{DType, Device, Var};
 
     use super::*;
+    use crate::train::conv_grad::tests::max_diff;
 
     /// The composed candle ops (what the layers ran before), as the reference for values and
     /// gradients.
@@ -168,19 +169,6 @@ mod tests {
         let var = (xc.sqr()?.sum_keepdim(2)? / n as f64)?;
         let y = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
         y.to_dtype(DType::F32)?.reshape((b, c, h, w))
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]
