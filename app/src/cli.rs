@@ -124,7 +124,7 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", crate::error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

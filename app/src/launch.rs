@@ -100,7 +100,10 @@ pub fn load_model(session: &mut Session, dir: &Path) {
         Ok(worker) => session.load_model(worker, label),
         Err(e) => session.notify(
             Level::Error,
-            format!("cannot start the model thread: {e:#}"),
+            format!(
+                "cannot start the model thread: {}",
+                crate::error_chain(e.as_ref())
+            ),
         ),
     }
 }
@@ -208,7 +211,7 @@ pub fn open_episode(session: &mut Session, dir: &Path, index: usize) -> bool {
     let episode = match read_episode(dir, index) {
         Ok(e) => e,
         Err(e) => {
-            session.notify(Level::Error, format!("{e:#}"));
+            session.notify(Level::Error, crate::error_chain(e.as_ref()));
             return false;
         }
     };
@@ -221,7 +224,7 @@ pub fn open_episode(session: &mut Session, dir: &Path, index: usize) -> bool {
     match Replay::new(episode, scene) {
         Ok(replay) => session.set_truth(Box::new(replay)),
         Err(e) => {
-            session.notify(Level::Error, format!("{e:#}"));
+            session.notify(Level::Error, crate::error_chain(e.as_ref()));
             false
         }
     }

@@ -18,3 +18,46 @@ mod predict_cmd;
 mod scene_cmd;
 pub mod session;
 mod train_cmd;
+
+/// An error and its causes on one line, `outer: cause: root`, leaving out a cause whose text
+/// the line already holds (many errors print their source themselves, and `{:#}` would repeat
+/// it).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::error_chain;
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A library error that prints its source, wrapped with context by the binary.
+        let err = Err::<(), _>(dreamyard_model::ModelError::Io {
+            path: "m/config.json".into(),
+            source: io,
+        })
+        .context("--init m: cannot read the model")
+        .unwrap_err();
+        assert_eq!(
+            error_chain(err.as_ref()),
+            "--init m: cannot read the model: m/config.json: no such file"
+        );
+        // Causes that do not repeat each other are all kept.
+        let err = anyhow::anyhow!("root").context("middle").context("outer");
+        assert_eq!(error_chain(err.as_ref()), "outer: middle: root");
+    }
+}

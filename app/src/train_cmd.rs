@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use dreamyard_model::checkpoint::Checkpoint;
 use dreamyard_model::config::{ActionSpace as ModelActionSpace, FrameSize};
 use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer};
 use dreamyard_scenes::ActionSpace as SceneActionSpace;
@@ -36,6 +37,11 @@ pub struct TrainArgs {
     /// Continue the run saved in `--out`.
     #[arg(long)]
     pub resume: bool,
+    /// Fine-tune: start a new run from a trained model's weights (a model directory with
+    /// `model.safetensors` + `config.json`, e.g. `assets/models/push-t`) instead of a random
+    /// initialisation. The config's `[model]` and the dataset must give the same network.
+    #[arg(long, value_name = "MODEL_DIR", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
 }
 
 /// Reads every episode of `dataset` into the trainer's format.
@@ -189,6 +195,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     );
     let mut trainer = if args.resume {
         Trainer::resume(&args.out, &cfg, &data, &device)?
+    } else if let Some(init) = &args.init {
+        let start = Checkpoint::from_native_dir(init)
+            .with_context(|| format!("--init {}: cannot read the model", init.display()))?;
+        Trainer::from_weights(&cfg, &data, &device, &start, &init.display().to_string())?
     } else {
         Trainer::new(&cfg, &data, &device)?
     };

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use dreamyard_model::candle_core::Device;
 use dreamyard_model::config::{ActionSpace, FrameSize};
 use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer};
-use dreamyard_model::{SeededNoise, WorldModel};
+use dreamyard_model::{Checkpoint, SeededNoise, WorldModel};
 
 const SIZE: usize = 8;
 
@@ -204,6 +204,84 @@ fn resume_rejects_a_changed_config() {
         .to_string();
     assert!(err.contains("training.learning_rate"), "{err}");
     assert!(err.contains("state.json"), "{err}");
+}
+
+/// The losses of the first `steps` steps of a fresh run with `extra` config lines.
+fn first_losses(steps: u64, extra: &str) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    train_losses(&config(steps, extra), dir.path(), false)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect()
+}
+
+#[test]
+fn context_noise_augments_only_when_enabled() {
+    let clean = first_losses(3, "");
+    // 0 is DIAMOND's objective: the same random stream and losses as without the key.
+    assert_eq!(first_losses(3, "context_noise = 0.0"), clean);
+    // Enabled, the context the model sees is noisy. The first loss is the same (DIAMOND's
+    // initialisation zeroes the output layer, so F = 0 whatever the input); the first update,
+    // and so every later loss, differs. A run stays reproducible.
+    let noisy = first_losses(3, "context_noise = 0.5");
+    assert_eq!(noisy[0], clean[0]);
+    assert_ne!(noisy[1..], clean[1..]);
+    assert_eq!(first_losses(3, "context_noise = 0.5"), noisy);
+}
+
+#[test]
+fn fine_tuning_starts_from_the_given_weights() {
+    let base = tempfile::tempdir().unwrap();
+    train_losses(&config(100, ""), base.path(), false);
+    let start = Checkpoint::from_native_dir(base.path()).unwrap();
+
+    // Another objective and schedule, the same network: a new run at step 0 with the weights.
+    let cfg = config(4, "context_noise = 0.2");
+    let trainer = Trainer::from_weights(&cfg, &data(), &Device::Cpu, &start, "base-model").unwrap();
+    assert_eq!(trainer.step(), 0);
+    let now = trainer.checkpoint_now().unwrap();
+    assert_eq!(now.tensors.len(), start.tensors.len());
+    for (name, t) in &start.tensors {
+        let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = now.tensors[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+    // The fine-tuned model starts where the base model is, not from a random initialisation:
+    // its first loss is the base model's level, far below a fresh run's.
+    let tuned = tempfile::tempdir().unwrap();
+    let mut trainer = trainer;
+    let mut tuned_losses = Vec::new();
+    trainer
+        .fit(&data(), tuned.path(), &AtomicBool::new(false), &mut |e| {
+            if let TrainEvent::Step(s) = e {
+                tuned_losses.push(s.loss);
+            }
+        })
+        .unwrap();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (tuned_mean, fresh_mean) = (
+        mean(&tuned_losses),
+        mean(&first_losses(4, "context_noise = 0.2")),
+    );
+    assert!(
+        tuned_mean < fresh_mean / 2.0,
+        "fine-tune losses average {tuned_mean}, a fresh run's {fresh_mean}"
+    );
+    assert!(WorldModel::load_native(tuned.path(), &Device::Cpu).is_ok());
+
+    // Another network is refused with the field that differs.
+    let wider = config(4, "");
+    let mut wider = wider;
+    wider.model.channels = vec![16, 32];
+    let err = Trainer::from_weights(&wider, &data(), &Device::Cpu, &start, "base-model")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("base-model"), "{err}");
+    assert!(err.contains("denoiser.inner_model.channels"), "{err}");
 }
 
 #[test]

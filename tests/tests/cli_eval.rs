@@ -1,7 +1,7 @@
 //! `dreamyard eval` driven as a user would: a tiny model trained for a few steps on a small
 //! recorded push-t dataset is evaluated in one run and as two shards merged, which must give
 //! the same numbers exactly; the report files are all there; a model that does not fit the
-//! dataset is refused with an error naming the field.
+//! dataset is refused with an error naming the field. `train --init` fine-tunes that model.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -304,4 +304,62 @@ fn mismatched_model_and_dataset_give_clear_errors() {
     assert!(!ok && stdout.contains("no window fits"), "{stdout}");
     let (ok, stdout, _) = run_cli(&eval_args(fx, &out, &["--episodes", "0-7"]));
     assert!(!ok && stdout.contains("no episode 2"), "{stdout}");
+}
+
+#[test]
+fn train_init_fine_tunes_the_model_and_refuses_one_that_does_not_fit() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |cfg_text: &str, out: &str, extra: &[&str]| {
+        let cfg = tmp.path().join(format!("{out}.toml"));
+        std::fs::write(&cfg, cfg_text).unwrap();
+        let out = tmp.path().join(out);
+        let mut args = vec![
+            "train".to_owned(),
+            "--dataset".into(),
+            fx.dataset.display().to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--device".into(),
+            "cpu".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args)
+    };
+    let model = fx.model.to_str().unwrap();
+
+    // Same network, another objective: a new run that starts from the model and exports.
+    let noisy = TRAIN_TOML.replace("rollout_horizon", "context_noise = 0.1\nrollout_horizon");
+    let (ok, stdout, stderr) = train(&noisy, "tuned", &["--init", model]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(tmp.path().join("tuned/model.safetensors").is_file());
+    assert!(tmp.path().join("tuned/config.json").is_file());
+
+    // Another network: refused, naming the model and the field.
+    let wider = TRAIN_TOML.replace("channels = [8, 8]", "channels = [8, 16]");
+    // (The child prints the CLI's error on stdout, after `CLI_ERR`.)
+    let (ok, err, _) = train(&wider, "wider", &["--init", model]);
+    assert!(!ok);
+    assert!(err.contains("`denoiser.inner_model.channels`"), "{err}");
+    assert!(err.contains("[8,16]") && err.contains("[8,8]"), "{err}");
+    assert!(err.contains(model), "{err}");
+
+    // A directory without a model, and --init with --resume, are clear errors.
+    let missing = tmp.path().join("no-model");
+    let (ok, err, _) = train(
+        TRAIN_TOML,
+        "nothing",
+        &["--init", missing.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("no-model") && err.contains("config.json"),
+        "{err}"
+    );
+    let (ok, err, _) = train(TRAIN_TOML, "both", &["--init", model, "--resume"]);
+    assert!(!ok);
+    assert!(err.contains("--resume") && err.contains("--init"), "{err}");
 }

@@ -151,6 +151,9 @@ fn export_now(session: &mut Session, cmd: &AppCommand) {
     };
     match result {
         Ok(msg) => session.notify(Level::Info, format!("exported {msg}")),
-        Err(e) => session.notify(Level::Error, format!("export failed: {e:#}")),
+        Err(e) => session.notify(
+            Level::Error,
+            format!("export failed: {}", crate::error_chain(e.as_ref())),
+        ),
     }
 }

@@ -502,7 +502,10 @@ impl Session {
         // The ground truth source that was current at `step`, positioned there.
         if let Some((start, source)) = src.truth.iter().rev().find(|(s, _)| *s <= step) {
             let forked = match source {
-                Some(t) => Some(t.fork_at(step - start).map_err(|e| format!("{e:#}"))?),
+                Some(t) => Some(
+                    t.fork_at(step - start)
+                        .map_err(|e| crate::error_chain(e.as_ref()))?,
+                ),
                 None => None,
             };
             truth.push((*start, forked));
@@ -589,7 +592,10 @@ impl Session {
                 branch.steps.push(self.first_record(frame));
                 branch.truth.push((0, Some(t)));
             }
-            Some(Err(e)) => self.notify(Level::Error, format!("reset failed: {e:#}")),
+            Some(Err(e)) => self.notify(
+                Level::Error,
+                format!("reset failed: {}", crate::error_chain(e.as_ref())),
+            ),
             None if self.model_info.is_some() => {
                 // Dream mode: seed frames stand in for a real context.
                 branch.truth.push((0, None));
@@ -740,7 +746,7 @@ impl Session {
             }
             Err(e) => {
                 self.active_branch_mut().steps.pop();
-                Err(Refused::Invalid(format!("{e:#}")))
+                Err(Refused::Invalid(crate::error_chain(e.as_ref())))
             }
         }
     }
@@ -945,7 +951,10 @@ impl Session {
             ),
             Err(e) => (
                 None,
-                format!("live control without ground truth (the model alone): {e:#}"),
+                format!(
+                    "live control without ground truth (the model alone): {}",
+                    crate::error_chain(e.as_ref())
+                ),
             ),
         };
         if source.is_none() && self.model.is_none() {
@@ -1131,7 +1140,7 @@ fn step_truth(t: &mut dyn GroundTruth, user_action: &Action) -> Result<(Action, 
     match t.step(&action) {
         Ok(Some(f)) => Ok((action, f)),
         Ok(None) => Err(Refused::EpisodeEnded),
-        Err(e) => Err(Refused::Invalid(format!("{e:#}"))),
+        Err(e) => Err(Refused::Invalid(crate::error_chain(e.as_ref()))),
     }
 }
 

@@ -144,6 +144,13 @@ pub struct TrainingSection {
     /// Training noise-level distribution.
     #[serde(default)]
     pub sigma_distribution: SigmaDistribution,
+    /// Context-noise augmentation: each training window's context frames get Gaussian noise of a
+    /// standard deviation drawn uniformly from `[0, context_noise]` (frames in [-1, 1]), so the
+    /// model learns to predict from imperfect context, as it must when it feeds on its own
+    /// outputs in a rollout. 0 (the default) trains on clean context, as DIAMOND does. The model
+    /// and its runtime do not change: sampling always uses the context as given.
+    #[serde(default)]
+    pub context_noise: f64,
 }
 
 fn default_context() -> usize {
@@ -281,6 +288,15 @@ impl TrainConfig {
                 "rollout_horizon and validation_rollouts must be positive".into(),
             );
         }
+        if !(t.context_noise.is_finite() && t.context_noise >= 0.0) {
+            return bad(
+                "training.context_noise",
+                format!(
+                    "must be a number >= 0 (0 turns the augmentation off), found {}",
+                    t.context_noise
+                ),
+            );
+        }
         let s = &t.sigma_distribution;
         if !(s.sigma_min > 0.0 && s.sigma_max > s.sigma_min && s.scale >= 0.0 && s.loc.is_finite())
         {
@@ -356,7 +372,7 @@ impl TrainConfig {
         if self.sampler != other.sampler {
             return Some("sampler");
         }
-        let fields: [(&'static str, bool); 12] = [
+        let fields: [(&'static str, bool); 13] = [
             ("training.batch_size", a.batch_size == b.batch_size),
             ("training.learning_rate", a.learning_rate == b.learning_rate),
             ("training.lr_schedule", a.lr_schedule == b.lr_schedule),
@@ -368,6 +384,7 @@ impl TrainConfig {
             ("training.adam_eps", a.adam_eps == b.adam_eps),
             ("training.max_grad_norm", a.max_grad_norm == b.max_grad_norm),
             ("training.seed", a.seed == b.seed),
+            ("training.context_noise", a.context_noise == b.context_noise),
             (
                 "training.validation_episodes",
                 a.validation_episodes == b.validation_episodes
@@ -466,5 +483,12 @@ learning_rate = 1e-3
             .unwrap_err()
             .to_string();
         assert!(err.contains("model.cond_channels"), "{err}");
+
+        let negative = GOOD.replace("steps = 10", "steps = 10\ncontext_noise = -0.1");
+        let err = TrainConfig::from_toml_str(&negative, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("training.context_noise"), "{err}");
+        assert!(err.contains(">= 0"), "{err}");
     }
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -268,21 +268,7 @@ impl Trainer {
         }
         let weights_path = dir.join("weights.safetensors");
         let weights = load_safetensors(&weights_path)?;
-        let weights_origin = weights_path.display().to_string();
-        for (name, var) in &trainer.vars {
-            let t = weights.get(name).ok_or_else(|| ModelError::MissingTensor {
-                name: format!("{weights_origin}: {name}"),
-                expected: var.dims().to_vec(),
-            })?;
-            if t.dims() != var.dims() {
-                return Err(ModelError::ShapeMismatch {
-                    name: format!("{weights_origin}: {name}"),
-                    expected: var.dims().to_vec(),
-                    found: t.dims().to_vec(),
-                });
-            }
-            var.set(&t.to_device(device)?)?;
-        }
+        trainer.load_weights(&weights, &weights_path.display().to_string())?;
         let opt_path = dir.join("optimizer.safetensors");
         let moments = load_safetensors(&opt_path)?;
         trainer.opt.load_state_tensors(
@@ -293,6 +279,56 @@ impl Trainer {
         trainer.rng = state.rng.restore(&origin)?;
         trainer.step = state.step;
         Ok(trainer)
+    }
+
+    /// A fresh run (step 0, new optimiser state, `cfg`'s schedule) whose weights start from
+    /// `init`: fine-tuning a trained model on new data or with another objective. `init` must
+    /// have the denoiser this config and data imply (network size, action space, EDM
+    /// constants); `origin` names it in errors.
+    pub fn from_weights(
+        cfg: &TrainConfig,
+        data: &TrainData,
+        device: &Device,
+        init: &Checkpoint,
+        origin: &str,
+    ) -> Result<Self> {
+        let trainer = Self::new(cfg, data, device)?;
+        let want = serde_json::to_value(&trainer.model_cfg.denoiser);
+        let have = serde_json::to_value(&init.config.denoiser);
+        if let (Ok(want), Ok(have)) = (want, have)
+            && let Some((field, w, h)) = first_difference(&want, &have, "denoiser")
+        {
+            return Err(ModelError::config(
+                origin,
+                field,
+                format!(
+                    "the training config and dataset imply {w}, the model to start from has {h}; \
+                     fine-tuning needs the same network, action space and EDM constants"
+                ),
+            ));
+        }
+        trainer.load_weights(&init.tensors, origin)?;
+        Ok(trainer)
+    }
+
+    /// Copies `weights` into the trainable variables; every variable must be there with its
+    /// shape. `origin` names the file in errors.
+    fn load_weights(&self, weights: &HashMap<String, Tensor>, origin: &str) -> Result<()> {
+        for (name, var) in &self.vars {
+            let t = weights.get(name).ok_or_else(|| ModelError::MissingTensor {
+                name: format!("{origin}: {name}"),
+                expected: var.dims().to_vec(),
+            })?;
+            if t.dims() != var.dims() {
+                return Err(ModelError::ShapeMismatch {
+                    name: format!("{origin}: {name}"),
+                    expected: var.dims().to_vec(),
+                    found: t.dims().to_vec(),
+                });
+            }
+            var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+        }
+        Ok(())
     }
 
     /// Optimiser steps done.
@@ -334,7 +370,18 @@ impl Trainer {
         let noisy = (batch.next_obs.broadcast_add(&offset)? + noise.broadcast_mul(&sigma_t)?)?;
         let cs = denoiser.compute_conditioners(&sigma_t.flatten_all()?)?;
         let col = |t: &Tensor| t.reshape((b, 1, 1, 1));
-        let obs = (flatten_frames(&batch.obs)? / self.model_cfg.denoiser.sigma_data)?;
+        let mut obs = flatten_frames(&batch.obs)?; // [b, T*C, h, w]
+        let context_noise = self.cfg.training.context_noise;
+        if context_noise > 0.0 {
+            // Drawn only when enabled, so runs without it keep DIAMOND's random stream.
+            let levels: Vec<f32> = (0..b)
+                .map(|_| (rng.random::<f64>() * context_noise) as f32)
+                .collect();
+            let levels = Tensor::from_vec(levels, (b, 1, 1, 1), &self.device)?;
+            let noise = randn(rng, obs.dims())?;
+            obs = (obs + noise.broadcast_mul(&levels)?)?;
+        }
+        let obs = (obs / self.model_cfg.denoiser.sigma_data)?;
         let f = denoiser.inner_model().forward(
             &noisy.broadcast_mul(&col(&cs.c_in)?)?,
             &cs.c_noise,
@@ -587,6 +634,29 @@ impl Trainer {
             on_event(TrainEvent::Checkpoint { step: self.step });
         }
         Ok(())
+    }
+}
+
+/// The first place where JSON values `want` and `have` differ: `(dotted path, want, have)`.
+fn first_difference(
+    want: &serde_json::Value,
+    have: &serde_json::Value,
+    path: &str,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => {
+            let mut keys: Vec<&String> = w.keys().chain(h.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let null = Value::Null;
+                let (a, b) = (w.get(k).unwrap_or(&null), h.get(k).unwrap_or(&null));
+                first_difference(a, b, &format!("{path}.{k}"))
+            })
+        }
+        _ if want == have => None,
+        _ => Some((path.to_string(), want.to_string(), have.to_string())),
     }
 }
 

@@ -40,7 +40,7 @@ pub fn child_main() {
     let argv = std::iter::once("dreamyard".to_owned()).chain(args);
     match dreamyard::cli::run(argv) {
         Ok(()) => println!("CLI_OK"),
-        Err(e) => println!("CLI_ERR {e:#}"),
+        Err(e) => println!("CLI_ERR {}", dreamyard::error_chain(e.as_ref())),
     }
 }
 
