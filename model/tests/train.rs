@@ -150,15 +150,15 @@ fn tiny_model_overfits_tiny_dataset() {
     assert!(log.lines().any(|l| l.contains("psnr_h4")));
 }
 
-#[test]
-fn resume_continues_exactly() {
+/// A run stopped after 5 steps and resumed gives the losses and weights of an uninterrupted one.
+fn assert_resume_continues_exactly(extra: &str) {
     let straight = tempfile::tempdir().unwrap();
-    let full = train_losses(&config(12, ""), straight.path(), false);
+    let full = train_losses(&config(12, extra), straight.path(), false);
 
     let split = tempfile::tempdir().unwrap();
-    let head = train_losses(&config(5, ""), split.path(), false);
+    let head = train_losses(&config(5, extra), split.path(), false);
     // Resuming may extend the step count; the rest of the config must match.
-    let tail = train_losses(&config(12, ""), split.path(), true);
+    let tail = train_losses(&config(12, extra), split.path(), true);
     let resumed: Vec<(u64, f64)> = head.into_iter().chain(tail).collect();
     assert_eq!(resumed, full);
 
@@ -190,6 +190,16 @@ fn resume_continues_exactly() {
         .unwrap()
     };
     assert_eq!(step(&a), step(&b));
+}
+
+#[test]
+fn resume_continues_exactly() {
+    assert_resume_continues_exactly("");
+}
+
+#[test]
+fn resume_continues_exactly_with_context_noise_and_self_generated_context() {
+    assert_resume_continues_exactly("context_noise = 0.1\nrollout_context = 2");
 }
 
 #[test]

@@ -151,8 +151,22 @@ pub struct TrainingSection {
     /// and its runtime do not change: sampling always uses the context as given.
     #[serde(default)]
     pub context_noise: f64,
+    /// Self-generated context: for a `rollout_fraction` of each batch, the newest
+    /// `rollout_context` context frames are the model's own autoregressive predictions (current
+    /// weights, the configured sampler, the recorded actions, no gradient), started from the real
+    /// frames before them; the target stays the real next frame. The model so learns to correct
+    /// the errors it makes in its rollouts (exposure bias). Each such window costs
+    /// `rollout_context * num_steps_denoising` extra forward passes. 0 (the default) is off.
+    #[serde(default)]
+    pub rollout_context: usize,
+    /// Fraction of each batch whose context is self-generated when `rollout_context > 0`.
+    #[serde(default = "default_rollout_fraction")]
+    pub rollout_fraction: f64,
 }
 
+fn default_rollout_fraction() -> f64 {
+    0.5
+}
 fn default_context() -> usize {
     4
 }
@@ -297,6 +311,12 @@ impl TrainConfig {
                 ),
             );
         }
+        if !(0.0..=1.0).contains(&t.rollout_fraction) {
+            return bad(
+                "training.rollout_fraction",
+                format!("must be in [0, 1], found {}", t.rollout_fraction),
+            );
+        }
         let s = &t.sigma_distribution;
         if !(s.sigma_min > 0.0 && s.sigma_max > s.sigma_min && s.scale >= 0.0 && s.loc.is_finite())
         {
@@ -372,7 +392,7 @@ impl TrainConfig {
         if self.sampler != other.sampler {
             return Some("sampler");
         }
-        let fields: [(&'static str, bool); 13] = [
+        let fields: [(&'static str, bool); 15] = [
             ("training.batch_size", a.batch_size == b.batch_size),
             ("training.learning_rate", a.learning_rate == b.learning_rate),
             ("training.lr_schedule", a.lr_schedule == b.lr_schedule),
@@ -385,6 +405,14 @@ impl TrainConfig {
             ("training.max_grad_norm", a.max_grad_norm == b.max_grad_norm),
             ("training.seed", a.seed == b.seed),
             ("training.context_noise", a.context_noise == b.context_noise),
+            (
+                "training.rollout_context",
+                a.rollout_context == b.rollout_context,
+            ),
+            (
+                "training.rollout_fraction",
+                a.rollout_fraction == b.rollout_fraction,
+            ),
             (
                 "training.validation_episodes",
                 a.validation_episodes == b.validation_episodes

@@ -208,11 +208,14 @@ impl Trainer {
         let opt = AdamW::new(params, &cfg.training)?;
         let split = Split::last(data.episodes.len(), cfg.training.validation_episodes)?;
         let context = model_cfg.denoiser.inner_model.num_steps_conditioning;
-        let train_windows = WindowSampler::new(data, &split.train, context);
+        // With self-generated context, a window also holds the real frames the rollout starts
+        // from.
+        let span = context + cfg.training.rollout_context;
+        let train_windows = WindowSampler::new(data, &split.train, span);
         if train_windows.is_empty() {
             return Err(ModelError::input(
                 "training data",
-                format!("training episodes longer than the context ({context} frames)"),
+                format!("training episodes longer than the context and rollout ({span} frames)"),
                 "no window",
             ));
         }
@@ -393,13 +396,61 @@ impl Trainer {
         Ok((f - target)?.sqr()?.mean_all()?)
     }
 
+    /// Turns a batch of `T + k` context frames (`k = rollout_context`) into one of `T`: for the
+    /// first `rollout_fraction` of the windows, the model rolls out `k` frames from the first `T`
+    /// real ones with the recorded actions (noise seeded by `seed`) and the context becomes the
+    /// newest `T` frames of real + generated; the other windows keep their newest `T` real
+    /// frames. Actions and the target are the recorded ones.
+    fn self_generated_context(&self, batch: Batch, seed: u64) -> Result<Batch> {
+        let t = self.model_cfg.denoiser.inner_model.num_steps_conditioning;
+        let k = self.cfg.training.rollout_context;
+        let b = batch.obs.dim(0)?;
+        let n = ((b as f64) * self.cfg.training.rollout_fraction).round() as usize;
+        let act = batch.act.narrow(1, k, t)?; // [b, T] or [b, T, dim]
+        let real = batch.obs.narrow(1, k, t)?; // [b, T, C, h, w]
+        if n == 0 {
+            return Ok(Batch {
+                obs: real,
+                act,
+                next_obs: batch.next_obs,
+            });
+        }
+        let model = self.world_model()?;
+        let first = batch.obs.narrow(0, 0, n)?; // [n, T + k, C, h, w]
+        let first_act = batch.act.narrow(0, 0, n)?;
+        let mut state = model.reset(&first.narrow(1, 0, t)?, &first_act.narrow(1, 0, t)?)?;
+        let mut noise = SeededNoise::new(seed);
+        let mut frames = vec![first.narrow(1, 0, t)?];
+        for j in 0..k {
+            // Step j takes the action recorded at the newest frame so far (frame T - 1 + j).
+            let a = first_act.narrow(1, t - 1 + j, 1)?.squeeze(1)?;
+            frames.push(model.step(&mut state, &a, &mut noise)?.unsqueeze(1)?); // [n, 1, C, h, w]
+        }
+        let rolled = Tensor::cat(&frames, 1)?.narrow(1, k, t)?; // [n, T, C, h, w]
+        let obs = if n == b {
+            rolled
+        } else {
+            Tensor::cat(&[rolled, real.narrow(0, n, b - n)?], 0)?
+        };
+        Ok(Batch {
+            obs,
+            act,
+            next_obs: batch.next_obs,
+        })
+    }
+
     /// One optimiser step on a batch drawn from the training episodes.
     pub fn train_step(&mut self, data: &TrainData) -> Result<StepStats> {
         let context = self.model_cfg.denoiser.inner_model.num_steps_conditioning;
+        let rollout = self.cfg.training.rollout_context;
         let starts = self
             .train_windows
             .sample(self.cfg.training.batch_size, &mut self.rng);
-        let batch = data.batch(&starts, context, &self.device)?;
+        let mut batch = data.batch(&starts, context + rollout, &self.device)?;
+        if rollout > 0 {
+            let seed: u64 = self.rng.random();
+            batch = self.self_generated_context(batch, seed)?;
+        }
         let mut rng = self.rng.clone();
         let loss = self.loss(&self.denoiser, &batch, &mut rng)?;
         self.rng = rng;
@@ -762,4 +813,105 @@ fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::{ActionSpace, FrameSize};
+    use crate::train::data::{EpisodeData, WindowStart};
+
+    fn data() -> TrainData {
+        let episode = |seed: u8| EpisodeData {
+            frames_hwc: (0..12 * 8 * 8 * 3)
+                .map(|i: usize| (i as u8).wrapping_mul(seed))
+                .collect(),
+            actions: (0..12u8).map(|i| f32::from(i % 3)).collect(),
+            len: 12,
+        };
+        TrainData {
+            frame: FrameSize {
+                height: 8,
+                width: 8,
+            },
+            channels: 3,
+            action: ActionSpace::Discrete { num_actions: 3 },
+            fps: None,
+            episodes: vec![episode(3), episode(7), episode(11)],
+        }
+    }
+
+    fn config(extra: &str) -> TrainConfig {
+        let text = format!(
+            "[model]\ncond_channels = 16\ndepths = [1, 1]\nchannels = [8, 8]\n\
+             attn_depths = [false, false]\n[sampler]\nnum_steps_denoising = 2\n\
+             [training]\nsteps = 10\nbatch_size = 4\nlearning_rate = 1e-3\n\
+             validation_episodes = 1\n{extra}"
+        );
+        TrainConfig::from_toml_str(&text, "test.toml").unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn self_generated_context_is_the_models_own_rollout() {
+        let d = data();
+        let mut trainer = Trainer::new(
+            &config("rollout_context = 2\nrollout_fraction = 0.5"),
+            &d,
+            &Device::Cpu,
+        )
+        .unwrap();
+        // Some training first, so the model's frames are not all alike.
+        for _ in 0..3 {
+            trainer.train_step(&d).unwrap();
+        }
+        let starts =
+            [(0, 0), (1, 2), (0, 4), (1, 1)].map(|(episode, t)| WindowStart { episode, t });
+        let batch = d.batch(&starts, 4 + 2, &Device::Cpu).unwrap();
+        let out = trainer.self_generated_context(batch.clone(), 9).unwrap();
+        assert_eq!(out.obs.dims(), &[4, 4, 3, 8, 8]);
+        assert_eq!(
+            values(&out.act),
+            values(&batch.act.narrow(1, 2, 4).unwrap())
+        );
+        assert_eq!(values(&out.next_obs), values(&batch.next_obs));
+        // The second half keeps its newest 4 real frames.
+        let real = batch.obs.narrow(1, 2, 4).unwrap();
+        assert_eq!(
+            values(&out.obs.narrow(0, 2, 2).unwrap()),
+            values(&real.narrow(0, 2, 2).unwrap())
+        );
+        // The first half: real frames 2 and 3, then the model's two steps from frames 0-3.
+        let model = trainer.world_model().unwrap();
+        let first = batch.obs.narrow(0, 0, 2).unwrap();
+        let acts = batch.act.narrow(0, 0, 2).unwrap();
+        let mut state = model
+            .reset(
+                &first.narrow(1, 0, 4).unwrap(),
+                &acts.narrow(1, 0, 4).unwrap(),
+            )
+            .unwrap();
+        let mut noise = SeededNoise::new(9);
+        let mut expected = vec![first.narrow(1, 2, 2).unwrap()];
+        for j in 0..2 {
+            let a = acts.narrow(1, 3 + j, 1).unwrap().squeeze(1).unwrap();
+            let f = model.step(&mut state, &a, &mut noise).unwrap();
+            expected.push(f.unsqueeze(1).unwrap());
+        }
+        let expected = Tensor::cat(&expected, 1).unwrap();
+        let got = out.obs.narrow(0, 0, 2).unwrap();
+        assert_eq!(values(&got), values(&expected));
+        // ... which are not the recorded frames.
+        assert_ne!(values(&got), values(&real.narrow(0, 0, 2).unwrap()));
+    }
 }
