@@ -42,6 +42,11 @@ pub struct TrainArgs {
     /// initialisation. The config's `[model]` and the dataset must give the same network.
     #[arg(long, value_name = "MODEL_DIR", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
+    /// Stop after this optimiser step (with a validation, a checkpoint and an export there)
+    /// instead of at `training.steps`. The schedule stays the configured run's, so `--resume`
+    /// later continues it exactly.
+    #[arg(long, value_name = "STEP", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stop_after: Option<u64>,
 }
 
 /// Reads every episode of `dataset` into the trainer's format.
@@ -203,7 +208,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Trainer::new(&cfg, &data, &device)?
     };
     let total = cfg.training.steps;
-    let bar = ProgressBar::new(total);
+    let end = args.stop_after.map_or(total, |n| n.min(total));
+    if trainer.step() >= end {
+        bail!(
+            "{}: the run is already at step {} of {total}; nothing to train before step {end}",
+            args.out.display(),
+            trainer.step()
+        );
+    }
+    let bar = ProgressBar::new(end);
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
@@ -215,7 +228,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_val = None;
     let stop = AtomicBool::new(false);
-    trainer.fit(&data, &args.out, &stop, &mut |event| match event {
+    trainer.fit_until(&data, &args.out, end, &stop, &mut |event| match event {
         TrainEvent::Step(s) => {
             bar.set_position(s.step);
             bar.set_message(format!("loss {:.4}  lr {:.2e}", s.loss, s.lr));

@@ -203,6 +203,34 @@ fn resume_continues_exactly_with_context_noise_and_self_generated_context() {
 }
 
 #[test]
+fn a_run_stopped_early_resumes_on_its_own_schedule() {
+    // A cosine schedule: stopping early must not shorten it (unlike a run with fewer steps).
+    let cfg = config(12, "lr_schedule = \"cosine\"");
+    let straight = tempfile::tempdir().unwrap();
+    let full = train_losses(&cfg, straight.path(), false);
+
+    let split = tempfile::tempdir().unwrap();
+    let d = data();
+    let mut trainer = Trainer::new(&cfg, &d, &Device::Cpu).unwrap();
+    let mut head = Vec::new();
+    trainer
+        .fit_until(&d, split.path(), 5, &AtomicBool::new(false), &mut |e| {
+            if let TrainEvent::Step(s) = e {
+                head.push((s.step, s.loss));
+            }
+        })
+        .unwrap();
+    assert_eq!(trainer.step(), 5);
+    let tail = train_losses(&cfg, split.path(), true);
+    let resumed: Vec<(u64, f64)> = head.into_iter().chain(tail).collect();
+    assert_eq!(resumed, full);
+    assert_eq!(
+        std::fs::read(split.path().join("model.safetensors")).unwrap(),
+        std::fs::read(straight.path().join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
 fn resume_rejects_a_changed_config() {
     let dir = tempfile::tempdir().unwrap();
     train_losses(&config(3, ""), dir.path(), false);

@@ -363,3 +363,67 @@ fn train_init_fine_tunes_the_model_and_refuses_one_that_does_not_fit() {
     assert!(!ok);
     assert!(err.contains("--resume") && err.contains("--init"), "{err}");
 }
+
+/// `(step, loss)` of every training line in a run's `metrics.jsonl`.
+fn train_losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn train_stop_after_pauses_the_run_and_resume_finishes_it_exactly() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, TRAIN_TOML).unwrap();
+    let out = tmp.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--dataset",
+            fx.dataset.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args)
+    };
+
+    // Stopped after step 2 of 3: a checkpoint, an exported model and a validation there.
+    let (ok, stdout, stderr) = train(&["--stop-after", "2"]);
+    assert!(ok, "{stdout}{stderr}");
+    // The child's stdout: the test harness's header, the pretty-printed summary, `CLI_OK`.
+    let json = &stdout[stdout.find('{').unwrap()..stdout.rfind("CLI_OK").unwrap()];
+    let summary: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(summary["steps"], 2, "{stdout}");
+    assert_eq!(summary["validation"]["step"], 2, "{stdout}");
+    assert!(out.join("model.safetensors").is_file());
+    assert_eq!(
+        train_losses(&out).iter().map(|l| l.0).collect::<Vec<_>>(),
+        [1, 2]
+    );
+
+    // Resumed, it ends where the fixture's uninterrupted run (same data and config) did.
+    let (ok, stdout, stderr) = train(&["--resume"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(train_losses(&out), train_losses(&fx.model));
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(fx.model.join("model.safetensors")).unwrap()
+    );
+
+    // A finished run has nothing left to train; a zero step is refused by the parser.
+    let (ok, err, _) = train(&["--resume"]);
+    assert!(!ok && err.contains("already at step 3 of 3"), "{err}");
+    let (ok, stdout, stderr) = train(&["--resume", "--stop-after", "0"]);
+    assert!(!ok && format!("{stdout}{stderr}").contains("--stop-after"));
+}

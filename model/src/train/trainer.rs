@@ -628,6 +628,21 @@ impl Trainer {
         stop: &AtomicBool,
         on_event: &mut dyn FnMut(TrainEvent<'_>),
     ) -> Result<()> {
+        let steps = self.cfg.training.steps;
+        self.fit_until(data, out_dir, steps, stop, on_event)
+    }
+
+    /// [`Trainer::fit`] that ends at step `until` (at most the configured step count), with a
+    /// validation and a checkpoint there. The learning-rate schedule stays the configured run's,
+    /// so resuming later continues exactly as if the run had not stopped.
+    pub fn fit_until(
+        &mut self,
+        data: &TrainData,
+        out_dir: &Path,
+        until: u64,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<()> {
         create_dir(out_dir)?;
         let log_path = out_dir.join(METRICS_FILE);
         truncate_log_after(&log_path, self.step)?;
@@ -648,10 +663,11 @@ impl Trainer {
         let t = self.cfg.training.clone();
         let started = Instant::now();
         let mut saved_at = self.step;
-        while self.step < t.steps && !stop.load(Ordering::Relaxed) {
+        let end = until.min(t.steps);
+        while self.step < end && !stop.load(Ordering::Relaxed) {
             let stats = self.train_step(data)?;
             let s = stats.step;
-            let last = s == t.steps;
+            let last = s == end;
             if s % t.log_every == 0 || last {
                 write_log(serde_json::json!({
                     "kind": "train", "step": s, "loss": stats.loss, "lr": stats.lr,
