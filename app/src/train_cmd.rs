@@ -261,3 +261,32 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use dreamyard_model::checkpoint::Checkpoint;
+    use dreamyard_model::config::FrameSize;
+    use dreamyard_model::train::TrainConfig;
+
+    /// Every stage's config in the shipped model's directory parses and describes exactly the
+    /// network that `config.json` ships, so `--init` chains them and the card's commands rerun.
+    #[test]
+    fn the_shipped_training_configs_describe_the_shipped_model() {
+        let dir = crate::launch::resolve(std::path::Path::new(crate::launch::DEFAULT_MODEL_DIR));
+        let shipped = Checkpoint::from_native_dir(&dir).unwrap().config;
+        let inner = &shipped.denoiser.inner_model;
+        let frame: FrameSize = shipped.frame.unwrap();
+        let mut stages: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        stages.sort();
+        assert!(stages.len() >= 2, "{stages:?}");
+        for path in stages {
+            let cfg = TrainConfig::from_toml_file(&path).unwrap();
+            let built = cfg.model_config(&inner.action, inner.img_channels, frame, shipped.fps);
+            assert_eq!(built, shipped, "{}", path.display());
+        }
+    }
+}
