@@ -333,7 +333,7 @@ impl Session {
     /// Starts loading a model on its worker; it replaces the current one when it has loaded
     /// and fits the ground truth (see [`Session::poll`]).
     pub fn load_model(&mut self, worker: ModelWorker, label: String) {
-        self.notify(Level::Info, format!("loading model {label}…"));
+        self.notify(Level::Info, loading_notice(&label));
         self.loading = Some((worker, label));
     }
 
@@ -807,6 +807,9 @@ impl Session {
         let Some((worker, label)) = self.loading.take() else {
             return false;
         };
+        // The "loading…" notice is answered by this one.
+        let pending = loading_notice(&label);
+        self.notices.retain(|n| n.text != pending);
         match result {
             Err(e) => {
                 self.notify(Level::Error, e);
@@ -1124,6 +1127,10 @@ impl Session {
     pub fn clear_notices(&mut self) {
         self.notices.clear();
     }
+}
+
+fn loading_notice(label: &str) -> String {
+    format!("loading model {label}…")
 }
 
 /// Steps a ground truth with the user's action, or the recorded one when replaying.

@@ -516,6 +516,14 @@ fn bad_models_and_incompatible_sources_leave_the_session_running() {
     );
     assert!(s.wait_idle(WAIT));
     assert!(s.notices().last().unwrap().text.contains("/nowhere"));
+    // The error replaces the "loading" notice.
+    assert!(
+        !s.notices()
+            .iter()
+            .any(|n| n.text.starts_with("loading model")),
+        "{:?}",
+        s.notices().iter().map(|n| &n.text).collect::<Vec<_>>()
+    );
     assert_eq!(s.model_info().unwrap().source, "fake");
     // A discrete model does not fit push-t.
     let (discrete, _) = Fake::new(ActionSpace::Discrete {
