@@ -155,7 +155,9 @@ pub struct TrainingSection {
     /// `rollout_context` context frames are the model's own autoregressive predictions (current
     /// weights, the configured sampler, the recorded actions, no gradient), started from the real
     /// frames before them; the target stays the real next frame. The model so learns to correct
-    /// the errors it makes in its rollouts (exposure bias). Each such window costs
+    /// the errors it makes in its rollouts (exposure bias). A value above
+    /// `num_steps_conditioning` makes the whole context generated, from deeper in a rollout of
+    /// that many steps (the errors of later horizons). Each such window costs
     /// `rollout_context * num_steps_denoising` extra forward passes. 0 (the default) is off.
     #[serde(default)]
     pub rollout_context: usize,

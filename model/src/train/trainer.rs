@@ -930,4 +930,43 @@ mod tests {
         // ... which are not the recorded frames.
         assert_ne!(values(&got), values(&real.narrow(0, 0, 2).unwrap()));
     }
+
+    #[test]
+    fn a_rollout_longer_than_the_context_makes_the_whole_context_generated() {
+        // rollout_context 6 > T = 4: the context is steps 3-6 of a 6-step rollout.
+        let d = data();
+        let mut trainer = Trainer::new(
+            &config("rollout_context = 6\nrollout_fraction = 1.0"),
+            &d,
+            &Device::Cpu,
+        )
+        .unwrap();
+        for _ in 0..3 {
+            trainer.train_step(&d).unwrap();
+        }
+        let starts = [(0, 0), (1, 1)].map(|(episode, t)| WindowStart { episode, t });
+        let batch = d.batch(&starts, 4 + 6, &Device::Cpu).unwrap();
+        let out = trainer.self_generated_context(batch.clone(), 5).unwrap();
+        assert_eq!(out.obs.dims(), &[2, 4, 3, 8, 8]);
+        assert_eq!(
+            values(&out.act),
+            values(&batch.act.narrow(1, 6, 4).unwrap())
+        );
+        let model = trainer.world_model().unwrap();
+        let mut state = model
+            .reset(
+                &batch.obs.narrow(1, 0, 4).unwrap(),
+                &batch.act.narrow(1, 0, 4).unwrap(),
+            )
+            .unwrap();
+        let mut noise = SeededNoise::new(5);
+        let mut generated = Vec::new();
+        for j in 0..6 {
+            let a = batch.act.narrow(1, 3 + j, 1).unwrap().squeeze(1).unwrap();
+            let f = model.step(&mut state, &a, &mut noise).unwrap();
+            generated.push(f.unsqueeze(1).unwrap());
+        }
+        let expected = Tensor::cat(&generated[2..], 1).unwrap();
+        assert_eq!(values(&out.obs), values(&expected));
+    }
 }
