@@ -878,19 +878,20 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn self_generated_context_is_the_models_own_rollout() {
+    /// The test data and a trainer with `extra` settings after 3 steps, so the model's frames
+    /// are not all alike.
+    fn trained(extra: &str) -> (TrainData, Trainer) {
         let d = data();
-        let mut trainer = Trainer::new(
-            &config("rollout_context = 2\nrollout_fraction = 0.5"),
-            &d,
-            &Device::Cpu,
-        )
-        .unwrap();
-        // Some training first, so the model's frames are not all alike.
+        let mut trainer = Trainer::new(&config(extra), &d, &Device::Cpu).unwrap();
         for _ in 0..3 {
             trainer.train_step(&d).unwrap();
         }
+        (d, trainer)
+    }
+
+    #[test]
+    fn self_generated_context_is_the_models_own_rollout() {
+        let (d, trainer) = trained("rollout_context = 2\nrollout_fraction = 0.5");
         let starts =
             [(0, 0), (1, 2), (0, 4), (1, 1)].map(|(episode, t)| WindowStart { episode, t });
         let batch = d.batch(&starts, 4 + 2, &Device::Cpu).unwrap();
@@ -934,16 +935,7 @@ mod tests {
     #[test]
     fn a_rollout_longer_than_the_context_makes_the_whole_context_generated() {
         // rollout_context 6 > T = 4: the context is steps 3-6 of a 6-step rollout.
-        let d = data();
-        let mut trainer = Trainer::new(
-            &config("rollout_context = 6\nrollout_fraction = 1.0"),
-            &d,
-            &Device::Cpu,
-        )
-        .unwrap();
-        for _ in 0..3 {
-            trainer.train_step(&d).unwrap();
-        }
+        let (d, trainer) = trained("rollout_context = 6\nrollout_fraction = 1.0");
         let starts = [(0, 0), (1, 1)].map(|(episode, t)| WindowStart { episode, t });
         let batch = d.batch(&starts, 4 + 6, &Device::Cpu).unwrap();
         let out = trainer.self_generated_context(batch.clone(), 5).unwrap();
