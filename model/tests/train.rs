@@ -94,9 +94,14 @@ fn train_losses(cfg: &TrainConfig, out: &Path, resume: bool) -> Vec<(u64, f64)> 
     } else {
         Trainer::new(cfg, &d, &Device::Cpu).unwrap()
     };
+    fit_losses(&mut trainer, &d, out, cfg.training.steps)
+}
+
+/// Trains until step `until`, returning `(step, loss)` of each logged step.
+fn fit_losses(trainer: &mut Trainer, d: &TrainData, out: &Path, until: u64) -> Vec<(u64, f64)> {
     let mut losses = Vec::new();
     trainer
-        .fit(&d, out, &AtomicBool::new(false), &mut |e| {
+        .fit_until(d, out, until, &AtomicBool::new(false), &mut |e| {
             if let TrainEvent::Step(s) = e {
                 losses.push((s.step, s.loss));
             }
@@ -212,14 +217,7 @@ fn a_run_stopped_early_resumes_on_its_own_schedule() {
     let split = tempfile::tempdir().unwrap();
     let d = data();
     let mut trainer = Trainer::new(&cfg, &d, &Device::Cpu).unwrap();
-    let mut head = Vec::new();
-    trainer
-        .fit_until(&d, split.path(), 5, &AtomicBool::new(false), &mut |e| {
-            if let TrainEvent::Step(s) = e {
-                head.push((s.step, s.loss));
-            }
-        })
-        .unwrap();
+    let head = fit_losses(&mut trainer, &d, split.path(), 5);
     assert_eq!(trainer.step(), 5);
     let tail = train_losses(&cfg, split.path(), true);
     let resumed: Vec<(u64, f64)> = head.into_iter().chain(tail).collect();

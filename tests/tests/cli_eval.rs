@@ -78,20 +78,27 @@ fn fixture() -> &'static Fixture {
         let cfg = root.join("train.toml");
         std::fs::write(&cfg, TRAIN_TOML).unwrap();
         let model = root.join("model");
-        let (ok, stdout, stderr) = run_cli(&[
-            "train",
-            "--dataset",
-            dataset.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ]);
+        let (ok, stdout, stderr) = train_cli(&dataset, &cfg, &model, &[]);
         assert!(ok, "train: {stdout}{stderr}");
         Fixture { dataset, model }
     })
+}
+
+/// Runs `dreamyard train` on the CPU with `extra` arguments.
+fn train_cli(dataset: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&args)
 }
 
 fn eval_args<'a>(fx: &'a Fixture, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -313,21 +320,7 @@ fn train_init_fine_tunes_the_model_and_refuses_one_that_does_not_fit() {
     let train = |cfg_text: &str, out: &str, extra: &[&str]| {
         let cfg = tmp.path().join(format!("{out}.toml"));
         std::fs::write(&cfg, cfg_text).unwrap();
-        let out = tmp.path().join(out);
-        let mut args = vec![
-            "train".to_owned(),
-            "--dataset".into(),
-            fx.dataset.display().to_string(),
-            "--config".into(),
-            cfg.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-            "--device".into(),
-            "cpu".into(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli(&args)
+        train_cli(&fx.dataset, &cfg, &tmp.path().join(out), extra)
     };
     let model = fx.model.to_str().unwrap();
 
@@ -382,21 +375,7 @@ fn train_stop_after_pauses_the_run_and_resume_finishes_it_exactly() {
     let cfg = tmp.path().join("train.toml");
     std::fs::write(&cfg, TRAIN_TOML).unwrap();
     let out = tmp.path().join("run");
-    let train = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--dataset",
-            fx.dataset.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ];
-        args.extend_from_slice(extra);
-        run_cli(&args)
-    };
+    let train = |extra: &[&str]| train_cli(&fx.dataset, &cfg, &out, extra);
 
     // Stopped after step 2 of 3: a checkpoint, an exported model and a validation there.
     let (ok, stdout, stderr) = train(&["--stop-after", "2"]);
