@@ -115,6 +115,7 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
         "depths": inner.depths,
         "cond_channels": inner.cond_channels,
         "context_frames": inner.num_steps_conditioning,
+        "action_map": inner.action_map,
         "denoiser_calls_per_frame": calls_per_frame,
         "steps": args.steps,
         "batch": args.batch.first(),

@@ -30,6 +30,21 @@ pub enum ActionSpace {
     },
 }
 
+/// Spatial action conditioning, a Dreamyard extension (DIAMOND conditions on actions only
+/// through the global conditioning vector, which cannot say *where* in the frame something
+/// happens).
+///
+/// For actions that are a position in the frame (push-t's agent target), the first two
+/// components, mapped from the action box `[low, high]` onto the frame (component 0 to columns,
+/// component 1 to rows), are drawn as a Gaussian blob with peak 1, one channel per context step
+/// (oldest first), and fed to `conv_in` after the frames. The global action embedding stays.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionMap {
+    /// Standard deviation of the blob, in pixels of the model's frame.
+    pub sigma: f64,
+}
+
 /// Configuration of the inner model (noise/action conditioning + UNet), DIAMOND's
 /// `InnerModelConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +65,9 @@ pub struct InnerModelConfig {
     pub attn_depths: Vec<bool>,
     /// The action space.
     pub action: ActionSpace,
+    /// Spatial action conditioning (absent in DIAMOND's models, and then not written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_map: Option<ActionMap>,
 }
 
 /// Serde form of [`InnerModelConfig`]: accepts DIAMOND's `num_actions` as well as `action`, and
@@ -66,6 +84,8 @@ struct RawInnerModelConfig {
     action: Option<ActionSpace>,
     #[serde(default)]
     num_actions: Option<usize>,
+    #[serde(default)]
+    action_map: Option<ActionMap>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +128,7 @@ impl TryFrom<RawInnerModelConfig> for InnerModelConfig {
                 })
                 .collect(),
             action,
+            action_map: raw.action_map,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
@@ -165,6 +186,45 @@ impl InnerModelConfig {
                 );
             }
         }
+        if let Some(map) = &self.action_map {
+            if !(map.sigma.is_finite() && map.sigma > 0.0) {
+                return err(
+                    "action_map.sigma",
+                    format!("must be a positive number of pixels, found {}", map.sigma),
+                );
+            }
+            match &self.action {
+                ActionSpace::Continuous { dim, low, high }
+                    if *dim >= 2 && low.len() >= 2 && high.len() >= 2 =>
+                {
+                    if let Some(i) = (0..2).find(|&i| {
+                        high[i].partial_cmp(&low[i]) != Some(std::cmp::Ordering::Greater)
+                    }) {
+                        return err(
+                            "action_map",
+                            format!(
+                                "action component {i} must have high > low to map onto the frame, found [{}, {}]",
+                                low[i], high[i]
+                            ),
+                        );
+                    }
+                }
+                other => {
+                    return err(
+                        "action_map",
+                        format!(
+                            "needs continuous actions whose first two components are an (x, y) position, found {}",
+                            match other {
+                                ActionSpace::Discrete { num_actions } =>
+                                    format!("{num_actions} discrete actions"),
+                                ActionSpace::Continuous { dim, .. } =>
+                                    format!("{dim}-component continuous actions"),
+                            }
+                        ),
+                    );
+                }
+            }
+        }
         match &self.action {
             ActionSpace::Discrete { num_actions: 0 } => {
                 err("action.num_actions", "must be positive".into())
@@ -183,6 +243,17 @@ impl InnerModelConfig {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Input channels of `conv_in`: the context frames, the noisy next frame and, with an
+    /// [`ActionMap`], one action channel per context step.
+    pub fn in_channels(&self) -> usize {
+        let map = if self.action_map.is_some() {
+            self.num_steps_conditioning
+        } else {
+            0
+        };
+        (self.num_steps_conditioning + 1) * self.img_channels + map
     }
 
     /// Width of one context step's action embedding (`cond_channels // num_steps_conditioning`).
@@ -405,5 +476,49 @@ mod tests {
         let round: InnerModelConfig =
             serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
         assert_eq!(round, b);
+    }
+
+    #[test]
+    fn action_map_is_optional_and_needs_a_position_action() {
+        let base = r#""img_channels":3,"num_steps_conditioning":4,"cond_channels":256,
+            "depths":[2],"channels":[64],"attn_depths":[0]"#;
+        let parse =
+            |rest: &str| serde_json::from_str::<InnerModelConfig>(&format!("{{{base},{rest}}}"));
+        // Absent: DIAMOND's layout, and nothing extra is written back.
+        let plain = parse(r#""num_actions":4"#).unwrap();
+        assert_eq!(plain.action_map, None);
+        assert_eq!(plain.in_channels(), 15);
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("action_map")
+        );
+
+        let pos = r#""action":{"kind":"continuous","dim":2,"low":[0,0],"high":[512,512]}"#;
+        let mapped = parse(&format!(r#"{pos},"action_map":{{"sigma":1.5}}"#)).unwrap();
+        assert_eq!(mapped.action_map, Some(ActionMap { sigma: 1.5 }));
+        assert_eq!(mapped.in_channels(), 15 + 4);
+        let round: InnerModelConfig =
+            serde_json::from_str(&serde_json::to_string(&mapped).unwrap()).unwrap();
+        assert_eq!(round, mapped);
+
+        let err = |rest: &str| parse(rest).unwrap_err().to_string();
+        let e = err(r#""num_actions":4,"action_map":{"sigma":1.5}"#);
+        assert!(
+            e.contains("action_map") && e.contains("4 discrete actions"),
+            "{e}"
+        );
+        let e = err(
+            r#""action":{"kind":"continuous","dim":1,"low":[0],"high":[1]},"action_map":{"sigma":1}"#,
+        );
+        assert!(e.contains("1-component continuous"), "{e}");
+        let e = err(&format!(r#"{pos},"action_map":{{"sigma":0}}"#));
+        assert!(e.contains("action_map.sigma"), "{e}");
+        let e = err(
+            r#""action":{"kind":"continuous","dim":2,"low":[0,5],"high":[1,5]},"action_map":{"sigma":1}"#,
+        );
+        assert!(e.contains("component 1 must have high > low"), "{e}");
+        let e = err(&format!(r#"{pos},"action_map":{{"sigma":1,"radius":2}}"#));
+        assert!(e.contains("radius"), "{e}");
     }
 }

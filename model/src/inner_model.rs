@@ -3,7 +3,8 @@
 //!
 //! It builds a conditioning vector from the noise level (Fourier features) and the context
 //! actions (one embedding per context step, concatenated oldest first), then runs a UNet over
-//! the context frames stacked on the channel axis with the noisy next frame after them.
+//! the context frames stacked on the channel axis with the noisy next frame after them (and, with
+//! a Dreamyard [`ActionMap`], one channel per context step with its action drawn on the frame).
 
 #![allow(
     clippy::needless_pass_by_value,
@@ -13,7 +14,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
-use crate::config::{ActionSpace, InnerModelConfig};
+use crate::config::{ActionMap, ActionSpace, InnerModelConfig};
 use crate::layers::{Conv, FourierFeatures, GroupNorm, UNet, conv3x3};
 
 /// Per-step action embedding, concatenated over the context steps (frame-major).
@@ -79,6 +80,54 @@ impl ActionEmbedding {
     }
 }
 
+/// Draws each context step's action as a Gaussian blob on the frame ([`ActionMap`]).
+#[derive(Debug, Clone, Copy)]
+struct ActionPainter {
+    /// `low` of components 0 (x) and 1 (y).
+    low: [f32; 2],
+    /// `high - low` of components 0 and 1.
+    span: [f32; 2],
+    /// Blob standard deviation in pixels.
+    sigma: f32,
+}
+
+impl ActionPainter {
+    fn new(map: &ActionMap, action: &ActionSpace) -> Option<Self> {
+        match action {
+            ActionSpace::Continuous { low, high, .. } if low.len() >= 2 && high.len() >= 2 => {
+                Some(Self {
+                    low: [low[0], low[1]],
+                    span: [high[0] - low[0], high[1] - low[1]],
+                    sigma: map.sigma as f32,
+                })
+            }
+            // `InnerModelConfig::validate` refuses any other action space.
+            _ => None,
+        }
+    }
+
+    /// `act` [b, T, dim] -> [b, T, h, w]: one blob of peak 1 per context step, centred where
+    /// the action's (x, y) falls on an `h` x `w` frame (pixel `j` spans `[j, j + 1)`).
+    fn paint(&self, act: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+        let (b, t, _) = act.dims3()?;
+        let dev = act.device();
+        let act = act.to_dtype(DType::F32)?;
+        // One axis: exp(-(centre_j - a)^2 / 2 sigma^2) for every pixel centre j, [b, T, n].
+        let axis = |k: usize, n: usize| -> Result<Tensor> {
+            let a = act.narrow(2, k, 1)?; // [b, T, 1]
+            let a = ((a - f64::from(self.low[k]))? * (n as f64 / f64::from(self.span[k])))?;
+            let centres: Vec<f32> = (0..n).map(|j| j as f32 + 0.5).collect();
+            let centres = Tensor::from_vec(centres, (1, 1, n), dev)?;
+            let d = centres.broadcast_sub(&a)?; // [b, T, n]
+            let s2 = 2.0 * f64::from(self.sigma).powi(2);
+            (d.sqr()? / -s2)?.exp()
+        };
+        let gx = axis(0, w)?.reshape((b, t, 1, w))?;
+        let gy = axis(1, h)?.reshape((b, t, h, 1))?;
+        gy.broadcast_mul(&gx) // [b, T, h, w]
+    }
+}
+
 /// Intermediate tensors of one forward pass (for parity checks and debugging).
 #[derive(Debug, Clone)]
 pub struct InnerModelTrace {
@@ -107,6 +156,7 @@ pub struct InnerModel {
     unet: UNet,
     norm_out: GroupNorm,
     conv_out: Conv,
+    action_map: Option<ActionPainter>,
 }
 
 impl InnerModel {
@@ -120,11 +170,7 @@ impl InnerModel {
             act_emb: ActionEmbedding::new(cfg, vb.pp("act_emb"))?,
             cond_proj_0: candle_nn::linear(cond, cond, cond_proj.pp("0"))?,
             cond_proj_2: candle_nn::linear(cond, cond, cond_proj.pp("2"))?,
-            conv_in: conv3x3(
-                (cfg.num_steps_conditioning + 1) * cfg.img_channels,
-                c0,
-                vb.pp("conv_in"),
-            )?,
+            conv_in: conv3x3(cfg.in_channels(), c0, vb.pp("conv_in"))?,
             unet: UNet::new(
                 cond,
                 &cfg.depths,
@@ -134,6 +180,10 @@ impl InnerModel {
             )?,
             norm_out: GroupNorm::new(c0, vb.pp("norm_out"))?,
             conv_out: conv3x3(c0, cfg.img_channels, vb.pp("conv_out"))?,
+            action_map: cfg
+                .action_map
+                .as_ref()
+                .and_then(|m| ActionPainter::new(m, &cfg.action)),
         })
     }
 
@@ -152,6 +202,8 @@ impl InnerModel {
     }
 
     /// `F(noisy_next_obs, c_noise, obs, act)`.
+    ///
+    /// With an [`ActionMap`], the actions are also drawn onto the frame as extra input channels.
     ///
     /// `noisy_next_obs` [b, C, h, w] (already scaled by c_in), `c_noise` [b] or [1], `obs`
     /// [b, T*C, h, w] (already divided by sigma_data, oldest frame first), `act` [b, T] or
@@ -175,7 +227,14 @@ impl InnerModel {
         act: &Tensor,
     ) -> Result<InnerModelTrace> {
         let (noise_emb, act_emb, cond) = self.conditioning(c_noise, act)?;
-        let x = Tensor::cat(&[obs, noisy_next_obs], 1)?; // [b, (T+1)*C, h, w]
+        let x = match &self.action_map {
+            None => Tensor::cat(&[obs, noisy_next_obs], 1)?, // [b, (T+1)*C, h, w]
+            Some(painter) => {
+                let (_, _, h, w) = obs.dims4()?;
+                let map = painter.paint(act, h, w)?.to_dtype(obs.dtype())?; // [b, T, h, w]
+                Tensor::cat(&[obs, noisy_next_obs, &map], 1)? // [b, (T+1)*C + T, h, w]
+            }
+        };
         let conv_in = self.conv_in.forward(&x)?; // [b, c0, h, w]
         let unet_out = self.unet.forward(&conv_in, &cond)?; // [b, c0, h, w]
         let out = self
@@ -196,4 +255,74 @@ impl InnerModel {
 pub fn flatten_frames(frames: &Tensor) -> Result<Tensor> {
     let (b, t, c, h, w) = frames.dims5()?;
     frames.reshape((b, t * c, h, w))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn action_map_draws_each_step_where_its_action_falls_on_the_frame() {
+        let painter = ActionPainter::new(
+            &ActionMap { sigma: 1.0 },
+            &ActionSpace::Continuous {
+                dim: 3,
+                low: vec![0.0, 0.0, -1.0],
+                high: vec![512.0, 512.0, 1.0],
+            },
+        )
+        .unwrap();
+        // 512 units onto 64 pixels: (100, 300) is pixel centre (12.5, 37.5); the third
+        // component plays no part.
+        let act = Tensor::new(
+            &[
+                [[100f32, 300.0, 0.3], [0.0, 0.0, -1.0]],
+                [[508.0, 4.0, 1.0], [256.0, 256.0, 0.0]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let map = painter.paint(&act, 64, 64).unwrap();
+        assert_eq!(map.dims(), &[2, 2, 64, 64]);
+        let px = |b: usize, t: usize, y: usize, x: usize| -> f32 {
+            map.get(b)
+                .unwrap()
+                .get(t)
+                .unwrap()
+                .get(y)
+                .unwrap()
+                .get(x)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert!((px(0, 0, 37, 12) - 1.0).abs() < 1e-6);
+        // One pixel off along one axis: exp(-1/2); along both: exp(-1).
+        assert!((px(0, 0, 37, 13) - (-0.5f32).exp()).abs() < 1e-6);
+        assert!((px(0, 0, 38, 11) - (-1f32).exp()).abs() < 1e-6);
+        assert!(px(0, 0, 37, 30) < 1e-12);
+        // The corner (0, 0) sits half a pixel from pixel (0, 0)'s centre.
+        assert!((px(0, 1, 0, 0) - (-0.25f32).exp()).abs() < 1e-6);
+        // Top right corner; and the frame centre, between pixels: four equal neighbours.
+        assert!((px(1, 0, 0, 63) - 1.0).abs() < 1e-6);
+        let mid = [(31, 31), (31, 32), (32, 31), (32, 32)].map(|(y, x)| px(1, 1, y, x));
+        assert!(mid.iter().all(|v| (v - mid[0]).abs() < 1e-6), "{mid:?}");
+        // Each blob's peak is the step's own maximum.
+        let peak = |b: usize, t: usize| -> f32 {
+            map.get(b)
+                .unwrap()
+                .get(t)
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert!((peak(0, 0) - px(0, 0, 37, 12)).abs() < 1e-9);
+        assert!((peak(1, 0) - px(1, 0, 0, 63)).abs() < 1e-9);
+    }
 }

@@ -20,7 +20,7 @@ pub mod world_model;
 
 pub use checkpoint::{Checkpoint, convert_diamond_to_native};
 pub use config::{
-    ActionSpace, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig, SamplerConfig,
+    ActionMap, ActionSpace, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig, SamplerConfig,
 };
 pub use denoiser::{Conditioners, DenoiseTrace, Denoiser};
 pub use error::{ModelError, Result};

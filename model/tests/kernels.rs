@@ -226,6 +226,7 @@ fn denoiser_fast_matches_candle() {
                 channels: vec![32, 64, 32],
                 attn_depths: vec![false, true, false],
                 action: ActionSpace::Discrete { num_actions: 3 },
+                action_map: None,
             },
         },
         diffusion_sampler: SamplerConfig {

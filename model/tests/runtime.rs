@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use dreamyard_model::{
-    ActionSpace, Checkpoint, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig, ModelError,
-    SamplerConfig, SeededNoise, WorldModel,
+    ActionMap, ActionSpace, Checkpoint, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig,
+    ModelError, SamplerConfig, SeededNoise, WorldModel,
 };
 
 fn config(action: ActionSpace, order: u8, s_churn: f64) -> ModelConfig {
@@ -28,6 +28,7 @@ fn config(action: ActionSpace, order: u8, s_churn: f64) -> ModelConfig {
                 channels: vec![16, 32, 32],
                 attn_depths: vec![false, true, false],
                 action,
+                action_map: None,
             },
         },
         diffusion_sampler: SamplerConfig {
@@ -167,8 +168,42 @@ fn invalid_inputs_are_errors() {
 
 #[test]
 fn native_save_load_round_trip() {
-    let cfg = config(continuous(), 1, 0.0);
-    let (model, tensors) = random_model(&cfg);
+    native_round_trip(&config(continuous(), 1, 0.0));
+}
+
+#[test]
+fn a_model_with_an_action_map_round_trips_and_reads_where_actions_point() {
+    let mut cfg = config(continuous(), 1, 0.0);
+    cfg.denoiser.inner_model.action_map = Some(ActionMap { sigma: 1.5 });
+    native_round_trip(&cfg);
+    // The same weights with actions elsewhere on the frame predict another frame, even with
+    // the global action embedding's weights zeroed: the map alone carries them.
+    let (_, mut tensors) = random_model(&cfg);
+    for (name, t) in &mut tensors {
+        if name.contains("act_emb") {
+            *t = t.zeros_like().unwrap();
+        }
+    }
+    let model = Checkpoint {
+        config: cfg,
+        tensors,
+    }
+    .build(&Device::Cpu)
+    .unwrap();
+    let (frames, actions) = context(1, 3, 21, 30);
+    let predict = |a: [f32; 2]| {
+        let a = Tensor::new(&[a], &Device::Cpu).unwrap();
+        let mut state = model.reset(&frames, &actions).unwrap();
+        model
+            .step(&mut state, &a, &mut SeededNoise::new(4))
+            .unwrap()
+    };
+    assert!(same(&predict([0.5, 0.5]), &predict([0.5, 0.5])));
+    assert!(!same(&predict([0.5, 0.5]), &predict([-0.5, 0.5])));
+}
+
+fn native_round_trip(cfg: &ModelConfig) {
+    let (model, tensors) = random_model(cfg);
     let dir = tempfile::tempdir().unwrap();
     Checkpoint {
         config: cfg.clone(),
@@ -177,7 +212,7 @@ fn native_save_load_round_trip() {
     .save_native(dir.path())
     .unwrap();
     let loaded = WorldModel::load_native(dir.path(), &Device::Cpu).unwrap();
-    assert_eq!(loaded.config(), &cfg);
+    assert_eq!(loaded.config(), cfg);
     assert_eq!(loaded.spec().fps, Some(10.0));
     let (frames, actions) = context(1, 3, 12, 10);
     let a = Tensor::new(&[[0.1f32, 0.2]], &Device::Cpu).unwrap();

@@ -8,7 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SamplerConfig;
-use crate::config::{ActionSpace, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig};
+use crate::config::{
+    ActionMap, ActionSpace, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig,
+};
 use crate::error::{ModelError, Result};
 
 /// Everything `dreamyard train` needs besides the data.
@@ -46,6 +48,11 @@ pub struct ModelSection {
     /// Standard deviation of the per-channel offset noise.
     #[serde(default = "default_sigma_offset_noise")]
     pub sigma_offset_noise: f64,
+    /// Spatial action conditioning (`action_map = { sigma = 1.5 }`): each context step's
+    /// action, an (x, y) position, drawn on the frame as an extra input channel. Needs
+    /// continuous actions of at least two components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_map: Option<ActionMap>,
 }
 
 /// How the training noise levels are drawn: `exp(N(loc, scale))` clipped to
@@ -330,9 +337,19 @@ impl TrainConfig {
                 ),
             );
         }
-        // Network and sampler checks, with an action space filled in only to run them.
+        // Network and sampler checks, with an action space filled in only to run them (a
+        // position, where an action map needs one).
+        let probe_action = if self.model.action_map.is_some() {
+            ActionSpace::Continuous {
+                dim: 2,
+                low: vec![0.0; 2],
+                high: vec![1.0; 2],
+            }
+        } else {
+            ActionSpace::Discrete { num_actions: 1 }
+        };
         let probe = self.model_config(
-            &ActionSpace::Discrete { num_actions: 1 },
+            &probe_action,
             3,
             FrameSize {
                 height: 64,
@@ -375,6 +392,7 @@ impl TrainConfig {
                     channels: m.channels.clone(),
                     attn_depths: m.attn_depths.clone(),
                     action: action.clone(),
+                    action_map: m.action_map,
                 },
             },
             diffusion_sampler: self.sampler.clone(),
@@ -520,5 +538,49 @@ learning_rate = 1e-3
             .to_string();
         assert!(err.contains("training.context_noise"), "{err}");
         assert!(err.contains(">= 0"), "{err}");
+    }
+
+    #[test]
+    fn an_action_map_is_checked_and_reaches_the_model_config() {
+        let with = |map: &str| GOOD.replace("[sampler]", &format!("{map}\n[sampler]"));
+        let cfg =
+            TrainConfig::from_toml_str(&with("action_map = { sigma = 1.5 }"), "t.toml").unwrap();
+        assert_eq!(cfg.model.action_map, Some(ActionMap { sigma: 1.5 }));
+        let position = ActionSpace::Continuous {
+            dim: 2,
+            low: vec![0.0; 2],
+            high: vec![512.0; 2],
+        };
+        let frame = FrameSize {
+            height: 64,
+            width: 64,
+        };
+        let model = cfg.model_config(&position, 3, frame, None);
+        assert_eq!(
+            model.denoiser.inner_model.action_map,
+            Some(ActionMap { sigma: 1.5 })
+        );
+        // Where the data's actions are no position, the model config says why.
+        let err = cfg
+            .model_config(&ActionSpace::Discrete { num_actions: 3 }, 3, frame, None)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("action_map") && err.contains("discrete"),
+            "{err}"
+        );
+
+        let err = TrainConfig::from_toml_str(&with("action_map = { sigma = -1 }"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains("model.action_map.sigma"),
+            "{err}"
+        );
+        let err = TrainConfig::from_toml_str(&with("action_map = 1.5"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("action_map"), "{err}");
     }
 }

@@ -105,6 +105,7 @@ mod tests {
             channels: vec![8],
             attn_depths: vec![false],
             action: ActionSpace::Discrete { num_actions: 3 },
+            action_map: None,
         };
         let fans: HashMap<String, usize> =
             [("a.conv1.weight".to_string(), 36)].into_iter().collect();

@@ -39,6 +39,9 @@ use crate::train::init::{NOISE_EMB_KEY, init_params};
 use crate::train::optim::{AdamW, Param, clip_factor, learning_rate};
 use crate::world_model::WorldModel;
 
+/// State-dict key of the first convolution's weight [c0, in_channels, 3, 3].
+const CONV_IN_WEIGHT: &str = "inner_model.conv_in.weight";
+
 /// Directory of the resumable checkpoint inside the output directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// The training log inside the output directory.
@@ -287,7 +290,9 @@ impl Trainer {
     /// A fresh run (step 0, new optimiser state, `cfg`'s schedule) whose weights start from
     /// `init`: fine-tuning a trained model on new data or with another objective. `init` must
     /// have the denoiser this config and data imply (network size, action space, EDM
-    /// constants); `origin` names it in errors.
+    /// constants), except that the config may add an [`ActionMap`](crate::ActionMap) to a model
+    /// without one: its input channels then start with zero weights, so the fine-tune starts
+    /// from exactly `init`'s predictions. `origin` names it in errors.
     pub fn from_weights(
         cfg: &TrainConfig,
         data: &TrainData,
@@ -296,8 +301,15 @@ impl Trainer {
         origin: &str,
     ) -> Result<Self> {
         let trainer = Self::new(cfg, data, device)?;
-        let want = serde_json::to_value(&trainer.model_cfg.denoiser);
-        let have = serde_json::to_value(&init.config.denoiser);
+        let want_cfg = &trainer.model_cfg.denoiser;
+        let mut have_cfg = init.config.denoiser.clone();
+        let adds_action_map =
+            want_cfg.inner_model.action_map.is_some() && have_cfg.inner_model.action_map.is_none();
+        if adds_action_map {
+            have_cfg.inner_model.action_map = want_cfg.inner_model.action_map;
+        }
+        let want = serde_json::to_value(want_cfg);
+        let have = serde_json::to_value(&have_cfg);
         if let (Ok(want), Ok(have)) = (want, have)
             && let Some((field, w, h)) = first_difference(&want, &have, "denoiser")
         {
@@ -310,7 +322,22 @@ impl Trainer {
                 ),
             ));
         }
-        trainer.load_weights(&init.tensors, origin)?;
+        if adds_action_map {
+            let mut weights = init.tensors.clone();
+            let key = CONV_IN_WEIGHT;
+            let w = weights.get(key).ok_or_else(|| ModelError::MissingTensor {
+                name: format!("{origin}: {key}"),
+                expected: vec![],
+            })?;
+            let (c0, c_in, kh, kw) = w.dims4()?;
+            let extra = want_cfg.inner_model.in_channels().saturating_sub(c_in);
+            let zeros = Tensor::zeros((c0, extra, kh, kw), w.dtype(), w.device())?;
+            let widened = Tensor::cat(&[w, &zeros], 1)?; // [c0, c_in + T, kh, kw]
+            weights.insert(key.to_string(), widened);
+            trainer.load_weights(&weights, origin)?;
+        } else {
+            trainer.load_weights(&init.tensors, origin)?;
+        }
         Ok(trainer)
     }
 
@@ -887,6 +914,100 @@ mod tests {
             trainer.train_step(&d).unwrap();
         }
         (d, trainer)
+    }
+
+    /// [`data`] with (x, y) position actions on the 8 x 8 frame, for action maps.
+    fn position_data() -> TrainData {
+        let mut d = data();
+        d.action = ActionSpace::Continuous {
+            dim: 2,
+            low: vec![0.0, 0.0],
+            high: vec![8.0, 8.0],
+        };
+        for (e, episode) in d.episodes.iter_mut().enumerate() {
+            episode.actions = (0..episode.len * 2)
+                .map(|i| ((i * 3 + e) % 8) as f32 + 0.5)
+                .collect();
+        }
+        d
+    }
+
+    #[test]
+    fn an_action_map_added_to_a_trained_model_starts_from_its_predictions() {
+        let d = position_data();
+        let mut plain = Trainer::new(&config(""), &d, &Device::Cpu).unwrap();
+        for _ in 0..3 {
+            plain.train_step(&d).unwrap();
+        }
+        let init = plain.checkpoint_now().unwrap();
+        let map_cfg = config("[model.action_map]\nsigma = 1.0");
+        let mut mapped = Trainer::from_weights(&map_cfg, &d, &Device::Cpu, &init, "plain").unwrap();
+        let widened = mapped.vars[CONV_IN_WEIGHT].as_tensor().clone();
+        assert_eq!(widened.dims(), &[8, 15 + 4, 3, 3]);
+        assert_eq!(
+            values(&widened.narrow(1, 0, 15).unwrap()),
+            values(&init.tensors[CONV_IN_WEIGHT])
+        );
+        assert!(
+            values(&widened.narrow(1, 15, 4).unwrap())
+                .iter()
+                .all(|&v| v == 0.0)
+        );
+
+        // Same predictions as the model it came from, whatever the actions...
+        let batch = d
+            .batch(
+                &[
+                    WindowStart { episode: 0, t: 1 },
+                    WindowStart { episode: 2, t: 5 },
+                ],
+                5,
+                &Device::Cpu,
+            )
+            .unwrap();
+        let predict = |trainer: &Trainer, act: &Tensor| -> Vec<f32> {
+            let model = trainer.world_model().unwrap();
+            let mut state = model
+                .reset(
+                    &batch.obs.narrow(1, 0, 4).unwrap(),
+                    &act.narrow(1, 0, 4).unwrap(),
+                )
+                .unwrap();
+            let a = act.narrow(1, 4, 1).unwrap().squeeze(1).unwrap();
+            values(
+                &model
+                    .step(&mut state, &a, &mut SeededNoise::new(2))
+                    .unwrap(),
+            )
+        };
+        let moved = (8.0 - &batch.act).unwrap();
+        assert_eq!(predict(&mapped, &batch.act), predict(&plain, &batch.act));
+        assert_eq!(predict(&mapped, &moved), predict(&plain, &moved));
+        // ...until training teaches the new channels something; then where the action is
+        // matters.
+        for _ in 0..3 {
+            mapped.train_step(&d).unwrap();
+        }
+        let learned = mapped.vars[CONV_IN_WEIGHT]
+            .as_tensor()
+            .narrow(1, 15, 4)
+            .unwrap();
+        assert!(values(&learned).iter().any(|&v| v != 0.0));
+        assert_ne!(predict(&mapped, &batch.act), predict(&plain, &batch.act));
+
+        // The other way round (dropping a model's map) is a different network.
+        let back = Trainer::from_weights(
+            &config(""),
+            &d,
+            &Device::Cpu,
+            &mapped.checkpoint_now().unwrap(),
+            "mapped",
+        );
+        let err = back.err().unwrap().to_string();
+        assert!(
+            err.contains("mapped") && err.contains("action_map"),
+            "{err}"
+        );
     }
 
     #[test]
