@@ -494,6 +494,13 @@ batch_size = 4
 learning_rate = 1e-3
 "#;
 
+    /// The error message of parsing `text` as `t.toml`.
+    fn toml_err(text: &str) -> String {
+        TrainConfig::from_toml_str(text, "t.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn parses_with_defaults() {
         let cfg = TrainConfig::from_toml_str(GOOD, "t.toml").unwrap();
@@ -508,34 +515,24 @@ learning_rate = 1e-3
     #[test]
     fn errors_name_file_and_field() {
         let bad = GOOD.replace("batch_size = 4", "batch_size = \"four\"");
-        let err = TrainConfig::from_toml_str(&bad, "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&bad);
         assert!(err.contains("t.toml"), "{err}");
         assert!(err.contains("training.batch_size"), "{err}");
 
         let zero = GOOD.replace("batch_size = 4", "batch_size = 0");
-        let err = TrainConfig::from_toml_str(&zero, "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&zero);
         assert!(err.contains("training.batch_size"), "{err}");
 
         let unknown = GOOD.replace("steps = 10", "steps = 10\nstepz = 3");
-        let err = TrainConfig::from_toml_str(&unknown, "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&unknown);
         assert!(err.contains("stepz"), "{err}");
 
         let odd = GOOD.replace("cond_channels = 64", "cond_channels = 66");
-        let err = TrainConfig::from_toml_str(&odd, "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&odd);
         assert!(err.contains("model.cond_channels"), "{err}");
 
         let negative = GOOD.replace("steps = 10", "steps = 10\ncontext_noise = -0.1");
-        let err = TrainConfig::from_toml_str(&negative, "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&negative);
         assert!(err.contains("training.context_noise"), "{err}");
         assert!(err.contains(">= 0"), "{err}");
     }
@@ -571,16 +568,12 @@ learning_rate = 1e-3
             "{err}"
         );
 
-        let err = TrainConfig::from_toml_str(&with("action_map = { sigma = -1 }"), "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&with("action_map = { sigma = -1 }"));
         assert!(
             err.contains("t.toml") && err.contains("model.action_map.sigma"),
             "{err}"
         );
-        let err = TrainConfig::from_toml_str(&with("action_map = 1.5"), "t.toml")
-            .unwrap_err()
-            .to_string();
+        let err = toml_err(&with("action_map = 1.5"));
         assert!(err.contains("action_map"), "{err}");
     }
 }

@@ -909,11 +909,17 @@ mod tests {
     /// are not all alike.
     fn trained(extra: &str) -> (TrainData, Trainer) {
         let d = data();
-        let mut trainer = Trainer::new(&config(extra), &d, &Device::Cpu).unwrap();
-        for _ in 0..3 {
-            trainer.train_step(&d).unwrap();
-        }
+        let trainer = trained_on(&d, extra);
         (d, trainer)
+    }
+
+    /// A trainer on `d` with `extra` settings after 3 steps.
+    fn trained_on(d: &TrainData, extra: &str) -> Trainer {
+        let mut trainer = Trainer::new(&config(extra), d, &Device::Cpu).unwrap();
+        for _ in 0..3 {
+            trainer.train_step(d).unwrap();
+        }
+        trainer
     }
 
     /// [`data`] with (x, y) position actions on the 8 x 8 frame, for action maps.
@@ -935,10 +941,7 @@ mod tests {
     #[test]
     fn an_action_map_added_to_a_trained_model_starts_from_its_predictions() {
         let d = position_data();
-        let mut plain = Trainer::new(&config(""), &d, &Device::Cpu).unwrap();
-        for _ in 0..3 {
-            plain.train_step(&d).unwrap();
-        }
+        let plain = trained_on(&d, "");
         let init = plain.checkpoint_now().unwrap();
         let map_cfg = config("[model.action_map]\nsigma = 1.0");
         let mut mapped = Trainer::from_weights(&map_cfg, &d, &Device::Cpu, &init, "plain").unwrap();
