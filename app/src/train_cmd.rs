@@ -188,6 +188,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let total = cfg.training.steps;
+    let end = args.stop_after.map_or(total, |n| n.min(total));
+    // A finished run says so before the dataset (minutes for a large one) is read.
+    if args.resume
+        && let Some(step) = dreamyard_model::train::checkpoint_step(&args.out)?
+        && step >= end
+    {
+        bail!(
+            "{}: the run is already at step {step} of {total}; nothing to train before step {end}",
+            args.out.display(),
+        );
+    }
     let data = load_train_data(&args.dataset, true)?;
     let frames: usize = data.episodes.iter().map(|e| e.len).sum();
     eprintln!(
@@ -207,15 +219,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     } else {
         Trainer::new(&cfg, &data, &device)?
     };
-    let total = cfg.training.steps;
-    let end = args.stop_after.map_or(total, |n| n.min(total));
-    if trainer.step() >= end {
-        bail!(
-            "{}: the run is already at step {} of {total}; nothing to train before step {end}",
-            args.out.display(),
-            trainer.step()
-        );
-    }
     let bar = ProgressBar::new(end);
     bar.set_style(
         ProgressStyle::with_template(

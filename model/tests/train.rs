@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 
 use dreamyard_model::candle_core::Device;
 use dreamyard_model::config::{ActionSpace, FrameSize};
-use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer};
+use dreamyard_model::train::{
+    EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer, checkpoint_step,
+};
 use dreamyard_model::{Checkpoint, SeededNoise, WorldModel};
 
 const SIZE: usize = 8;
@@ -216,9 +218,11 @@ fn a_run_stopped_early_resumes_on_its_own_schedule() {
 
     let split = tempfile::tempdir().unwrap();
     let d = data();
+    assert_eq!(checkpoint_step(split.path()).unwrap(), None);
     let mut trainer = Trainer::new(&cfg, &d, &Device::Cpu).unwrap();
     let head = fit_losses(&mut trainer, &d, split.path(), 5);
     assert_eq!(trainer.step(), 5);
+    assert_eq!(checkpoint_step(split.path()).unwrap(), Some(5));
     let tail = train_losses(&cfg, split.path(), true);
     let resumed: Vec<(u64, f64)> = head.into_iter().chain(tail).collect();
     assert_eq!(resumed, full);

@@ -403,6 +403,10 @@ fn train_stop_after_pauses_the_run_and_resume_finishes_it_exactly() {
     // A finished run has nothing left to train; a zero step is refused by the parser.
     let (ok, err, _) = train(&["--resume"]);
     assert!(!ok && err.contains("already at step 3 of 3"), "{err}");
+    // It says so before reading the dataset: even one that is gone.
+    let gone = tmp.path().join("moved-dataset");
+    let (ok, err, _) = train_cli(&gone, &cfg, &out, &["--resume"]);
+    assert!(!ok && err.contains("already at step 3 of 3"), "{err}");
     let (ok, stdout, stderr) = train(&["--resume", "--stop-after", "0"]);
     assert!(!ok && format!("{stdout}{stderr}").contains("--stop-after"));
 }

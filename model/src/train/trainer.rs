@@ -251,12 +251,7 @@ impl Trainer {
                 "no checkpoint to resume from",
             ),
         })?;
-        let state_path = dir.join("state.json");
-        let origin = state_path.display().to_string();
-        let text = read_to_string(&state_path)?;
-        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| {
-            ModelError::config(&origin, format!("line {}", e.line()), e.to_string())
-        })?;
+        let (state, origin): (CheckpointState, _) = read_state(&dir)?;
         if let Some(field) = cfg.incompatible_field(&state.train_config) {
             return Err(ModelError::config(
                 &origin,
@@ -757,6 +752,28 @@ fn first_difference(
 /// Whether `out_dir` holds a checkpoint (possibly only the previous one, if a save was cut off).
 pub fn has_checkpoint(out_dir: &Path) -> bool {
     existing_checkpoint(out_dir).is_some()
+}
+
+/// The step of the checkpoint in `out_dir` (the one [`Trainer::resume`] would continue from),
+/// read without loading any weights; `None` without a checkpoint.
+pub fn checkpoint_step(out_dir: &Path) -> Result<Option<u64>> {
+    #[derive(Deserialize)]
+    struct Step {
+        step: u64,
+    }
+    existing_checkpoint(out_dir)
+        .map(|dir| read_state::<Step>(&dir).map(|(s, _)| s.step))
+        .transpose()
+}
+
+/// A checkpoint's `state.json` (or the part of it that `T` names), and its path for errors.
+fn read_state<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<(T, String)> {
+    let state_path = dir.join("state.json");
+    let origin = state_path.display().to_string();
+    let text = read_to_string(&state_path)?;
+    let state = serde_json::from_str(&text)
+        .map_err(|e| ModelError::config(&origin, format!("line {}", e.line()), e.to_string()))?;
+    Ok((state, origin))
 }
 
 fn existing_checkpoint(out_dir: &Path) -> Option<PathBuf> {
