@@ -171,6 +171,22 @@ pub struct TrainingSection {
     /// Fraction of each batch whose context is self-generated when `rollout_context > 0`.
     #[serde(default = "default_rollout_fraction")]
     pub rollout_fraction: f64,
+    /// Change-weighted loss: pixels where the target frame differs from the newest context frame
+    /// the model is given (any channel by more than `change_threshold`, frames in [-1, 1]) weigh
+    /// `1 + change_weight` in the denoising loss, the others 1; the loss is the weighted mean.
+    /// Moving objects cover few pixels, so a uniform mean spends most of its gradient on a static
+    /// background; this puts it where the frame changes. With self-generated context the newest
+    /// context frame is the model's own, so the pixels it got wrong count as changed too. 0 (the
+    /// default) is DIAMOND's uniform mean.
+    #[serde(default)]
+    pub change_weight: f64,
+    /// Per-channel difference above which a pixel counts as changed for `change_weight`.
+    #[serde(default = "default_change_threshold")]
+    pub change_threshold: f64,
+}
+
+fn default_change_threshold() -> f64 {
+    0.1
 }
 
 fn default_rollout_fraction() -> f64 {
@@ -326,6 +342,24 @@ impl TrainConfig {
                 format!("must be in [0, 1], found {}", t.rollout_fraction),
             );
         }
+        if !(t.change_weight.is_finite() && t.change_weight >= 0.0) {
+            return bad(
+                "training.change_weight",
+                format!(
+                    "must be a number >= 0 (0 is the uniform loss), found {}",
+                    t.change_weight
+                ),
+            );
+        }
+        if !(t.change_threshold.is_finite() && (0.0..2.0).contains(&t.change_threshold)) {
+            return bad(
+                "training.change_threshold",
+                format!(
+                    "must be in [0, 2) (a difference of frames in [-1, 1]), found {}",
+                    t.change_threshold
+                ),
+            );
+        }
         let s = &t.sigma_distribution;
         if !(s.sigma_min > 0.0 && s.sigma_max > s.sigma_min && s.scale >= 0.0 && s.loc.is_finite())
         {
@@ -412,7 +446,7 @@ impl TrainConfig {
         if self.sampler != other.sampler {
             return Some("sampler");
         }
-        let fields: [(&'static str, bool); 15] = [
+        let fields: [(&'static str, bool); 17] = [
             ("training.batch_size", a.batch_size == b.batch_size),
             ("training.learning_rate", a.learning_rate == b.learning_rate),
             ("training.lr_schedule", a.lr_schedule == b.lr_schedule),
@@ -432,6 +466,11 @@ impl TrainConfig {
             (
                 "training.rollout_fraction",
                 a.rollout_fraction == b.rollout_fraction,
+            ),
+            ("training.change_weight", a.change_weight == b.change_weight),
+            (
+                "training.change_threshold",
+                a.change_threshold == b.change_threshold,
             ),
             (
                 "training.validation_episodes",
@@ -535,6 +574,17 @@ learning_rate = 1e-3
         let err = toml_err(&negative);
         assert!(err.contains("training.context_noise"), "{err}");
         assert!(err.contains(">= 0"), "{err}");
+
+        let weight = GOOD.replace("steps = 10", "steps = 10\nchange_weight = -2");
+        let err = toml_err(&weight);
+        assert!(
+            err.contains("t.toml") && err.contains("training.change_weight"),
+            "{err}"
+        );
+        let threshold = GOOD.replace("steps = 10", "steps = 10\nchange_threshold = 2.5");
+        let err = toml_err(&threshold);
+        assert!(err.contains("training.change_threshold"), "{err}");
+        assert!(err.contains("[0, 2)"), "{err}");
     }
 
     #[test]

@@ -415,7 +415,22 @@ impl Trainer {
         )?; // [b, c, h, w]
         let target = (batch.next_obs.clone() - noisy.broadcast_mul(&col(&cs.c_skip)?)?)?
             .broadcast_div(&col(&cs.c_out)?)?;
-        Ok((f - target)?.sqr()?.mean_all()?)
+        let err = (f - target)?.sqr()?; // [b, c, h, w]
+        let training = &self.cfg.training;
+        if training.change_weight > 0.0 {
+            let t = batch.obs.dim(1)?;
+            let newest = batch.obs.narrow(1, t - 1, 1)?.squeeze(1)?; // [b, c, h, w]
+            let w = change_weights(
+                &newest,
+                &batch.next_obs,
+                training.change_weight,
+                training.change_threshold,
+            )?; // [b, 1, h, w]
+            // The weighted mean: sum(w e^2) / sum(w) over pixels and channels.
+            let weighted = err.broadcast_mul(&w)?.mean_all()?;
+            return Ok(weighted.broadcast_div(&w.mean_all()?)?);
+        }
+        Ok(err.mean_all()?)
     }
 
     /// Turns a batch of `T + k` context frames (`k = rollout_context`) into one of `T`: for the
@@ -750,6 +765,15 @@ fn first_difference(
 }
 
 /// Whether `out_dir` holds a checkpoint (possibly only the previous one, if a save was cut off).
+/// Per-pixel loss weights of `training.change_weight`: `1 + weight` where `next` differs from
+/// `newest` by more than `threshold` in any channel, 1 elsewhere. Frames [b, c, h, w]; the
+/// weights [b, 1, h, w] carry no gradient.
+fn change_weights(newest: &Tensor, next: &Tensor, weight: f64, threshold: f64) -> Result<Tensor> {
+    let diff = (next - newest)?.detach().abs()?.max_keepdim(1)?; // [b, 1, h, w]
+    let changed = diff.gt(threshold)?.to_dtype(next.dtype())?;
+    Ok(((changed * weight)? + 1.0)?)
+}
+
 pub fn has_checkpoint(out_dir: &Path) -> bool {
     existing_checkpoint(out_dir).is_some()
 }
@@ -1028,6 +1052,72 @@ mod tests {
             err.contains("mapped") && err.contains("action_map"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn change_weights_mark_pixels_that_differ_in_any_channel() {
+        // Two 1 x 3 frames of 3 channels: pixel 0 unchanged, pixel 1 changed by 0.05 (under the
+        // threshold) in channel 0, pixel 2 changed by 0.5 in channel 2 only.
+        let newest = Tensor::zeros((1, 3, 1, 3), DType::F32, &Device::Cpu).unwrap();
+        let next = Tensor::from_vec(
+            vec![0.0f32, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5],
+            (1, 3, 1, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let w = change_weights(&newest, &next, 4.0, 0.1).unwrap();
+        assert_eq!(w.dims(), &[1, 1, 1, 3]);
+        assert_eq!(values(&w), vec![1.0, 1.0, 5.0]);
+    }
+
+    #[test]
+    fn the_change_weighted_loss_is_a_weighted_mean_of_the_uniform_one() {
+        let d = data();
+        let uniform = Trainer::new(&config(""), &d, &Device::Cpu).unwrap();
+        let weighted = Trainer::new(&config("change_weight = 9"), &d, &Device::Cpu).unwrap();
+        let starts = [(0, 0), (1, 2), (2, 5)].map(|(episode, t)| WindowStart { episode, t });
+        let batch = d.batch(&starts, 4, &Device::Cpu).unwrap();
+        let loss = |trainer: &Trainer, batch: &Batch| {
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let l = trainer.loss(&trainer.denoiser, batch, &mut rng).unwrap();
+            f64::from(l.to_scalar::<f32>().unwrap())
+        };
+        // Both start from the same weights (same seed), so where nothing changes, the weighted
+        // mean is the uniform mean.
+        let still = Batch {
+            next_obs: batch.obs.narrow(1, 3, 1).unwrap().squeeze(1).unwrap(),
+            ..batch.clone()
+        };
+        let (u, w) = (loss(&uniform, &still), loss(&weighted, &still));
+        assert!((u - w).abs() <= 1e-6 * u, "{u} vs {w}");
+        // Nor where everything changes (every value moves by 0.6 towards the middle): every
+        // weight is 10 and the mean divides by it.
+        let upper = still
+            .next_obs
+            .ge(0.0)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let shift = upper.affine(-1.2, 0.6).unwrap();
+        let all = Batch {
+            next_obs: (&still.next_obs + shift).unwrap(),
+            ..batch.clone()
+        };
+        let (u, w) = (loss(&uniform, &all), loss(&weighted, &all));
+        assert!((u - w).abs() <= 1e-5 * u, "{u} vs {w}");
+        // Where only some pixels change, the changed ones count more.
+        let mut mixed = batch.clone();
+        let half = Tensor::cat(
+            &[
+                batch.next_obs.narrow(3, 0, 4).unwrap(),
+                still.next_obs.narrow(3, 4, 4).unwrap(),
+            ],
+            3,
+        )
+        .unwrap();
+        mixed.next_obs = half;
+        let (u, w) = (loss(&uniform, &mixed), loss(&weighted, &mixed));
+        assert!((u - w).abs() > 1e-3 * u, "{u} vs {w}");
     }
 
     #[test]
