@@ -234,7 +234,7 @@ fn evaluate(args: &EvalRunArgs, argv: &[String]) -> anyhow::Result<()> {
         records.extend(recs);
     }
     bar.finish_and_clear();
-    let (per_step, summary) = aggregate(&records, &objects, horizon)?;
+    let (per_step, summary) = aggregate(&records, &objects, horizon, protocol.seed)?;
     let report = Report {
         dreamyard_version: env!("CARGO_PKG_VERSION").to_owned(),
         command: argv.to_vec(),

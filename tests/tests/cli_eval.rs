@@ -190,6 +190,16 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
         assert!(e["teacher_forced"]["psnr"].is_number());
         let best = e["best_of_k"]["psnr"].as_f64().unwrap();
         assert!(best >= e["psnr"].as_f64().unwrap() - 1e-9);
+        // Two episodes: a bootstrap interval over episodes holds the mean.
+        let psnr = e["psnr"].as_f64().unwrap();
+        let [lo, hi] = [0, 1].map(|i| e["interval"]["psnr"][i].as_f64().unwrap());
+        assert!(lo <= psnr && psnr <= hi, "{psnr} outside {lo} – {hi}");
+        let gain = psnr - e["baseline"]["psnr"].as_f64().unwrap();
+        let [lo, hi] = [0, 1].map(|i| e["interval"]["psnr_gain"][i].as_f64().unwrap());
+        assert!(
+            lo <= gain + 1e-9 && gain <= hi + 1e-9,
+            "{gain} outside {lo} – {hi}"
+        );
     }
     assert_eq!(one["protocol"]["regime"], "autoregressive");
     assert_eq!(one["model"]["weights_sha256"].as_str().unwrap().len(), 64);
@@ -211,9 +221,11 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
     }
     let csv = std::fs::read_to_string(Path::new(&full).join("per_step.csv")).unwrap();
     assert!(csv.starts_with("step,model_psnr,model_ssim"), "{csv}");
+    assert!(csv.contains(",psnr_gain_lo,psnr_gain_hi"), "{csv}");
     assert_eq!(csv.lines().count(), 4);
     let md = std::fs::read_to_string(Path::new(&full).join("report.md")).unwrap();
     assert!(md.contains("capped at 100 dB"), "{md}");
+    assert!(md.contains("95 % intervals"), "{md}");
 
     // Merging an incomplete set of shards is refused.
     let (ok, stdout, _) = run_cli(&["eval", "merge", "--out", &dir("bad"), &s0]);

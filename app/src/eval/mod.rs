@@ -15,6 +15,7 @@
 //! single run's numbers bit for bit.
 
 pub mod data;
+pub mod interval;
 pub mod plot;
 pub mod report;
 

@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 use dreamyard_model::config::ActionSpace as ModelActionSpace;
 use serde::{Deserialize, Serialize};
 
+use super::interval::{self, StepIntervals};
 use super::plot::{self, Series};
 use super::{FrameMetrics, Protocol, Shard, Window, WindowRecord};
 
@@ -92,6 +93,10 @@ pub struct StepEntry {
     /// Best of K samples by PSNR (K > 1 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of_k: Option<SeriesEntry>,
+    /// 95 % intervals of the model's means from a bootstrap over episodes (absent with fewer
+    /// than two episodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<StepIntervals>,
 }
 
 impl StepEntry {
@@ -269,15 +274,19 @@ fn mean_over_steps<'a>(entries: impl Iterator<Item = &'a SeriesEntry>) -> Option
     })
 }
 
-/// Per-step entries and summary of `records` (sorted by window id).
+/// Per-step entries and summary of `records` (sorted by window id); `seed` draws the bootstrap
+/// resamples of the intervals.
 pub fn aggregate(
     records: &[WindowRecord],
     objects: &[String],
     horizon: usize,
+    seed: u64,
 ) -> anyhow::Result<(Vec<StepEntry>, Summary)> {
     if records.is_empty() {
         bail!("no window was scored");
     }
+    let mut intervals =
+        interval::step_intervals(records, objects, horizon, seed).map(Vec::into_iter);
     let mut per_step = Vec::with_capacity(horizon);
     for h in 0..horizon {
         let at = |k| series_at(records, k, h, objects);
@@ -290,6 +299,7 @@ pub fn aggregate(
             baseline: at(SeriesKind::Baseline).context("no baseline series")?,
             teacher_forced: at(SeriesKind::TeacherForced),
             best_of_k: at(SeriesKind::BestOfK),
+            interval: intervals.as_mut().and_then(Iterator::next),
         });
     }
     let model_entries: Vec<SeriesEntry> = per_step
@@ -468,11 +478,18 @@ pub fn per_step_csv(report: &Report) -> String {
                 .is_some_and(|e| e.series(k).is_some())
         })
         .collect();
+    let has_interval = report.per_step.iter().any(|e| e.interval.is_some());
     let mut out = String::from("step");
     for name in present.iter().map(|k| k.name()) {
         let _ = write!(out, ",{name}_psnr,{name}_ssim");
         for o in objects {
             let _ = write!(out, ",{name}_iou:{o}");
+        }
+    }
+    if has_interval {
+        out.push_str(",model_psnr_lo,model_psnr_hi,psnr_gain_lo,psnr_gain_hi");
+        for o in objects {
+            let _ = write!(out, ",model_iou:{o}_lo,model_iou:{o}_hi");
         }
     }
     out.push('\n');
@@ -487,6 +504,17 @@ pub fn per_step_csv(report: &Report) -> String {
             let _ = write!(out, ",{},{}", s.psnr, s.ssim);
             for o in objects {
                 let _ = write!(out, ",{}", csv_opt(s.iou.get(o).copied()));
+            }
+        }
+        if has_interval {
+            let iv = e.interval.as_ref();
+            let pair = |v: Option<[f64; 2]>| {
+                format!("{},{}", csv_opt(v.map(|v| v[0])), csv_opt(v.map(|v| v[1])))
+            };
+            let _ = write!(out, ",{}", pair(iv.map(|i| i.psnr)));
+            let _ = write!(out, ",{}", pair(iv.map(|i| i.psnr_gain)));
+            for o in objects {
+                let _ = write!(out, ",{}", pair(iv.and_then(|i| i.iou.get(o).copied())));
             }
         }
         out.push('\n');
@@ -613,6 +641,51 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
             let _ = write!(md, " {} |", fmt_opt(m.iou.get(o).copied(), 3));
         }
         md.push('\n');
+    }
+    let intervals: Vec<(usize, &StepIntervals)> = report
+        .per_step
+        .iter()
+        .filter(|e| shown.contains(&e.step))
+        .filter_map(|e| e.interval.as_ref().map(|iv| (e.step, iv)))
+        .collect();
+    if !intervals.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n95 % intervals of the model's means: percentile bootstrap, {} resamples of the \
+             scored episodes (whole episodes, since windows of one episode are alike). The gain \
+             is the model's PSNR minus copy-last's, window by window.\n",
+            interval::RESAMPLES
+        );
+        let mut head = String::from("| step | PSNR (dB) | gain over copy-last (dB) |");
+        let mut rule = String::from("|---:|---:|---:|");
+        let objects: Vec<&String> = report
+            .objects
+            .iter()
+            .filter(|o| intervals.iter().any(|(_, iv)| iv.iou.contains_key(*o)))
+            .collect();
+        for o in &objects {
+            let _ = write!(head, " IoU {o} |");
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(md, "{head}\n{rule}");
+        let range = |v: Option<[f64; 2]>, digits: usize| {
+            v.map_or_else(
+                || "–".to_owned(),
+                |[lo, hi]| format!("{lo:.digits$} – {hi:.digits$}"),
+            )
+        };
+        for (step, iv) in intervals {
+            let _ = write!(
+                md,
+                "| {step} | {} | {} |",
+                range(Some(iv.psnr), 2),
+                range(Some(iv.psnr_gain), 2)
+            );
+            for o in &objects {
+                let _ = write!(md, " {} |", range(iv.iou.get(*o).copied(), 3));
+            }
+            md.push('\n');
+        }
     }
     let _ = writeln!(
         md,
@@ -891,7 +964,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path, command: Vec<String>) -> anyhow::Resu
             base.windows
         );
     }
-    let (per_step, summary) = aggregate(&records, &base.objects, base.protocol.horizon)?;
+    let (per_step, summary) = aggregate(
+        &records,
+        &base.objects,
+        base.protocol.horizon,
+        base.protocol.seed,
+    )?;
     let merged_from = shards
         .iter()
         .map(|(d, (r, _))| MergedShard {
@@ -966,7 +1044,7 @@ mod tests {
         let back = parse_windows_csv(&text, Path::new("w.csv"), &objects, 3).unwrap();
         assert_eq!(back, recs);
 
-        let (steps, summary) = aggregate(&recs, &objects, 3).unwrap();
+        let (steps, summary) = aggregate(&recs, &objects, 3, 0).unwrap();
         assert_eq!(steps.len(), 3);
         let want: f64 = recs.iter().map(|r| r.model[1].psnr).sum::<f64>() / 5.0;
         assert_eq!(steps[1].psnr, want);
