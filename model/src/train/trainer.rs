@@ -764,7 +764,6 @@ fn first_difference(
     }
 }
 
-/// Whether `out_dir` holds a checkpoint (possibly only the previous one, if a save was cut off).
 /// Per-pixel loss weights of `training.change_weight`: `1 + weight` where `next` differs from
 /// `newest` by more than `threshold` in any channel, 1 elsewhere. Frames [b, c, h, w]; the
 /// weights [b, 1, h, w] carry no gradient.
@@ -774,6 +773,7 @@ fn change_weights(newest: &Tensor, next: &Tensor, weight: f64, threshold: f64) -
     Ok(((changed * weight)? + 1.0)?)
 }
 
+/// Whether `out_dir` holds a checkpoint (possibly only the previous one, if a save was cut off).
 pub fn has_checkpoint(out_dir: &Path) -> bool {
     existing_checkpoint(out_dir).is_some()
 }
