@@ -3,7 +3,7 @@
 //! same palette and tolerance as `dreamyard eval`). It turns an IoU figure into a pose error.
 //!
 //! ```sh
-//! cargo run --release --no-default-features --example iou_sensitivity -- [frame size] [states]
+//! cargo run --release --no-default-features -p dreamyard --example iou_sensitivity -- [frame size] [states]
 //! ```
 
 use anyhow::Context as _;
