@@ -73,18 +73,26 @@ pub fn hf_feature(feature: &Feature) -> Value {
     }
 }
 
+/// Whether an arrow type is one of the integer types (signed or unsigned, any width).
+pub fn is_integer(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    )
+}
+
 /// What kind of numbers an arrow type holds, for comparing with a LeRobot dtype.
 fn kind_of(t: &DataType) -> &'static str {
     match t {
         DataType::Float16 | DataType::Float32 | DataType::Float64 => "float",
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => "int",
+        t if is_integer(t) => "int",
         DataType::Boolean => "bool",
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
         _ => "other",

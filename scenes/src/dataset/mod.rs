@@ -16,6 +16,7 @@ mod columns;
 mod error;
 mod files;
 mod info;
+mod meta;
 mod reader;
 mod stats;
 mod writer;
@@ -23,14 +24,12 @@ mod writer;
 pub use codec::{ImageFormat, decode as decode_image, encode_png};
 pub use error::DatasetError;
 pub use info::{CodebaseVersion, Feature, Features, Info};
+pub use meta::{DatasetSpec, DreamyardMeta, EpisodeSource};
 pub use reader::{
     Dataset, EpisodeData, EpisodeInfo, EpisodeIter, StepData, StoredImage, Validation,
 };
 pub use stats::{FeatureStats, StatsShape};
-pub use writer::{
-    DatasetSpec, DatasetWriter, DreamyardMeta, EpisodePlan, EpisodeSource, SavedEpisode, Step,
-    record_scene_episode,
-};
+pub use writer::{DatasetWriter, EpisodePlan, SavedEpisode, Step, record_scene_episode};
 
 /// Column names Dreamyard writes (LeRobot's conventions).
 pub mod keys {

@@ -22,146 +22,22 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::columns::{arrow_type, hf_feature};
 use super::files::{Staged, parquet_bytes, remove_temporaries};
 use super::info::{
     CodebaseVersion, DEFAULT_CHUNKS_SIZE, DEFAULT_DATA_PATH, DREAMYARD_PATH, EPISODES_META_PATH,
-    Feature, Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue, format_template,
-    pretty,
+    Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue, format_template, pretty,
 };
+use super::meta::{DREAMYARD_FORMAT, DatasetSpec, DreamyardMeta, EpisodeSource, read_dreamyard};
 use super::stats::{FeatureStats, STAT_KEYS, StatsShape};
 use super::{DatasetError, codec, keys};
 use crate::policy::Policy;
-use crate::{Action, ActionSpace, Frame, Observation, Scene, SceneSpec};
+use crate::{Action, ActionSpace, Frame, Observation, Scene};
 
 /// Rows per data page: frame `i` is read by decoding at most this many images' pages.
 const PAGE_ROWS: usize = 16;
-/// Version of `meta/dreamyard.json`.
-const DREAMYARD_FORMAT: u32 = 1;
-
-/// What a recorded dataset holds. Stored in `meta/dreamyard.json` (LeRobot ignores the file).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DatasetSpec {
-    pub fps: f64,
-    pub frame_width: u32,
-    pub frame_height: u32,
-    /// Names of `observation.state`; empty: no state feature.
-    pub state_names: Vec<String>,
-    /// Continuous: `action` is a float32 vector named after the dimensions. Discrete: `action`
-    /// is an int64 scalar (LeRobot's shape `[1]` convention), the index into `names`.
-    pub action_space: ActionSpace,
-    /// Whether steps carry `next.reward` and `next.success` (ground truth does; a model's
-    /// imagined episode may not). `next.done` is always written.
-    pub rewards: bool,
-    pub robot_type: Option<String>,
-    /// The scene the data comes from: its name steps a live twin, its object colours
-    /// segment frames.
-    pub scene: Option<SceneSpec>,
-}
-
-impl DatasetSpec {
-    /// Ground truth recorded from `scene`.
-    pub fn from_scene(scene: &SceneSpec) -> Self {
-        Self {
-            fps: scene.fps,
-            frame_width: scene.frame_width,
-            frame_height: scene.frame_height,
-            state_names: scene.state_names.clone(),
-            action_space: scene.action_space.clone(),
-            rewards: true,
-            robot_type: Some(scene.name.clone()),
-            scene: Some(scene.clone()),
-        }
-    }
-
-    /// The LeRobot features, in column order: camera, state, action, rewards, then
-    /// LeRobot's `DEFAULT_FEATURES`.
-    pub fn features(&self) -> Features {
-        let f = |dtype: &str, shape: Vec<usize>, names: serde_json::Value| Feature {
-            dtype: dtype.into(),
-            shape,
-            names,
-            info: None,
-        };
-        let mut out = vec![(
-            keys::IMAGE.to_owned(),
-            f(
-                "image",
-                vec![self.frame_height as usize, self.frame_width as usize, 3],
-                json!(["height", "width", "channels"]),
-            ),
-        )];
-        if !self.state_names.is_empty() {
-            out.push((
-                keys::STATE.to_owned(),
-                f(
-                    "float32",
-                    vec![self.state_names.len()],
-                    json!(self.state_names),
-                ),
-            ));
-        }
-        out.push((
-            keys::ACTION.to_owned(),
-            match &self.action_space {
-                ActionSpace::Continuous { names, .. } => {
-                    f("float32", vec![names.len()], json!(names))
-                }
-                ActionSpace::Discrete { .. } => f("int64", vec![1], serde_json::Value::Null),
-            },
-        ));
-        if self.rewards {
-            out.push((
-                keys::REWARD.to_owned(),
-                f("float32", vec![1], serde_json::Value::Null),
-            ));
-            out.push((
-                keys::SUCCESS.to_owned(),
-                f("bool", vec![1], serde_json::Value::Null),
-            ));
-        }
-        out.push((
-            keys::DONE.to_owned(),
-            f("bool", vec![1], serde_json::Value::Null),
-        ));
-        for (k, dtype) in [
-            (keys::TIMESTAMP, "float32"),
-            (keys::FRAME_INDEX, "int64"),
-            (keys::EPISODE_INDEX, "int64"),
-            (keys::INDEX, "int64"),
-            (keys::TASK_INDEX, "int64"),
-        ] {
-            out.push((k.to_owned(), f(dtype, vec![1], serde_json::Value::Null)));
-        }
-        Features(out)
-    }
-}
-
-/// `meta/dreamyard.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DreamyardMeta {
-    pub format: u32,
-    pub spec: DatasetSpec,
-}
-
-/// Where an episode came from; stored per episode in the `dreamyard/source` column of the
-/// episodes metadata (LeRobot ignores extra columns there).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "source", rename_all = "snake_case")]
-pub enum EpisodeSource {
-    /// Ground truth: a scene stepped by a policy (`heuristic`, `random-walk`, `teleop`, ...).
-    Scene {
-        scene: String,
-        policy: String,
-        seed: u64,
-    },
-    /// Imagined by a world model.
-    Model { model: String, hash: String },
-}
-
 /// One step handed to the writer: the observation the action was taken in, the action, and
 /// what the step returned.
 #[derive(Clone, Copy, Debug)]
@@ -780,29 +656,6 @@ fn describe_spec(spec: &DatasetSpec) -> String {
         spec.state_names.len(),
         spec.action_space.dim()
     )
-}
-
-/// Reads `meta/dreamyard.json` if the dataset has one.
-pub fn read_dreamyard(root: &Path) -> Result<Option<DreamyardMeta>, DatasetError> {
-    let file = root.join(DREAMYARD_PATH);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(DatasetError::io(file, e)),
-    };
-    let meta: DreamyardMeta = serde_json::from_str(&text).map_err(|e| DatasetError::Json {
-        file: file.clone(),
-        message: e.to_string(),
-    })?;
-    if meta.format != DREAMYARD_FORMAT {
-        return Err(DatasetError::invalid(
-            file,
-            "format",
-            DREAMYARD_FORMAT.to_string(),
-            meta.format.to_string(),
-        ));
-    }
-    Ok(Some(meta))
 }
 
 /// Deletes data and episode-metadata files of episodes that `info.json` does not count
