@@ -1,7 +1,5 @@
 //! Malformed scene files give errors that name the file and the field.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
 use std::io::Write as _;
 
 use dreamyard_scenes::{SceneError, SceneSource, builtin_toml, load_scene, load_scene_file};

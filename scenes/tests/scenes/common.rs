@@ -1,5 +1,4 @@
 //! Helpers shared by the scene tests.
-#![allow(dead_code, clippy::unwrap_used)] // test helpers: a failure is a test failure
 
 use dreamyard_scenes::policy::PolicyKind;
 use dreamyard_scenes::{Action, RolloutDigest, Scene, SceneSource, load_scene, run_policy};

@@ -3,8 +3,6 @@
 //! streaming), appending, crash leftovers, handcrafted v2.1 and video datasets, and bad
 //! input that must be a named error.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;

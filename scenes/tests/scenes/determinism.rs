@@ -1,9 +1,7 @@
 //! Same scene file + seed + actions -> bit-identical frames and states, in one process and
 //! across processes.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
-mod common;
+use crate::common;
 
 use dreamyard_scenes::policy::PolicyKind;
 
@@ -65,7 +63,7 @@ fn cross_process_rollouts_are_identical() {
             let out = std::process::Command::new(&exe)
                 .args([
                     "--exact",
-                    "print_digest_child",
+                    "determinism::print_digest_child",
                     "--include-ignored",
                     "--nocapture",
                 ])

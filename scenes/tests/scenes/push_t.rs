@@ -1,8 +1,6 @@
 //! PushT physics, reward and policies, checked against the definitions of gym-pusht.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
-mod common;
+use crate::common;
 
 use common::act;
 use dreamyard_scenes::Scene;

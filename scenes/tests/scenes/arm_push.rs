@@ -1,8 +1,6 @@
 //! arm-push: joint limits, motors and the goal-directed policy.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
-mod common;
+use crate::common;
 
 use common::act;
 use dreamyard_scenes::Scene;
