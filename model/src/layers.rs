@@ -130,8 +130,8 @@ impl Conv {
         let cfg = self.conv.config();
         let (_, _, kh, kw) = w.dims4()?;
         let trainable = kh == kw && cfg.groups == 1 && cfg.dilation == 1;
-        if trainable && (x.track_op() || w.track_op()) && crate::train::conv_grad::applies(x, w) {
-            return crate::train::conv_grad::conv2d(
+        if trainable && (x.track_op() || w.track_op()) && crate::kernels::conv_grad::applies(x, w) {
+            return crate::kernels::conv_grad::conv2d(
                 x,
                 w,
                 self.conv.bias(),
@@ -282,19 +282,19 @@ pub fn norm_act(
             };
         // Training on the CPU: the normalisation as one op with its own backward pass (the
         // composed ops below cost a dozen full-size tensors each way).
-        let trained = tracked && crate::train::norm_grad::applies(x);
+        let trained = tracked && crate::kernels::norm_grad::applies(x);
         let y = match modulation {
-            NormMod::None if trained => crate::train::norm_grad::normalize(x, groups, eps)?,
+            NormMod::None if trained => crate::kernels::norm_grad::normalize(x, groups, eps)?,
             NormMod::None => group_norm(x, groups, eps, None)?,
             NormMod::Affine(wt, bs) if trained => {
-                let n = crate::train::norm_grad::normalize(x, groups, eps)?;
+                let n = crate::kernels::norm_grad::normalize(x, groups, eps)?;
                 n.broadcast_mul(&wt.reshape((1, c, 1, 1))?)?
                     .broadcast_add(&bs.reshape((1, c, 1, 1))?)?
             }
             NormMod::Affine(wt, bs) => group_norm(x, groups, eps, Some((wt, bs)))?,
             NormMod::Ada(ss) => {
                 let y = if trained {
-                    crate::train::norm_grad::normalize(x, groups, eps)?
+                    crate::kernels::norm_grad::normalize(x, groups, eps)?
                 } else {
                     group_norm(x, groups, eps, None)?
                 };

@@ -4,15 +4,17 @@
 //!
 //! candle's own CPU convolution runs at a third of what the machine can do and its group norm
 //! needs a dozen passes over memory; these kernels are what makes the CPU runtime as fast as
-//! PyTorch. They only run in inference: a layer takes the fast path when [`kernel_path`] is
+//! PyTorch. The forward kernels only run in inference: a layer takes the fast path when [`kernel_path`] is
 //! [`KernelPath::Fast`] and every tensor involved is an f32 CPU tensor that does not track
 //! gradients (`Tensor::track_op`). Otherwise the layer runs the plain candle ops, which stay the
 //! reference the fast path is tested against (`model/tests/kernels.rs`) and the path autograd
 //! uses.
 
 pub mod conv;
+pub mod conv_grad;
 pub mod math;
 pub mod norm;
+pub mod norm_grad;
 
 use std::cell::Cell;
 use std::sync::OnceLock;

@@ -5,10 +5,8 @@
 //! beyond the checkpoint's own, so training runs on a bare GPU machine.
 
 pub mod config;
-pub mod conv_grad;
 pub mod data;
 pub mod init;
-pub mod norm_grad;
 pub mod optim;
 pub mod trainer;
 

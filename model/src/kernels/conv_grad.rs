@@ -531,7 +531,7 @@ pub(super) mod tests {
 
     /// Largest absolute difference between two tensors of the same shape (the training ops'
     /// tests share it).
-    pub(in crate::train) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(in crate::kernels) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()

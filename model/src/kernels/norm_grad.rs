@@ -156,7 +156,7 @@ mod tests {
     use candle_core::{DType, Device, Var};
 
     use super::*;
-    use crate::train::conv_grad::tests::max_diff;
+    use crate::kernels::conv_grad::tests::max_diff;
 
     /// The composed candle ops (what the layers ran before), as the reference for values and
     /// gradients.
