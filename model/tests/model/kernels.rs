@@ -1,11 +1,6 @@
 //! The fast CPU kernels against the plain candle ops they replace (the reference path), layer by
 //! layer and for a whole denoiser call, plus the fallback that keeps autograd working.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers outside #[test] fns panic on failure by design"
-)]
-
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
 use dreamyard_model::kernels::conv::ConvAlgo;

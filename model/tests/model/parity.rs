@@ -1,11 +1,6 @@
 //! Numerical parity with DIAMOND's PyTorch code, against the reference tensors in
 //! `shared/fixtures/diamond/` (see its README.md for what each tensor is and the tolerances).
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers outside #[test] fns panic on failure by design"
-)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,8 +1,6 @@
 //! Training: a tiny model overfits a tiny dataset, checkpoints round-trip, and a resumed run
 //! continues exactly like an uninterrupted one.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 

@@ -1,11 +1,6 @@
 //! Runtime behaviour beyond the DIAMOND fixture: continuous actions, odd frame sizes, attention
 //! levels, Heun + churn, determinism, forking, input validation and native save/load.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers outside #[test] fns panic on failure by design"
-)]
-
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
