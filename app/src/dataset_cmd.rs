@@ -14,7 +14,7 @@ use dreamyard_scenes::{SceneSource, load_scene};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::scene_cmd::parse_policy;
+use crate::parse::parse_policy;
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {

@@ -3,21 +3,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::parse_device;
-use crate::eval::data::{EvalDataset, ModelFiles, dataset_fingerprint, sha256_file};
-use crate::eval::report::{
-    self, DatasetInfo, EXAMPLES_DIR, ModelInfo, REPORT_JSON, Report, aggregate, write_report_dir,
-};
-use crate::eval::{
-    Evaluator, PSNR_CAP_DB, Protocol, Regime, Shard, example_ids, plot, select_windows,
-    shard_batches,
-};
-use crate::metrics::DEFAULT_TOLERANCE;
-use crate::predict_cmd::load_any_checkpoint;
+use crate::eval::report::{self, REPORT_JSON, Report};
+use crate::eval::run::{self, EvalRequest, Progress};
+use crate::eval::{Regime, Shard};
 
 /// Arguments of `dreamyard eval`.
 #[derive(Debug, Args)]
@@ -112,145 +105,59 @@ pub fn run(args: &EvalArgs, argv: &[String]) -> anyhow::Result<()> {
 }
 
 fn evaluate(args: &EvalRunArgs, argv: &[String]) -> anyhow::Result<()> {
-    let (Some(model_path), Some(dataset), Some(out)) = (&args.model, &args.dataset, &args.out)
-    else {
+    let (Some(model), Some(dataset), Some(out)) = (&args.model, &args.dataset, &args.out) else {
         bail!("eval needs --model, --dataset and --out");
     };
-    if args.horizon == 0 || args.samples == 0 || args.batch_size == 0 {
-        bail!("--horizon, --samples and --batch-size must be at least 1");
-    }
     let device = parse_device(&args.device)?;
-    let files = ModelFiles::resolve(model_path, args.config.as_deref());
-    let model = load_any_checkpoint(model_path, args.config.as_deref())?.build(&device)?;
-    let spec = model.spec().clone();
-    if let Some(c) = args.context
-        && c != spec.context_len
-    {
-        bail!(
-            "--context {c}: model {} (field `num_steps_conditioning`) is conditioned on {} \
-             frames; the context must match",
-            files.config_name(),
-            spec.context_len
-        );
-    }
-    let mut data = EvalDataset::open(dataset, &spec, &files, args.episodes.as_deref())?;
-    let (context, horizon) = (spec.context_len, args.horizon);
-    let stride = args.stride.unwrap_or(horizon);
-    if stride == 0 {
-        bail!("--stride must be at least 1");
-    }
-    let windows = select_windows(&data.episodes, context, horizon, stride);
-    if windows.is_empty() {
-        let longest = data.episodes.iter().map(|e| e.1).max().unwrap_or(0);
-        bail!(
-            "{}: no window fits: context {context} + horizon {horizon} = {} frames, the longest \
-             selected episode has {longest}; choose a shorter --horizon",
-            dataset.display(),
-            context + horizon
-        );
-    }
-    let protocol = Protocol {
+    let request = EvalRequest {
+        model,
+        config: args.config.as_deref(),
+        dataset,
+        episodes: args.episodes.as_deref(),
+        context: args.context,
+        horizon: args.horizon,
+        stride: args.stride,
         regime: args.regime,
-        context,
-        horizon,
-        stride,
         samples: args.samples,
         seed: args.seed,
-        episodes: data.episodes.iter().map(|e| e.0).collect(),
         batch_size: args.batch_size,
-        frame: [data.frame.0, data.frame.1],
-        psnr_cap_db: PSNR_CAP_DB,
-        iou_tolerance: DEFAULT_TOLERANCE,
+        shard: args.shard,
+        examples: args.examples,
+        device: &device,
+        out,
+        command: argv.to_vec(),
     };
-    let model_info = ModelInfo {
-        path: model_path.display().to_string(),
-        weights_sha256: sha256_file(&files.weights)?,
-        config_sha256: files.config.as_deref().map(sha256_file).transpose()?,
-        context,
-        action: spec.action.clone(),
-        frame: spec.frame.map(|f| [f.width, f.height]),
-    };
-    let dataset_info = DatasetInfo {
-        path: dataset.display().to_string(),
-        fingerprint: dataset_fingerprint(dataset)?,
-        frame: [data.source_frame.0, data.source_frame.1],
-        resized_to: (data.frame != data.source_frame).then_some([data.frame.0, data.frame.1]),
-        fps: data.dataset().fps(),
-    };
-    let objects = data
-        .palette
-        .as_ref()
-        .map(|p| p.names.clone())
-        .unwrap_or_default();
-
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let ex_dir = out.join(EXAMPLES_DIR);
-    if ex_dir.exists() {
-        // Strips of an earlier run in the same directory would be linked as this run's.
-        std::fs::remove_dir_all(&ex_dir)
-            .with_context(|| format!("{}: cannot clear", ex_dir.display()))?;
-    }
-    let examples = example_ids(windows.len(), args.examples);
-    let batches = shard_batches(windows.len(), args.batch_size, args.shard);
-    let scored: usize = batches.iter().map(|b| b.len()).sum();
-    eprintln!(
-        "eval: {} windows ({} in this run) of {} episodes, {} regime, horizon {horizon}, {} \
-         sample(s)",
-        windows.len(),
-        scored,
-        data.episodes.len(),
-        args.regime.name(),
-        args.samples
-    );
-    let bar = ProgressBar::new(scored as u64);
+    let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} {pos}/{len} windows  {msg}  [{elapsed_precise} < {eta_precise}]",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let evaluator = Evaluator::new(&model, &protocol);
-    let mut records = Vec::with_capacity(scored);
-    for range in batches {
-        let batch = &windows[range];
-        let (recs, kept) = evaluator.run_batch(&mut data, batch, &examples)?;
-        for ex in kept {
-            std::fs::create_dir_all(&ex_dir)
-                .with_context(|| format!("{}: cannot create", ex_dir.display()))?;
-            let w = ex.window;
-            let path = ex_dir.join(format!(
-                "window_{:05}_ep{}_t{}.png",
-                w.id, w.episode, w.start
-            ));
-            plot::example_strip(&path, &ex.truth, &ex.model, data.frame.0, data.frame.1)?;
+    let report = run::evaluate(&request, &mut |p| match p {
+        Progress::Start {
+            windows,
+            scored,
+            episodes,
+        } => {
+            eprintln!(
+                "eval: {windows} windows ({scored} in this run) of {episodes} episodes, {} \
+                 regime, horizon {}, {} sample(s)",
+                args.regime.name(),
+                args.horizon,
+                args.samples
+            );
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(scored as u64);
         }
-        if let Some(last) = recs.last() {
-            bar.set_message(format!(
-                "PSNR h{horizon} {:.2} dB",
-                last.model.last().map_or(f64::NAN, |m| m.psnr)
-            ));
+        Progress::Batch { windows, psnr_last } => {
+            if let Some(p) = psnr_last {
+                bar.set_message(format!("PSNR h{} {p:.2} dB", args.horizon));
+            }
+            bar.inc(windows as u64);
         }
-        bar.inc(batch.len() as u64);
-        records.extend(recs);
-    }
+    })?;
     bar.finish_and_clear();
-    let (per_step, summary) = aggregate(&records, &objects, horizon, protocol.seed)?;
-    let report = Report {
-        dreamyard_version: env!("CARGO_PKG_VERSION").to_owned(),
-        command: argv.to_vec(),
-        model: model_info,
-        dataset: dataset_info,
-        protocol,
-        windows: windows.len(),
-        windows_scored: records.len(),
-        shard: args.shard,
-        merged_from: Vec::new(),
-        objects,
-        notes: data.notes.clone(),
-        per_step,
-        summary,
-    };
-    write_report_dir(out, &report, &records)?;
     print_summary(out, &report)
 }
 

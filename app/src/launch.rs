@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use dreamyard_scenes::dataset::Dataset;
-use dreamyard_scenes::{Action, ActionSpace, SceneSource, load_scene};
+use dreamyard_scenes::{SceneSource, load_scene};
 
+use crate::bridge;
+use crate::device::parse_device;
+use crate::model_source::ModelSource;
 use crate::session::backend::CandleBackend;
 use crate::session::truth::{Episode, LiveScene, Replay};
 use crate::session::worker::ModelWorker;
@@ -18,10 +21,18 @@ pub const DEFAULT_MODEL_DIR: &str = "assets/models/push-t";
 /// Arguments of the desktop app (`dreamyard` or `dreamyard gui`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct GuiArgs {
-    /// World model directory (`model.safetensors` + `config.json`) [default: the shipped
+    /// World model: a native directory (`model.safetensors` + `config.json`), a DIAMOND
+    /// `agent.pt` with `--config`, or a folder holding one with its yaml [default: the shipped
     /// push-t model, assets/models/push-t]
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Config for `--model`: DIAMOND's yaml for an `agent.pt`, or a native `config.json`.
+    #[arg(long, requires = "model")]
+    pub config: Option<PathBuf>,
+    /// Where the model runs: cpu, cuda, metal or auto (a GPU when the build has one and one is
+    /// present, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Ground truth: a built-in scene name or a scene file [default: push-t]
     #[arg(long, conflicts_with = "dataset")]
     pub scene: Option<String>,
@@ -64,7 +75,7 @@ pub fn resolve(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// The model directory the app opens.
+/// The model path the app opens.
 pub fn model_dir(args: &GuiArgs) -> PathBuf {
     resolve(
         args.model
@@ -73,38 +84,92 @@ pub fn model_dir(args: &GuiArgs) -> PathBuf {
     )
 }
 
-/// Starts loading the model in `dir` on a worker thread. A missing default model is explained.
-pub fn load_model(session: &mut Session, dir: &Path) {
-    let dir = dir.to_path_buf();
-    if !dir.join("model.safetensors").exists() || !dir.join("config.json").exists() {
-        let hint = if dir.ends_with(DEFAULT_MODEL_DIR) {
-            " The shipped push-t model is missing from this checkout; open another model \
-             (File > Open model, or --model DIR) — the scene still runs without one."
-        } else {
-            ""
-        };
-        session.notify(
-            Level::Error,
-            format!(
-                "no model in {}: expected model.safetensors and config.json.{hint}",
-                dir.display()
-            ),
-        );
-        return;
+/// The model the arguments name: `--model` (+ `--config`), else the shipped push-t model.
+pub fn model_request(args: &GuiArgs) -> ModelRequest {
+    ModelRequest {
+        path: model_dir(args),
+        config: args.config.clone(),
+        device: args.device.clone(),
     }
-    let label = dir.display().to_string();
+}
+
+/// A model to open: what the user named (a path, an optional config) and the device name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRequest {
+    pub path: PathBuf,
+    pub config: Option<PathBuf>,
+    pub device: String,
+}
+
+impl ModelRequest {
+    /// The model at `path` (no `--config`) on the CPU.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            config: None,
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// Starts loading the model `request` names on a worker thread, through the one model source
+/// every command uses. Errors (a path that is no model, a missing default model, a device the
+/// build lacks) become notices; the session keeps what it had. Returns whether loading started.
+pub fn load_model(session: &mut Session, request: &ModelRequest) -> bool {
+    let source = match ModelSource::resolve(&request.path, request.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            let hint = if request.path.ends_with(DEFAULT_MODEL_DIR) {
+                " The shipped push-t model (model.safetensors + config.json) is missing from this \
+                 checkout; open another model (File > Open model, or --model DIR) — the scene \
+                 still runs without one."
+            } else {
+                ""
+            };
+            session.notify(
+                Level::Error,
+                format!(
+                    "cannot open model: {}.{hint}",
+                    crate::error_chain(e.as_ref())
+                ),
+            );
+            return false;
+        }
+    };
+    let device = match parse_device(&request.device) {
+        Ok(d) => d,
+        Err(e) => {
+            session.notify(
+                Level::Error,
+                format!(
+                    "--device {}: {}",
+                    request.device,
+                    crate::error_chain(e.as_ref())
+                ),
+            );
+            return false;
+        }
+    };
+    let label = source.label();
     let loader = Box::new(move || {
-        CandleBackend::load(&dir).map(|b| Box::new(b) as Box<dyn crate::session::backend::Backend>)
+        CandleBackend::load(&source, &device)
+            .map(|b| Box::new(b) as Box<dyn crate::session::backend::Backend>)
     });
     match ModelWorker::spawn(loader) {
-        Ok(worker) => session.load_model(worker, label),
-        Err(e) => session.notify(
-            Level::Error,
-            format!(
-                "cannot start the model thread: {}",
-                crate::error_chain(e.as_ref())
-            ),
-        ),
+        Ok(worker) => {
+            session.load_model(worker, label);
+            true
+        }
+        Err(e) => {
+            session.notify(
+                Level::Error,
+                format!(
+                    "cannot start the model thread: {}",
+                    crate::error_chain(e.as_ref())
+                ),
+            );
+            false
+        }
     }
 }
 
@@ -154,33 +219,8 @@ pub fn read_episode(dir: &Path, index: usize) -> anyhow::Result<Episode> {
         dir.display()
     );
     let scene = ds.dreamyard().and_then(|m| m.spec.scene.clone());
-    let action_space = match ds.dreamyard() {
-        Some(meta) => meta.spec.action_space.clone(),
-        None => {
-            let mut low = vec![f32::INFINITY; dim];
-            let mut high = vec![f32::NEG_INFINITY; dim];
-            for a in data.actions.chunks_exact(dim) {
-                for i in 0..dim {
-                    low[i] = low[i].min(a[i]);
-                    high[i] = high[i].max(a[i]);
-                }
-            }
-            ActionSpace::Continuous {
-                low,
-                high,
-                names: (0..dim).map(|i| format!("action.{i}")).collect(),
-            }
-        }
-    };
-    let actions = data
-        .actions
-        .chunks_exact(dim)
-        .map(|a| match action_space {
-            // A discrete action is stored as its index.
-            ActionSpace::Discrete { .. } => Action::Discrete(a[0].max(0.0) as u32),
-            ActionSpace::Continuous { .. } => Action::Continuous(a.to_vec()),
-        })
-        .collect();
+    let action_space = bridge::dataset_action_space(&ds, dim, [data.actions.as_slice()])?;
+    let actions = bridge::actions_from_rows(&data.actions, dim, &action_space);
     let states = (data.state_dim > 0).then(|| {
         data.states
             .chunks_exact(data.state_dim)
@@ -254,7 +294,10 @@ mod tests {
     fn a_missing_model_is_a_message_and_the_scene_still_opens() {
         let mut session = Session::default();
         let dir = tempfile::tempdir().unwrap();
-        load_model(&mut session, &dir.path().join(DEFAULT_MODEL_DIR));
+        load_model(
+            &mut session,
+            &ModelRequest::path(dir.path().join(DEFAULT_MODEL_DIR)),
+        );
         let text = &session.notices().last().unwrap().text;
         assert!(text.contains("model.safetensors"), "{text}");
         assert!(text.contains("missing from this checkout"), "{text}");

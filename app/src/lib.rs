@@ -2,7 +2,9 @@
 //! subcommands; each subcommand lives in its own module. `session` is the app's core (no Bevy);
 //! `gui` (cargo feature `gui`, on by default) is the Bevy + egui desktop app over it.
 
+pub mod bridge;
 pub mod cli;
+pub mod commands;
 pub mod controls;
 mod dataset_cmd;
 pub mod device;
@@ -14,9 +16,12 @@ mod image_io;
 pub mod launch;
 pub mod metrics;
 mod model_cmd;
+pub mod model_source;
+mod parse;
 mod predict_cmd;
 mod scene_cmd;
 pub mod session;
+pub mod text;
 mod train_cmd;
 
 /// An error and its causes on one line, `outer: cause: root`, leaving out a cause whose text

@@ -1,23 +1,25 @@
 //! `dreamyard bench model`: how fast a world model generates frames.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use dreamyard_model::candle_core::{DType, Device, Tensor};
-use dreamyard_model::{ActionSpace, Checkpoint, KernelPath, SeededNoise, WorldModel};
+use dreamyard_model::{ActionSpace, KernelPath, SeededNoise, WorldModel};
 use serde_json::{Value, json};
 
 use crate::device::{device_name, parse_device};
+use crate::model_source::ModelSource;
+use crate::parse::parse_kernels;
 
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
-    /// A native model directory (`model.safetensors` + `config.json`) or a DIAMOND `agent.pt`
-    /// (then `--config` names its yaml).
+    /// A model: a native directory, a `model.safetensors`, a DIAMOND `agent.pt` (with
+    /// `--config`) or a folder holding one with its yaml.
     #[arg(long)]
     pub model: PathBuf,
-    /// DIAMOND yaml config, for an `agent.pt` model.
+    /// Config for `--model`: DIAMOND's yaml for an `agent.pt`, or a native `config.json`.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// cpu, cuda, metal or auto (the best available).
@@ -51,39 +53,15 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-pub(crate) fn parse_kernels(s: &str) -> Result<KernelPath, String> {
-    KernelPath::parse(s).ok_or_else(|| format!("unknown kernels `{s}`; expected fast or candle"))
-}
-
-/// Loads a native directory or a DIAMOND `agent.pt` + yaml.
-pub fn load_checkpoint(model: &Path, config: Option<&Path>) -> anyhow::Result<Checkpoint> {
-    if model.is_dir() {
-        if config.is_some() {
-            bail!(
-                "--config is for a DIAMOND agent.pt; {} is a native model directory",
-                model.display()
-            );
-        }
-        return Ok(Checkpoint::from_native_dir(model)?);
-    }
-    let Some(yaml) = config else {
-        bail!(
-            "{} is a file: a DIAMOND agent.pt needs --config with its yaml (a native model is a \
-             directory with model.safetensors and config.json)",
-            model.display()
-        );
-    };
-    Ok(Checkpoint::from_diamond(model, yaml)?)
-}
-
 pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
     if args.steps == 0 || args.batch.is_empty() || args.batch.contains(&0) {
         bail!("--steps and every --batch size must be positive");
     }
     let device = parse_device(&args.device)?;
-    let ckpt = load_checkpoint(&args.model, args.config.as_deref())
+    let source = ModelSource::resolve(&args.model, args.config.as_deref())?;
+    let model = source
+        .build(&device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let model = ckpt.build(&device)?;
     let (h, w) = args
         .size
         .or(model.spec().frame.map(|f| (f.height, f.width)))
@@ -107,6 +85,8 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
     let mut out = json!({
         "bench": "model",
         "model": args.model,
+        "model_format": source.format.to_string(),
+        "model_sha256": source.weights_sha256()?,
         "device": device_name(&device),
         "kernels": args.kernels.name(),
         "threads": dreamyard_model::kernels::num_threads(),

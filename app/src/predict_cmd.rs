@@ -8,15 +8,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use dreamyard_model::candle_core::{DType, Device, IndexOp, Tensor};
-use dreamyard_model::{ActionSpace, Checkpoint, GivenNoise, KernelPath, NoiseSource, SeededNoise};
+use dreamyard_model::{ActionSpace, GivenNoise, KernelPath, NoiseSource, SeededNoise};
 
 use crate::device::parse_device;
+use crate::model_source::ModelSource;
 
 /// Arguments of `dreamyard predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// A native model directory, a `model.safetensors` (its `config.json` beside it or given
-    /// with `--config`), or a DIAMOND `agent.pt` (with `--config` naming its yaml).
+    /// with `--config`), a DIAMOND `agent.pt` (with `--config` naming its yaml), or a folder
+    /// holding an `agent.pt` and its yaml.
     #[arg(long)]
     pub model: PathBuf,
     /// Config for `--model`: `config.json` (native) or DIAMOND's yaml.
@@ -39,7 +41,7 @@ pub struct PredictArgs {
     /// CPU kernels: candle (plain candle ops, the default here: a free-running rollout stays
     /// within one quantisation level of DIAMOND's) or fast (ours, ~13x faster; Winograd's
     /// different rounding lets a rare pixel drift two levels over a long free-running rollout).
-    #[arg(long, default_value = "candle", value_parser = crate::model_cmd::parse_kernels)]
+    #[arg(long, default_value = "candle", value_parser = crate::parse::parse_kernels)]
     pub kernels: KernelPath,
 }
 
@@ -55,62 +57,6 @@ pub struct ConvertArgs {
     /// Output directory for `model.safetensors` + `config.json`.
     #[arg(long)]
     pub out: PathBuf,
-}
-
-fn extension(p: &Path) -> String {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-/// Reads any supported model: a native directory; `weights.safetensors` with a JSON config
-/// (`--config`, else `config.json` beside it); a DIAMOND `agent.pt` (or `.pth`/`.ckpt`) with its
-/// yaml.
-pub fn load_any_checkpoint(model: &Path, config: Option<&Path>) -> anyhow::Result<Checkpoint> {
-    if model.is_dir() {
-        if let Some(c) = config {
-            bail!(
-                "{} is a native model directory (it has its own config.json); drop --config {}",
-                model.display(),
-                c.display()
-            );
-        }
-        return Ok(Checkpoint::from_native_dir(model)?);
-    }
-    if !model.exists() {
-        bail!("{}: no such model file or directory", model.display());
-    }
-    match extension(model).as_str() {
-        "safetensors" => {
-            let cfg = match config {
-                Some(c) => c.to_path_buf(),
-                None => model.with_file_name(dreamyard_model::checkpoint::NATIVE_CONFIG),
-            };
-            if !matches!(extension(&cfg).as_str(), "json") {
-                bail!(
-                    "{}: a safetensors model needs a JSON config (the native config.json), got {}",
-                    model.display(),
-                    cfg.display()
-                );
-            }
-            Ok(Checkpoint::from_native_files(&cfg, model)?)
-        }
-        "pt" | "pth" | "ckpt" => {
-            let Some(yaml) = config else {
-                bail!(
-                    "{}: a DIAMOND checkpoint needs --config with its yaml (config/agent + sampler)",
-                    model.display()
-                );
-            };
-            Ok(Checkpoint::from_diamond(model, yaml)?)
-        }
-        other => bail!(
-            "{}: unknown model file type `.{other}`; expected a native directory, .safetensors \
-             (+ config.json) or a DIAMOND .pt (+ yaml)",
-            model.display()
-        ),
-    }
 }
 
 /// Looks up `key` in `tensors` read from `file`.
@@ -175,7 +121,8 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<()> {
 
 fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    let model = load_any_checkpoint(&args.model, args.config.as_deref())?.build(&device)?;
+    let source = ModelSource::resolve(&args.model, args.config.as_deref())?;
+    let model = source.build(&device)?;
     let spec = model.spec().clone();
     let file = args.inputs.as_path();
     let inputs = dreamyard_model::candle_core::safetensors::load(file, &Device::Cpu)
@@ -261,14 +208,19 @@ fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", args.out.display()))?;
     println!(
         "{}",
-        serde_json::json!({ "out": args.out.display().to_string(), "batch": b, "steps": steps })
+        serde_json::json!({
+            "out": args.out.display().to_string(),
+            "batch": b,
+            "steps": steps,
+            "model_sha256": source.weights_sha256()?,
+        })
     );
     Ok(())
 }
 
 /// Runs `dreamyard convert`.
 pub fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
-    let ckpt = load_any_checkpoint(&args.model, args.config.as_deref())?;
+    let ckpt = ModelSource::resolve(&args.model, args.config.as_deref())?.load()?;
     ckpt.save_native(&args.out)?;
     println!(
         "{}",

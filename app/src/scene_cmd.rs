@@ -9,6 +9,8 @@ use dreamyard_scenes::policy::PolicyKind;
 use dreamyard_scenes::{BUILTIN_SCENES, RolloutDigest, SceneSource, load_scene, run_policy};
 use serde_json::json;
 
+use crate::parse::parse_policy;
+
 #[derive(Debug, Subcommand)]
 pub enum SceneCommand {
     /// List the built-in scenes.
@@ -74,16 +76,6 @@ pub struct BenchSceneArgs {
     pub size: Option<u32>,
     #[arg(long, default_value = "random-walk", value_parser = parse_policy)]
     pub policy: PolicyKind,
-}
-
-pub(crate) fn parse_policy(s: &str) -> Result<PolicyKind, String> {
-    PolicyKind::parse(s).ok_or_else(|| {
-        let names: Vec<_> = PolicyKind::ALL.iter().map(|k| k.name()).collect();
-        format!(
-            "unknown policy `{s}`; expected one of: {}",
-            names.join(", ")
-        )
-    })
 }
 
 fn open_scene(scene: &str, size: Option<u32>) -> anyhow::Result<Box<dyn dreamyard_scenes::Scene>> {

@@ -11,12 +11,12 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use dreamyard_model::checkpoint::Checkpoint;
-use dreamyard_model::config::{ActionSpace as ModelActionSpace, FrameSize};
-use dreamyard_model::train::{EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer};
-use dreamyard_scenes::ActionSpace as SceneActionSpace;
+use dreamyard_model::config::FrameSize;
+use dreamyard_model::train::{TrainConfig, TrainData, TrainEvent, Trainer};
 use dreamyard_scenes::dataset::Dataset;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::bridge;
 use crate::device::{device_name, parse_device};
 
 /// Arguments of `dreamyard train`.
@@ -99,12 +99,16 @@ pub fn load_train_data(root: &Path, progress: bool) -> anyhow::Result<TrainData>
                 action_dim.unwrap_or_default()
             );
         }
-        out.push(episode_data(&ep));
+        out.push(bridge::episode_data(&ep));
         bar.inc(1);
     }
     bar.finish_and_clear();
     let (w, h) = frame.with_context(|| format!("{}: no episode has frames", root.display()))?;
-    let action = dataset_action_space(&ds, action_dim.unwrap_or(0), &out)?;
+    let action = bridge::action_space_to_model(&bridge::dataset_action_space(
+        &ds,
+        action_dim.unwrap_or(0),
+        out.iter().map(|e| e.actions.as_slice()),
+    )?);
     Ok(TrainData {
         frame: FrameSize {
             height: h as usize,
@@ -114,60 +118,6 @@ pub fn load_train_data(root: &Path, progress: bool) -> anyhow::Result<TrainData>
         action,
         fps: Some(ds.fps()),
         episodes: out,
-    })
-}
-
-/// One dataset episode as the model takes it: frames concatenated (RGB8, HWC), actions as
-/// recorded.
-pub(crate) fn episode_data(ep: &dreamyard_scenes::dataset::EpisodeData) -> EpisodeData {
-    let mut frames_hwc = Vec::with_capacity(ep.frames.iter().map(|f| f.data.len()).sum());
-    for f in &ep.frames {
-        frames_hwc.extend_from_slice(&f.data);
-    }
-    EpisodeData {
-        frames_hwc,
-        actions: ep.actions.clone(),
-        len: ep.frames.len(),
-    }
-}
-
-/// The model action space a dataset implies: the recorded scene's (`meta/dreamyard.json`) when
-/// there is one, else a continuous box of width `action_dim` spanning the actions of `episodes`.
-pub(crate) fn dataset_action_space(
-    ds: &Dataset,
-    action_dim: usize,
-    episodes: &[EpisodeData],
-) -> anyhow::Result<ModelActionSpace> {
-    Ok(match ds.dreamyard().map(|m| m.spec.action_space.clone()) {
-        Some(SceneActionSpace::Continuous { low, high, .. }) => ModelActionSpace::Continuous {
-            dim: low.len(),
-            low: low.clone(),
-            high: high.clone(),
-        },
-        Some(SceneActionSpace::Discrete { names }) => ModelActionSpace::Discrete {
-            num_actions: names.len(),
-        },
-        // A dataset recorded elsewhere: a continuous box spanning the recorded actions.
-        None => {
-            let dim = action_dim;
-            if dim == 0 {
-                bail!(
-                    "{}: the dataset has no `action` feature",
-                    ds.root().display()
-                );
-            }
-            let mut low = vec![f32::INFINITY; dim];
-            let mut high = vec![f32::NEG_INFINITY; dim];
-            for ep in episodes {
-                for a in ep.actions.chunks_exact(dim) {
-                    for i in 0..dim {
-                        low[i] = low[i].min(a[i]);
-                        high[i] = high[i].max(a[i]);
-                    }
-                }
-            }
-            ModelActionSpace::Continuous { dim, low, high }
-        }
     })
 }
 

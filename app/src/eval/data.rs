@@ -3,9 +3,7 @@
 //! dataset fingerprint) for the report.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use dreamyard_model::WorldModelSpec;
@@ -14,8 +12,9 @@ use dreamyard_model::train::EpisodeData;
 use dreamyard_scenes::dataset::Dataset;
 use sha2::{Digest as _, Sha256};
 
+use crate::bridge;
 use crate::metrics::{DEFAULT_TOLERANCE, Palette};
-use crate::train_cmd::{dataset_action_space, episode_data};
+use crate::model_source::{ModelSource, hex};
 
 /// Parses an episode selection such as `0-9,12` (inclusive ranges and single indices) into
 /// sorted, distinct episode indices, each of which must be in `available`.
@@ -55,120 +54,6 @@ pub fn parse_episodes(sel: &str, available: &[u64]) -> anyhow::Result<Vec<u64>> 
         );
     }
     Ok(out)
-}
-
-/// Resizes an RGB8 frame with an area filter (each output pixel is the mean of the source area
-/// it covers, partial pixels weighted by their overlap), as OpenCV's `INTER_AREA` does when
-/// shrinking; enlarging blends the one or two source pixels an output pixel overlaps.
-pub fn resize_area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
-    if (sw, sh) == (dw, dh) {
-        return src.to_vec();
-    }
-    let wx = area_weights(sw, dw);
-    let wy = area_weights(sh, dh);
-    // Rows first: [sh, dw, 3].
-    let mut tmp = vec![0f64; sh * dw * 3];
-    for y in 0..sh {
-        for (ox, taps) in wx.iter().enumerate() {
-            for &(x, w) in taps {
-                for c in 0..3 {
-                    tmp[(y * dw + ox) * 3 + c] += w * f64::from(src[(y * sw + x) * 3 + c]);
-                }
-            }
-        }
-    }
-    let mut out = vec![0u8; dh * dw * 3];
-    for (oy, taps) in wy.iter().enumerate() {
-        for ox in 0..dw {
-            for c in 0..3 {
-                let v: f64 = taps
-                    .iter()
-                    .map(|&(y, w)| w * tmp[(y * dw + ox) * 3 + c])
-                    .sum();
-                out[(oy * dw + ox) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
-    out
-}
-
-/// For each of `dst` output pixels, the source pixels it covers and their weights (summing to 1).
-fn area_weights(src: usize, dst: usize) -> Vec<Vec<(usize, f64)>> {
-    let scale = src as f64 / dst as f64;
-    (0..dst)
-        .map(|o| {
-            let (a, b) = (o as f64 * scale, (o + 1) as f64 * scale);
-            let mut taps = Vec::new();
-            let mut i = a.floor() as usize;
-            while (i as f64) < b && i < src {
-                let overlap = b.min(i as f64 + 1.0) - a.max(i as f64);
-                if overlap > 1e-12 {
-                    taps.push((i, overlap / scale));
-                }
-                i += 1;
-            }
-            taps
-        })
-        .collect()
-}
-
-/// Files that identify a model: its weights and (if separate) its config.
-#[derive(Debug, Clone)]
-pub struct ModelFiles {
-    /// The weights file (`model.safetensors`, a DIAMOND `agent.pt`, ...).
-    pub weights: PathBuf,
-    /// The config file, where the model has one.
-    pub config: Option<PathBuf>,
-}
-
-impl ModelFiles {
-    /// The files `predict_cmd::load_any_checkpoint` reads for `model` and `config`.
-    pub fn resolve(model: &Path, config: Option<&Path>) -> Self {
-        if model.is_dir() {
-            return Self {
-                weights: model.join(dreamyard_model::checkpoint::NATIVE_WEIGHTS),
-                config: Some(model.join(dreamyard_model::checkpoint::NATIVE_CONFIG)),
-            };
-        }
-        let config = config.map(Path::to_path_buf).or_else(|| {
-            let beside = model.with_file_name(dreamyard_model::checkpoint::NATIVE_CONFIG);
-            beside.exists().then_some(beside)
-        });
-        Self {
-            weights: model.to_path_buf(),
-            config,
-        }
-    }
-
-    /// The config's path for error messages (the weights' where there is no config).
-    pub fn config_name(&self) -> String {
-        self.config
-            .as_ref()
-            .unwrap_or(&self.weights)
-            .display()
-            .to_string()
-    }
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A dataset's fingerprint: SHA-256 over every file under `meta/` (`info.json`, the episode
@@ -229,12 +114,11 @@ pub struct EvalDataset {
 impl EvalDataset {
     /// Opens `root` for `spec`, checking that the two fit: RGB frames, the same action space,
     /// the same aspect ratio (a different frame size is resized with an area filter).
-    /// `selection` is `--episodes` (all episodes when `None`); `model_files` names the model in
-    /// errors.
+    /// `selection` is `--episodes` (all episodes when `None`); `model` names the model in errors.
     pub fn open(
         root: &Path,
         spec: &WorldModelSpec,
-        model_files: &ModelFiles,
+        model: &ModelSource,
         selection: Option<&str>,
     ) -> anyhow::Result<Self> {
         let ds = Dataset::open(root)?;
@@ -262,9 +146,12 @@ impl EvalDataset {
             bail!("{}: episode {first} has no frames", root.display());
         };
         let source_frame = (f0.width as usize, f0.height as usize);
-        let converted = episode_data(&ep);
-        let action = dataset_action_space(&ds, ep.action_dim, std::slice::from_ref(&converted))?;
-        let model_name = model_files.config_name();
+        let action = bridge::action_space_to_model(&bridge::dataset_action_space(
+            &ds,
+            ep.action_dim,
+            [ep.actions.as_slice()],
+        )?);
+        let model_name = model.config.display().to_string();
         let data_name = root.display();
         let mut notes = Vec::new();
 
@@ -325,7 +212,7 @@ impl EvalDataset {
             episodes,
             cache: HashMap::new(),
         };
-        let resized = out.resize(converted);
+        let resized = out.resize(bridge::episode_data(&ep));
         out.cache.insert(first, resized);
         Ok(out)
     }
@@ -343,7 +230,7 @@ impl EvalDataset {
         let (dw, dh) = self.frame;
         let mut frames = Vec::with_capacity(ep.len * dw * dh * 3);
         for f in ep.frames_hwc.chunks_exact(sw * sh * 3) {
-            frames.extend(resize_area(f, sw, sh, dw, dh));
+            frames.extend(bridge::resize_area(f, sw, sh, dw, dh));
         }
         ep.frames_hwc = frames;
         ep
@@ -375,7 +262,7 @@ impl EvalDataset {
                     self.source_frame.1
                 );
             }
-            let converted = self.resize(episode_data(&ep));
+            let converted = self.resize(bridge::episode_data(&ep));
             self.cache.insert(e, converted);
         }
         Ok(())
@@ -447,20 +334,5 @@ mod tests {
         assert!(err.contains("no episode 20"), "{err}");
         assert!(parse_episodes("3-1", &avail).is_err());
         assert!(parse_episodes("x", &avail).is_err());
-    }
-
-    #[test]
-    fn area_resize_averages_blocks_and_keeps_constants() {
-        // 4x2 -> 2x1: each output pixel is the mean of a 2x2 block.
-        let src: Vec<u8> = [0u8, 10, 20, 30, 40, 50, 60, 70]
-            .iter()
-            .flat_map(|&v| [v, v, v])
-            .collect();
-        let out = resize_area(&src, 4, 2, 2, 1);
-        assert_eq!(out, vec![25, 25, 25, 45, 45, 45]);
-        // Non-integer factors keep a constant image constant.
-        let flat = vec![77u8; 5 * 5 * 3];
-        assert!(resize_area(&flat, 5, 5, 3, 3).iter().all(|&v| v == 77));
-        assert!(resize_area(&flat, 5, 5, 7, 7).iter().all(|&v| v == 77));
     }
 }

@@ -18,6 +18,7 @@ pub mod data;
 pub mod interval;
 pub mod plot;
 pub mod report;
+pub mod run;
 
 use std::collections::BTreeSet;
 

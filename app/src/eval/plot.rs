@@ -1,16 +1,17 @@
 //! PNG line plots of metric curves and example strips for evaluation reports, drawn with
-//! tiny-skia and a built-in 5x7 pixel font (upper case; lower case is drawn as upper case).
+//! tiny-skia; text is set in the shipped DejaVu Sans by [`crate::text`] (mixed case, units).
 //!
-//! Plotters, which the issue suggests, is not available offline here (its backend crates are
-//! missing from the registry cache), so this module draws the few elements a paper figure
-//! needs itself: axes with ticks and labels, one polyline per series and a legend.
+//! The figures need only axes with ticks and labels, one polyline per series and a legend, so
+//! this module draws them on tiny-skia (already used for the scenes) rather than pulling in a
+//! plotting library and its font stack.
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use tiny_skia::{Paint, PathBuilder, Pixmap, Rect, Stroke, Transform};
+use tiny_skia::{Paint, PathBuilder, Pixmap, Stroke, Transform};
 
 use crate::metrics::{abs_error, heat_color};
+use crate::text::{draw_text, line_height, text_width};
 
 /// Series colours (colour-blind safe: Okabe-Ito blue, orange, bluish green, grey).
 pub const COLORS: [[u8; 3]; 4] = [[0, 114, 178], [230, 159, 0], [0, 158, 115], [110, 110, 110]];
@@ -34,62 +35,9 @@ const LEFT: f32 = 90.0;
 const RIGHT: f32 = 24.0;
 const TOP: f32 = 48.0;
 const BOTTOM: f32 = 64.0;
-const TEXT_SCALE: f32 = 2.0;
-
-/// Rows of a 5x7 glyph, bit 4 = leftmost column.
-fn glyph(c: char) -> [u8; 7] {
-    match c.to_ascii_uppercase() {
-        '0' => [14, 17, 19, 21, 25, 17, 14],
-        '1' => [4, 12, 4, 4, 4, 4, 14],
-        '2' => [14, 17, 1, 2, 4, 8, 31],
-        '3' => [31, 2, 4, 2, 1, 17, 14],
-        '4' => [2, 6, 10, 18, 31, 2, 2],
-        '5' => [31, 16, 30, 1, 1, 17, 14],
-        '6' => [6, 8, 16, 30, 17, 17, 14],
-        '7' => [31, 1, 2, 4, 8, 8, 8],
-        '8' => [14, 17, 17, 14, 17, 17, 14],
-        '9' => [14, 17, 17, 15, 1, 2, 12],
-        'A' => [14, 17, 17, 31, 17, 17, 17],
-        'B' => [30, 17, 17, 30, 17, 17, 30],
-        'C' => [14, 17, 16, 16, 16, 17, 14],
-        'D' => [28, 18, 17, 17, 17, 18, 28],
-        'E' => [31, 16, 16, 30, 16, 16, 31],
-        'F' => [31, 16, 16, 30, 16, 16, 16],
-        'G' => [14, 17, 16, 23, 17, 17, 15],
-        'H' => [17, 17, 17, 31, 17, 17, 17],
-        'I' => [14, 4, 4, 4, 4, 4, 14],
-        'J' => [7, 2, 2, 2, 2, 18, 12],
-        'K' => [17, 18, 20, 24, 20, 18, 17],
-        'L' => [16, 16, 16, 16, 16, 16, 31],
-        'M' => [17, 27, 21, 21, 17, 17, 17],
-        'N' => [17, 17, 25, 21, 19, 17, 17],
-        'O' => [14, 17, 17, 17, 17, 17, 14],
-        'P' => [30, 17, 17, 30, 16, 16, 16],
-        'Q' => [14, 17, 17, 17, 21, 18, 13],
-        'R' => [30, 17, 17, 30, 20, 18, 17],
-        'S' => [15, 16, 16, 14, 1, 1, 30],
-        'T' => [31, 4, 4, 4, 4, 4, 4],
-        'U' => [17, 17, 17, 17, 17, 17, 14],
-        'V' => [17, 17, 17, 17, 17, 10, 4],
-        'W' => [17, 17, 17, 21, 21, 21, 10],
-        'X' => [17, 17, 10, 4, 10, 17, 17],
-        'Y' => [17, 17, 17, 10, 4, 4, 4],
-        'Z' => [31, 1, 2, 4, 8, 16, 31],
-        ' ' => [0; 7],
-        '.' => [0, 0, 0, 0, 0, 12, 12],
-        ',' => [0, 0, 0, 0, 12, 4, 8],
-        '-' => [0, 0, 0, 31, 0, 0, 0],
-        '(' => [2, 4, 8, 8, 8, 4, 2],
-        ')' => [8, 4, 2, 2, 2, 4, 8],
-        '/' => [0, 1, 2, 4, 8, 16, 0],
-        ':' => [0, 12, 12, 0, 12, 12, 0],
-        '_' => [0, 0, 0, 0, 0, 0, 31],
-        '+' => [0, 4, 4, 31, 4, 4, 0],
-        '%' => [24, 25, 2, 4, 8, 19, 3],
-        '=' => [0, 0, 31, 0, 31, 0, 0],
-        _ => [14, 17, 1, 2, 4, 0, 4],
-    }
-}
+/// Text size: the height of a line in pixels (capitals are about 0.63 of it).
+const TEXT_PX: f32 = 22.0;
+const INK: [u8; 3] = [30, 30, 30];
 
 fn paint(color: [u8; 3]) -> Paint<'static> {
     let mut p = Paint::default();
@@ -98,32 +46,9 @@ fn paint(color: [u8; 3]) -> Paint<'static> {
     p
 }
 
-/// Width in pixels of `text` at `scale`.
-fn text_width(text: &str, scale: f32) -> f32 {
-    text.chars().count() as f32 * 6.0 * scale
-}
-
-/// Draws `text` with its top-left corner at (x, y).
-fn draw_text(pm: &mut Pixmap, text: &str, x: f32, y: f32, scale: f32, color: [u8; 3]) {
-    let mut p = paint(color);
-    p.anti_alias = false;
-    for (i, c) in text.chars().enumerate() {
-        let gx = x + i as f32 * 6.0 * scale;
-        for (row, bits) in glyph(c).iter().enumerate() {
-            for col in 0..5 {
-                if bits & (1 << (4 - col)) != 0
-                    && let Some(r) = Rect::from_xywh(
-                        gx + col as f32 * scale,
-                        y + row as f32 * scale,
-                        scale,
-                        scale,
-                    )
-                {
-                    pm.fill_rect(r, &p, Transform::identity(), None);
-                }
-            }
-        }
-    }
+/// Draws `text` centred vertically on `y`, starting at `x`.
+fn label(pm: &mut Pixmap, text: &str, x: f32, y: f32) {
+    draw_text(pm, text, x, y - line_height(TEXT_PX) / 2.0, TEXT_PX, INK);
 }
 
 fn line(pm: &mut Pixmap, a: (f32, f32), b: (f32, f32), color: [u8; 3], width: f32) {
@@ -194,7 +119,7 @@ pub fn line_plot(
     let (pw, ph) = (W as f32 - LEFT - RIGHT, H as f32 - TOP - BOTTOM);
     let sx = |x: f64| LEFT + ((x - x0) / (x1 - x0)) as f32 * pw;
     let sy = |y: f64| TOP + ph - ((y - y0) / (y1 - y0)) as f32 * ph;
-    let (axis, grid, ink) = ([40, 40, 40], [225, 225, 225], [30, 30, 30]);
+    let (axis, grid) = ([40, 40, 40], [225, 225, 225]);
 
     let yt = ticks(y0, y1);
     let ystep = if yt.len() > 1 { yt[1] - yt[0] } else { 1.0 };
@@ -202,9 +127,9 @@ pub fn line_plot(
         let y = sy(v);
         line(&mut pm, (LEFT, y), (LEFT + pw, y), grid, 1.0);
         line(&mut pm, (LEFT - 5.0, y), (LEFT, y), axis, 1.5);
-        let label = tick_label(v, ystep);
-        let tw = text_width(&label, TEXT_SCALE);
-        draw_text(&mut pm, &label, LEFT - 10.0 - tw, y - 7.0, TEXT_SCALE, ink);
+        let text = tick_label(v, ystep);
+        let tw = text_width(&text, TEXT_PX);
+        label(&mut pm, &text, LEFT - 10.0 - tw, y);
     }
     let xt: Vec<f64> = ticks(x0, x1)
         .into_iter()
@@ -213,29 +138,22 @@ pub fn line_plot(
     for &v in &xt {
         let x = sx(v);
         line(&mut pm, (x, TOP + ph), (x, TOP + ph + 5.0), axis, 1.5);
-        let label = tick_label(v, 1.0);
-        let tw = text_width(&label, TEXT_SCALE);
-        draw_text(
-            &mut pm,
-            &label,
-            x - tw / 2.0,
-            TOP + ph + 10.0,
-            TEXT_SCALE,
-            ink,
-        );
+        let text = tick_label(v, 1.0);
+        let tw = text_width(&text, TEXT_PX);
+        draw_text(&mut pm, &text, x - tw / 2.0, TOP + ph + 8.0, TEXT_PX, INK);
     }
     line(&mut pm, (LEFT, TOP), (LEFT, TOP + ph), axis, 1.5);
     line(&mut pm, (LEFT, TOP + ph), (LEFT + pw, TOP + ph), axis, 1.5);
-    let tw = text_width(x_label, TEXT_SCALE);
+    let tw = text_width(x_label, TEXT_PX);
     draw_text(
         &mut pm,
         x_label,
         LEFT + (pw - tw) / 2.0,
-        H as f32 - 28.0,
-        TEXT_SCALE,
-        ink,
+        H as f32 - 30.0,
+        TEXT_PX,
+        INK,
     );
-    draw_text(&mut pm, y_label, 12.0, 14.0, TEXT_SCALE, ink);
+    draw_text(&mut pm, y_label, 12.0, 12.0, TEXT_PX, INK);
 
     // The first series (the model) is drawn last, on top of curves it overlaps.
     for s in series.iter().rev() {
@@ -284,7 +202,7 @@ pub fn line_plot(
             s.color,
             3.0,
         );
-        draw_text(&mut pm, &s.label, LEFT + 38.0, y, TEXT_SCALE, ink);
+        label(&mut pm, &s.label, LEFT + 38.0, y + 7.0);
     }
     save_pixmap(&pm, path)
 }
@@ -327,10 +245,9 @@ pub fn example_strip(
     let height = head_h + 3 * (ch + gap);
     let mut pm = Pixmap::new(width as u32, height as u32).context("cannot allocate the strip")?;
     pm.fill(tiny_skia::Color::WHITE);
-    let ink = [30, 30, 30];
-    for (r, name) in ["TRUTH", "MODEL", "ERROR"].iter().enumerate() {
+    for (r, name) in ["Truth", "Model", "Error"].iter().enumerate() {
         let y = head_h + r * (ch + gap) + ch / 2;
-        draw_text(&mut pm, name, 8.0, y as f32 - 7.0, 2.0, ink);
+        label(&mut pm, name, 8.0, y as f32);
     }
     let data = pm.data_mut();
     for (ci, &s) in cols.iter().enumerate() {
@@ -346,9 +263,9 @@ pub fn example_strip(
         });
     }
     for (ci, &s) in cols.iter().enumerate() {
-        let label = format!("{}", s + 1);
-        let x = (label_w + ci * (cw + gap) + cw / 2) as f32 - text_width(&label, 2.0) / 2.0;
-        draw_text(&mut pm, &label, x, 4.0, 2.0, ink);
+        let text = format!("{}", s + 1);
+        let x = (label_w + ci * (cw + gap) + cw / 2) as f32 - text_width(&text, TEXT_PX) / 2.0;
+        label(&mut pm, &text, x, head_h as f32 / 2.0);
     }
     save_pixmap(&pm, path)
 }

@@ -1,16 +1,16 @@
 //! Session driver: owns the [`Session`], opens what the arguments name, polls the model thread
-//! every frame, paces playback and applies the commands the panels queue.
+//! every frame, paces playback and applies the commands the panels and input queue.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use bevy::prelude::*;
 
 use super::input::ControlState;
 use super::{AppSet, LaunchArgs};
+use crate::commands::{self, Command, Opened, Outputs};
 use crate::launch;
 use crate::session::truth::TruthKind;
-use crate::session::{Level, Session, SessionConfig, export};
+use crate::session::{Session, SessionConfig};
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<AppCommands>()
@@ -27,19 +27,14 @@ pub(super) fn plugin(app: &mut App) {
 #[derive(Resource, Debug, Deref, DerefMut)]
 pub(super) struct SessionRes(pub Session);
 
-/// Things the panels ask for that need more than the session (files, dialogs, exports).
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum AppCommand {
-    OpenModel(PathBuf),
-    OpenScene(String),
-    OpenDataset { dir: PathBuf, episode: usize },
-    OpenPath(PathBuf),
-    ExportGif,
-    ExportPng,
-}
-
+/// The one queue of [`Command`]s: panels, keys, dialogs and drops push; [`apply_commands`]
+/// applies them once per frame with the core's error policy (failures become notices).
 #[derive(Resource, Debug, Default)]
-pub(super) struct AppCommands(pub Vec<AppCommand>);
+pub(super) struct AppCommands(pub Vec<Command>);
+
+/// Where the app writes and which device models open on (from the arguments).
+#[derive(Resource, Debug, Default, Deref)]
+pub(super) struct OutputsRes(pub Outputs);
 
 /// Whether the ground truth named by the arguments has been opened yet (it waits for the
 /// model, whose frame size it renders at).
@@ -53,8 +48,12 @@ fn open_from_args(mut commands: Commands, args: Res<LaunchArgs>) {
         anchor_every: args.anchor_every,
         ..default()
     });
-    launch::load_model(&mut session, &launch::model_dir(args));
+    launch::load_model(&mut session, &launch::model_request(args));
     commands.insert_resource(SessionRes(session));
+    commands.insert_resource(OutputsRes(Outputs {
+        device: args.device.clone(),
+        ..default()
+    }));
     commands.insert_resource(TruthOpened(false));
 }
 
@@ -82,78 +81,22 @@ fn poll_and_play(mut session: ResMut<SessionRes>, control: Res<ControlState>) {
             launch::open_scene(&mut session, &name);
         }
     }
-    let action = control.action.clone();
-    if let Some(action) = action {
-        let _ = session.tick(Instant::now(), &action);
+    if let Some(action) = &control.action {
+        commands::tick(&mut session, Instant::now(), action);
     }
 }
 
-fn apply_commands(
+pub(super) fn apply_commands(
     mut queue: ResMut<AppCommands>,
     mut session: ResMut<SessionRes>,
+    outputs: Res<OutputsRes>,
     mut recent: ResMut<super::files::Recent>,
 ) {
-    for cmd in std::mem::take(&mut queue.0) {
-        match cmd {
-            AppCommand::OpenModel(dir) => {
-                recent.push(&dir, super::files::RecentKind::Model);
-                launch::load_model(&mut session, &dir);
-            }
-            AppCommand::OpenScene(name) => {
-                launch::open_scene(&mut session, &name);
-            }
-            AppCommand::OpenDataset { dir, episode } => {
-                recent.push(&dir, super::files::RecentKind::Dataset);
-                launch::open_episode(&mut session, &dir, episode);
-            }
-            AppCommand::OpenPath(path) => {
-                // Dropped files: a model directory (or a file in one), else a dataset.
-                let dir = if path.is_file() {
-                    path.parent().map(PathBuf::from).unwrap_or(path)
-                } else {
-                    path
-                };
-                if dir.join("model.safetensors").exists() || dir.join("config.json").exists() {
-                    recent.push(&dir, super::files::RecentKind::Model);
-                    launch::load_model(&mut session, &dir);
-                } else if dir.join("meta").is_dir() {
-                    recent.push(&dir, super::files::RecentKind::Dataset);
-                    launch::open_episode(&mut session, &dir, 0);
-                } else {
-                    session.notify(
-                        Level::Error,
-                        format!(
-                            "{}: neither a model (model.safetensors + config.json) nor a \
-                             LeRobot dataset (meta/)",
-                            dir.display()
-                        ),
-                    );
-                }
-            }
-            AppCommand::ExportGif | AppCommand::ExportPng => export_now(&mut session, &cmd),
+    let queued = std::mem::take(&mut queue.0);
+    for opened in commands::apply_all(&mut session, &outputs, queued) {
+        match opened {
+            Opened::Model(path) => recent.push(&path, super::files::RecentKind::Model),
+            Opened::Dataset(path) => recent.push(&path, super::files::RecentKind::Dataset),
         }
-    }
-}
-
-fn export_now(session: &mut Session, cmd: &AppCommand) {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let fps = session.fps();
-    let branch = session.active_branch();
-    let result = if *cmd == AppCommand::ExportGif {
-        let path = PathBuf::from(format!("dreamyard-{stamp}.gif"));
-        export::export_gif(branch, &path, fps).map(|n| format!("{n} steps → {}", path.display()))
-    } else {
-        let path = PathBuf::from(format!("dreamyard-{stamp}.png"));
-        export::export_png_strip(branch, &path, 12)
-            .map(|n| format!("{n} steps → {}", path.display()))
-    };
-    match result {
-        Ok(msg) => session.notify(Level::Info, format!("exported {msg}")),
-        Err(e) => session.notify(
-            Level::Error,
-            format!("export failed: {}", crate::error_chain(e.as_ref())),
-        ),
     }
 }

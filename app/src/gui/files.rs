@@ -11,7 +11,8 @@ use bevy::window::FileDragAndDrop;
 use serde::{Deserialize, Serialize};
 
 use super::AppSet;
-use super::driver::{AppCommand, AppCommands};
+use super::driver::AppCommands;
+use crate::commands::Command;
 
 pub(super) fn plugin(app: &mut App) {
     app.insert_resource(Recent::load())
@@ -143,8 +144,8 @@ fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) 
     match result {
         Ok(Some(path)) => {
             queue.0.push(match kind {
-                DialogKind::Model => AppCommand::OpenModel(path),
-                DialogKind::Dataset => AppCommand::OpenDataset {
+                DialogKind::Model => Command::OpenModel { path, config: None },
+                DialogKind::Dataset => Command::OpenDataset {
                     dir: path,
                     episode: 0,
                 },
@@ -159,7 +160,7 @@ fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) 
 fn dropped_files(mut drops: MessageReader<FileDragAndDrop>, mut queue: ResMut<AppCommands>) {
     for drop in drops.read() {
         if let FileDragAndDrop::DroppedFile { path_buf, .. } = drop {
-            queue.0.push(AppCommand::OpenPath(path_buf.clone()));
+            queue.0.push(Command::OpenPath(path_buf.clone()));
         }
     }
 }

@@ -8,9 +8,9 @@ use bevy_egui::input::EguiWantsInput;
 use dreamyard_scenes::Action;
 
 use super::AppSet;
-use super::driver::SessionRes;
+use super::driver::{AppCommands, SessionRes};
+use crate::commands::Command;
 use crate::controls::ActionPad;
-use crate::session::Level;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<ControlState>().add_systems(
@@ -78,53 +78,44 @@ fn keyboard(
     keys: Res<ButtonInput<KeyCode>>,
     time: Res<Time>,
     wants: Res<EguiWantsInput>,
-    session: Option<ResMut<SessionRes>>,
+    session: Option<Res<SessionRes>>,
     mut control: ResMut<ControlState>,
+    mut queue: ResMut<AppCommands>,
 ) {
-    let Some(mut session) = session else {
+    let Some(session) = session else {
         return;
     };
+    let queue = &mut queue.0;
     if wants.wants_any_keyboard_input() {
         return;
     }
     let recording = session.recording().is_some();
     if keys.just_pressed(KeyCode::Enter) {
-        session.reset();
+        queue.push(Command::Reset);
     }
     if keys.just_pressed(KeyCode::Period) || keys.just_pressed(KeyCode::Space) {
-        session.transport.playing = !session.transport.playing;
+        queue.push(Command::SetPlaying(!session.transport.playing));
     }
     if keys.just_pressed(KeyCode::KeyE)
         && let Some(action) = control.action.clone()
     {
-        session.transport.playing = false;
-        if let Err(e) = session.step(&action) {
-            session.notify(Level::Info, format!("step not taken: {e:?}"));
-        }
+        queue.push(Command::Step(action));
     }
     if keys.just_pressed(KeyCode::KeyF)
         && let Some(step) = session.view_step()
-        && let Err(e) = session.fork(step)
     {
-        session.notify(Level::Error, e);
+        queue.push(Command::Fork(step));
     }
-    if keys.just_pressed(KeyCode::KeyT)
-        && let Err(e) = session.take_over()
-    {
-        session.notify(Level::Error, e);
+    if keys.just_pressed(KeyCode::KeyT) {
+        queue.push(Command::TakeOver);
     }
     if recording {
-        let result = if keys.any_just_pressed([KeyCode::ArrowRight, KeyCode::KeyN]) {
-            Some(session.save_episode().map(|_| ()))
+        if keys.any_just_pressed([KeyCode::ArrowRight, KeyCode::KeyN]) {
+            queue.push(Command::SaveEpisode);
         } else if keys.any_just_pressed([KeyCode::ArrowLeft, KeyCode::KeyR]) {
-            Some(session.discard_episode())
+            queue.push(Command::DiscardEpisode);
         } else if keys.any_just_pressed([KeyCode::Escape, KeyCode::KeyQ]) {
-            Some(session.stop_recording())
-        } else {
-            None
-        };
-        if let Some(Err(e)) = result {
-            session.notify(Level::Error, e);
+            queue.push(Command::StopRecording);
         }
     }
 
@@ -180,10 +171,11 @@ const DISCRETE_BUTTONS: [GamepadButton; 8] = [
 fn gamepads(
     pads: Query<(&Gamepad, Option<&Name>)>,
     time: Res<Time>,
-    session: Option<ResMut<SessionRes>>,
+    session: Option<Res<SessionRes>>,
     mut control: ResMut<ControlState>,
+    mut queue: ResMut<AppCommands>,
 ) {
-    let Some(mut session) = session else {
+    let Some(session) = session else {
         return;
     };
     let Some((gamepad, name)) = pads.iter().next() else {
@@ -192,10 +184,12 @@ fn gamepads(
     };
     control.gamepad = Some(name.map_or_else(|| "gamepad".to_owned(), |n| n.to_string()));
     if gamepad.just_pressed(GamepadButton::Start) {
-        session.transport.playing = !session.transport.playing;
+        queue
+            .0
+            .push(Command::SetPlaying(!session.transport.playing));
     }
     if gamepad.just_pressed(GamepadButton::Select) {
-        session.reset();
+        queue.0.push(Command::Reset);
     }
     let Some(pad) = control.pad.as_mut() else {
         return;
@@ -232,7 +226,18 @@ mod tests {
             .init_resource::<ButtonInput<KeyCode>>()
             .init_resource::<EguiWantsInput>()
             .init_resource::<ControlState>()
-            .add_systems(Update, (sync_action_space, keyboard).chain());
+            .init_resource::<AppCommands>()
+            .init_resource::<crate::gui::driver::OutputsRes>()
+            .init_resource::<crate::gui::files::Recent>()
+            .add_systems(
+                Update,
+                (
+                    sync_action_space,
+                    keyboard,
+                    crate::gui::driver::apply_commands,
+                )
+                    .chain(),
+            );
         let mut session = Session::default();
         let scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
         assert!(session.set_truth(Box::new(LiveScene::new(scene, 0))));

@@ -3,27 +3,31 @@
 //! `WorldModel`; tests use small fakes.
 
 use std::any::Any;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use dreamyard_model::candle_core::{DType, Device, Tensor};
+use dreamyard_model::candle_core::Device;
 use dreamyard_model::{SeededNoise, WorldModel};
-use dreamyard_scenes::{Action, ActionSpace, Frame};
+use dreamyard_scenes::{Action, Frame};
+
+use crate::bridge;
+use crate::model_source::ModelSource;
 
 /// What the session needs to know about a loaded model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
-    /// Where it came from (a directory), for labels and recording metadata.
+    /// Where it came from (what the user named), for labels and recording metadata.
     pub source: String,
+    /// SHA-256 of its weights file (the model's identity in recordings and reports).
+    pub weights_sha256: String,
     pub context_len: usize,
     /// Action space in scene terms; names are generic (`a0`, `a1` / `0`, `1`, ...) because
     /// model configs do not carry them.
-    pub action_space: ActionSpace,
+    pub action_space: dreamyard_scenes::ActionSpace,
     pub frame_width: u32,
     pub frame_height: u32,
     pub fps: Option<f64>,
-    /// Where inference runs, e.g. "CPU".
+    /// Where inference runs: `cpu`, `cuda:N` or `metal:N`.
     pub device: String,
 }
 
@@ -84,43 +88,31 @@ pub struct CandleBackend {
 const DEFAULT_FRAME: u32 = 64;
 
 impl CandleBackend {
-    /// Loads `model.safetensors` + `config.json` from `dir` onto the CPU.
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let device = Device::Cpu;
-        let model = WorldModel::load_native(dir, &device)
-            .with_context(|| format!("cannot load the world model in {}", dir.display()))?;
-        Ok(Self::new(model, dir))
+    /// Loads the model `source` names onto `device` and hashes its weights.
+    pub fn load(source: &ModelSource, device: &Device) -> anyhow::Result<Self> {
+        let model = source
+            .build(device)
+            .with_context(|| format!("cannot load the world model {}", source.label()))?;
+        let hash = source.weights_sha256()?;
+        Ok(Self::new(model, &source.label(), hash))
     }
 
-    pub fn new(model: WorldModel, source: &Path) -> Self {
+    /// Wraps a built model; `source` labels it and `weights_sha256` identifies its weights.
+    pub fn new(model: WorldModel, source: &str, weights_sha256: String) -> Self {
         let spec = model.spec();
-        let action_space = match &spec.action {
-            dreamyard_model::ActionSpace::Discrete { num_actions } => ActionSpace::Discrete {
-                names: (0..*num_actions).map(|i| i.to_string()).collect(),
-            },
-            dreamyard_model::ActionSpace::Continuous { dim, low, high } => {
-                ActionSpace::Continuous {
-                    low: low.clone(),
-                    high: high.clone(),
-                    names: (0..*dim).map(|i| format!("a{i}")).collect(),
-                }
-            }
-        };
+        let action_space = bridge::action_space_to_scene(&spec.action);
         let (frame_width, frame_height) = spec.frame.map_or((DEFAULT_FRAME, DEFAULT_FRAME), |f| {
             (f.width as u32, f.height as u32)
         });
-        let device = match model.device() {
-            Device::Cpu => "CPU".to_owned(),
-            other => format!("{other:?}"),
-        };
         let info = ModelInfo {
-            source: source.display().to_string(),
+            source: source.to_owned(),
+            weights_sha256,
             context_len: spec.context_len,
             action_space,
             frame_width,
             frame_height,
             fps: spec.fps,
-            device,
+            device: crate::device::device_name(model.device()),
         };
         Self { model, info }
     }
@@ -128,87 +120,6 @@ impl CandleBackend {
     fn device(&self) -> &Device {
         self.model.device()
     }
-
-    /// `actions` as the model wants them: [n] u32 ids or [n, dim] f32.
-    fn actions_tensor(&self, actions: &[Action]) -> anyhow::Result<Tensor> {
-        let n = actions.len();
-        Ok(match &self.info.action_space {
-            ActionSpace::Discrete { .. } => {
-                let ids = actions
-                    .iter()
-                    .map(|a| match a {
-                        Action::Discrete(i) => Ok(*i),
-                        Action::Continuous(_) => {
-                            anyhow::bail!("the model takes discrete actions, got a continuous one")
-                        }
-                    })
-                    .collect::<anyhow::Result<Vec<u32>>>()?;
-                Tensor::from_vec(ids, n, self.device())?
-            }
-            ActionSpace::Continuous { names, .. } => {
-                let dim = names.len();
-                let mut flat = Vec::with_capacity(n * dim);
-                for a in actions {
-                    match a {
-                        Action::Continuous(v) if v.len() == dim => flat.extend_from_slice(v),
-                        other => anyhow::bail!(
-                            "the model takes {dim} continuous values per action, got {other:?}"
-                        ),
-                    }
-                }
-                Tensor::from_vec(flat, (n, dim), self.device())?
-            }
-        })
-    }
-}
-
-/// RGB8 HWC frames to [n, 3, h, w] in [-1, 1].
-pub fn frames_to_tensor(frames: &[Arc<Frame>], device: &Device) -> anyhow::Result<Tensor> {
-    let Some(first) = frames.first() else {
-        anyhow::bail!("no frames");
-    };
-    let (w, h) = (first.width as usize, first.height as usize);
-    let plane = w * h;
-    let mut out = vec![0f32; frames.len() * 3 * plane];
-    for (k, f) in frames.iter().enumerate() {
-        anyhow::ensure!(
-            f.data.len() == 3 * plane,
-            "context frame {k} is {}x{}, expected {w}x{h}",
-            f.width,
-            f.height
-        );
-        let dst = &mut out[k * 3 * plane..(k + 1) * 3 * plane];
-        for (p, px) in f.data.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                dst[c * plane + p] = f32::from(px[c]) / 255.0 * 2.0 - 1.0;
-            }
-        }
-    }
-    Ok(Tensor::from_vec(out, (frames.len(), 3, h, w), device)?)
-}
-
-/// A [3, h, w] tensor in [-1, 1] to an RGB8 frame (exact for the model's 256-level output).
-pub fn tensor_to_frame(t: &Tensor) -> anyhow::Result<Frame> {
-    let dims = t.dims();
-    anyhow::ensure!(
-        dims.len() == 3 && dims[0] == 3,
-        "model frame: expected [3, h, w], found {dims:?}"
-    );
-    let (h, w) = (dims[1], dims[2]);
-    let plane = w * h;
-    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let mut data = vec![0u8; 3 * plane];
-    for p in 0..plane {
-        for c in 0..3 {
-            let v = (values[c * plane + p] + 1.0) / 2.0 * 255.0;
-            data[3 * p + c] = v.round().clamp(0.0, 255.0) as u8;
-        }
-    }
-    Ok(Frame {
-        width: w as u32,
-        height: h as u32,
-        data,
-    })
 }
 
 impl Backend for CandleBackend {
@@ -217,8 +128,9 @@ impl Backend for CandleBackend {
     }
 
     fn reset(&self, frames: &[Arc<Frame>], actions: &[Action]) -> anyhow::Result<ModelState> {
-        let frames = frames_to_tensor(frames, self.device())?.unsqueeze(0)?; // [1, T, C, h, w]
-        let actions = self.actions_tensor(actions)?.unsqueeze(0)?; // [1, T] or [1, T, dim]
+        let frames = bridge::frames_to_tensor(frames, self.device())?.unsqueeze(0)?; // [1, T, C, h, w]
+        let actions = bridge::actions_to_tensor(actions, &self.info.action_space, self.device())?
+            .unsqueeze(0)?; // [1, T] or [1, T, dim]
         Ok(ModelState::new(self.model.reset(&frames, &actions)?))
     }
 
@@ -232,11 +144,15 @@ impl Backend for CandleBackend {
             .get::<dreamyard_model::RolloutState>()
             .context("the rollout state belongs to another model")?
             .clone();
-        let action = self.actions_tensor(std::slice::from_ref(action))?; // [1] or [1, dim]
+        let action = bridge::actions_to_tensor(
+            std::slice::from_ref(action),
+            &self.info.action_space,
+            self.device(),
+        )?; // [1] or [1, dim]
         let next = self
             .model
             .step(&mut rollout, &action, &mut SeededNoise::new(seed))?; // [1, C, h, w]
-        let frame = tensor_to_frame(&next.squeeze(0)?)?;
+        let frame = bridge::tensor_to_frame(&next.squeeze(0)?)?;
         Ok((frame, ModelState::new(rollout)))
     }
 }

@@ -1,46 +1,9 @@
-//! Small RGB8 frame operations: resizing to the model's size, placeholders, error heat maps
+//! Small RGB8 frame operations: placeholders, error heat maps
 //! and tiling frames side by side for exports.
 
 use dreamyard_scenes::Frame;
 
 use crate::metrics::{abs_error, heat_color};
-
-/// `frame` resized to `width x height` with bilinear sampling (pixel centres aligned); the frame
-/// itself when it already has that size.
-pub fn fit(frame: Frame, width: u32, height: u32) -> Frame {
-    if frame.width == width && frame.height == height {
-        return frame;
-    }
-    let (sw, sh) = (frame.width as usize, frame.height as usize);
-    if sw == 0 || sh == 0 {
-        return solid(width, height, [0, 0, 0]);
-    }
-    let (dw, dh) = (width as usize, height as usize);
-    let mut data = Vec::with_capacity(dw * dh * 3);
-    let sx = sw as f32 / dw as f32;
-    let sy = sh as f32 / dh as f32;
-    for y in 0..dh {
-        let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (sh - 1) as f32);
-        let (y0, ty) = (fy.floor() as usize, fy.fract());
-        let y1 = (y0 + 1).min(sh - 1);
-        for x in 0..dw {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (sw - 1) as f32);
-            let (x0, tx) = (fx.floor() as usize, fx.fract());
-            let x1 = (x0 + 1).min(sw - 1);
-            for c in 0..3 {
-                let p = |xx: usize, yy: usize| f32::from(frame.data[(yy * sw + xx) * 3 + c]);
-                let top = p(x0, y0) * (1.0 - tx) + p(x1, y0) * tx;
-                let bottom = p(x0, y1) * (1.0 - tx) + p(x1, y1) * tx;
-                data.push((top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8);
-            }
-        }
-    }
-    Frame {
-        width,
-        height,
-        data,
-    }
-}
 
 /// A frame of one colour.
 pub fn solid(width: u32, height: u32, rgb: [u8; 3]) -> Frame {
@@ -123,15 +86,6 @@ pub fn border(frame: &mut Frame, thickness: u32, rgb: [u8; 3]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fit_keeps_same_size_and_resizes_uniform_frames_exactly() {
-        let f = solid(8, 6, [10, 20, 30]);
-        assert_eq!(fit(f.clone(), 8, 6), f);
-        let g = fit(f, 3, 5);
-        assert_eq!((g.width, g.height), (3, 5));
-        assert!(g.data.chunks(3).all(|p| p == [10, 20, 30]));
-    }
 
     #[test]
     fn stacking_and_heat() {

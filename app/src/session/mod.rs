@@ -643,7 +643,7 @@ impl Session {
     /// Ground-truth frames are compared with the model's at the model's size.
     fn fit(&self, frame: Frame) -> Frame {
         match &self.model_info {
-            Some(m) => frames::fit(frame, m.frame_width, m.frame_height),
+            Some(m) => crate::bridge::fit(frame, m.frame_width, m.frame_height),
             None => frame,
         }
     }
@@ -979,6 +979,7 @@ impl Session {
         let meta = EpisodeMeta {
             imagined: true,
             model: info.source.clone(),
+            model_sha256: info.weights_sha256.clone(),
             ground_truth: self.truth_spec().map(|s| s.name.clone()),
             fps: self.fps(),
             action_space: self

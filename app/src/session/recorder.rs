@@ -14,8 +14,10 @@ use serde::Serialize;
 pub struct EpisodeMeta {
     /// Always true for the session's recordings: the frames are the model's.
     pub imagined: bool,
-    /// The model that produced the frames (its directory).
+    /// The model that produced the frames (what the user opened).
     pub model: String,
+    /// SHA-256 of that model's weights (empty when it has no weights file).
+    pub model_sha256: String,
     /// The ground truth the session ran beside, if any (scene or episode name).
     pub ground_truth: Option<String>,
     pub fps: f64,
@@ -133,8 +135,6 @@ pub struct DatasetRecorder {
     /// Created at the first frame, when the frame size is known.
     writer: Option<DatasetWriter>,
     current: Option<(EpisodeMeta, EpisodeSource)>,
-    /// (model path, its hash), computed once per model.
-    hashed: Option<(String, String)>,
 }
 
 impl DatasetRecorder {
@@ -144,30 +144,11 @@ impl DatasetRecorder {
             root: root.to_path_buf(),
             writer: None,
             current: None,
-            hashed: None,
         }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    fn source(&mut self, model: &str) -> EpisodeSource {
-        let hash = match &self.hashed {
-            Some((m, h)) if m == model => h.clone(),
-            _ => {
-                let h = model_hash(Path::new(model)).unwrap_or_else(|e| {
-                    tracing::warn!("recording: cannot hash the model's weights: {e:#}");
-                    String::new()
-                });
-                self.hashed = Some((model.to_owned(), h.clone()));
-                h
-            }
-        };
-        EpisodeSource::Model {
-            model: model.to_owned(),
-            hash,
-        }
     }
 
     fn writer_for(
@@ -200,21 +181,15 @@ impl DatasetRecorder {
     }
 }
 
-/// SHA-256 (hex) of a model's weights: `model.safetensors` in a model directory, else the file.
-pub fn model_hash(model: &Path) -> anyhow::Result<String> {
-    if model.is_dir() {
-        crate::eval::data::sha256_file(&model.join("model.safetensors"))
-    } else {
-        crate::eval::data::sha256_file(model)
-    }
-}
-
 impl Recorder for DatasetRecorder {
     fn begin_episode(&mut self, meta: &EpisodeMeta) -> anyhow::Result<()> {
         if let Some(w) = self.writer.as_mut() {
             w.discard_episode();
         }
-        let source = self.source(&meta.model);
+        let source = EpisodeSource::Model {
+            model: meta.model.clone(),
+            hash: meta.model_sha256.clone(),
+        };
         self.current = Some((meta.clone(), source));
         Ok(())
     }

@@ -3,11 +3,11 @@
 use bevy_egui::egui;
 
 use super::UiState;
-use crate::session::Level;
+use crate::commands::Command;
 
 pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     ui.label(egui::RichText::new("Branches").strong().size(14.0));
-    let session = &mut *state.session;
+    let session = state.session;
     let shown = session.view_step();
     ui.horizontal(|ui| {
         let label = match shown {
@@ -19,9 +19,8 @@ pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .on_hover_text("f: branch the rollout here (the model state is cloned)")
             .clicked()
             && let Some(s) = shown
-            && let Err(e) = session.fork(s)
         {
-            session.notify(Level::Error, e);
+            state.commands.push(Command::Fork(s));
         }
     });
     let active = session.active_id();
@@ -64,11 +63,9 @@ pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             }
         });
     if let Some(id) = switch {
-        session.switch_branch(id);
+        state.commands.push(Command::SwitchBranch(id));
     }
-    if let Some(id) = delete
-        && let Err(e) = session.delete_branch(id)
-    {
-        session.notify(Level::Error, e);
+    if let Some(id) = delete {
+        state.commands.push(Command::DeleteBranch(id));
     }
 }

@@ -6,12 +6,10 @@ use bevy_egui::egui::{self, Color32, Sense, Stroke, Vec2};
 use dreamyard_scenes::ActionSpace;
 
 use super::UiState;
+use crate::commands::{Command, ExportKind};
 use crate::controls::{KEYS, gamepad_mapping};
-use crate::gui::driver::AppCommand;
 use crate::gui::input::InputSource;
-use crate::session::recorder::DatasetRecorder;
 use crate::session::truth::TruthKind;
-use crate::session::{Level, Refused};
 
 pub(super) fn controls_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     transport_ui(ui, state);
@@ -29,7 +27,8 @@ fn section(ui: &mut egui::Ui, title: &str) {
 
 fn transport_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     section(ui, "Playback");
-    let session = &mut *state.session;
+    let session = state.session;
+    let mut config = session.config.clone();
     ui.horizontal(|ui| {
         let playing = session.transport.playing;
         let label = if playing { "⏸ Pause" } else { "▶ Play" };
@@ -38,7 +37,7 @@ fn transport_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .on_hover_text(". or Space")
             .clicked()
         {
-            session.transport.playing = !playing;
+            state.commands.push(Command::SetPlaying(!playing));
         }
         if ui
             .add_sized([70.0, 26.0], egui::Button::new("⏭ Step"))
@@ -46,36 +45,34 @@ fn transport_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .clicked()
             && let Some(action) = state.control.action.clone()
         {
-            session.transport.playing = false;
-            match session.step(&action) {
-                Ok(()) | Err(Refused::Busy) => {}
-                Err(e) => session.notify(Level::Info, format!("step not taken: {e:?}")),
-            }
+            state.commands.push(Command::Step(action));
         }
         if ui
             .add_sized([70.0, 26.0], egui::Button::new("⟲ Reset"))
             .on_hover_text("Enter")
             .clicked()
         {
-            session.reset();
+            state.commands.push(Command::Reset);
         }
     });
     ui.horizontal(|ui| {
         ui.label("steps/s");
         ui.add(
-            egui::Slider::new(&mut session.config.steps_per_sec, 0.5..=60.0)
+            egui::Slider::new(&mut config.steps_per_sec, 0.5..=60.0)
                 .logarithmic(true)
                 .max_decimals(1),
         );
     });
     ui.horizontal(|ui| {
         ui.label("seed");
-        ui.add(egui::DragValue::new(&mut session.config.seed));
+        ui.add(egui::DragValue::new(&mut config.seed));
         if ui.small_button("new episode").clicked() {
-            session.config.seed = session.config.seed.wrapping_add(1);
-            session.reset();
+            state.commands.push(Command::NewEpisode);
         }
     });
+    if config != session.config {
+        state.commands.push(Command::SetConfig(config));
+    }
 }
 
 fn action_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
@@ -189,10 +186,11 @@ fn planar_pad_ui(ui: &mut egui::Ui, pad: &mut crate::controls::ActionPad) -> boo
 
 fn rollout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     section(ui, "Rollout");
-    let session = &mut *state.session;
+    let session = state.session;
+    let mut config = session.config.clone();
     ui.horizontal(|ui| {
         ui.label("re-anchor every");
-        ui.add(egui::DragValue::new(&mut session.config.anchor_every).range(0..=10_000))
+        ui.add(egui::DragValue::new(&mut config.anchor_every).range(0..=10_000))
             .on_hover_text("reset the model's context to the last real frames every N imagined steps (0 = never)");
         ui.label("steps");
     });
@@ -203,22 +201,21 @@ fn rollout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .on_hover_text("the next step starts from the last real frames")
             .clicked()
         {
-            session.resync_now();
+            state.commands.push(Command::ResyncNow);
         }
         let replay = session.active_branch().truth_kind() == Some(TruthKind::Replay);
         if ui
             .add_enabled(replay, egui::Button::new("🎮 Take over"))
             .on_hover_text("t: leave the recorded actions and drive from this step")
             .clicked()
-            && let Err(e) = session.take_over()
         {
-            session.notify(Level::Error, e);
+            state.commands.push(Command::TakeOver);
         }
     });
     ui.horizontal(|ui| {
         ui.label("diverged below");
         ui.add(
-            egui::DragValue::new(&mut session.config.divergence_psnr_db)
+            egui::DragValue::new(&mut config.divergence_psnr_db)
                 .range(5.0..=60.0)
                 .speed(0.5)
                 .suffix(" dB"),
@@ -234,7 +231,7 @@ fn rollout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .on_hover_text("the model alone, no ground truth")
             .clicked()
         {
-            session.enter_dream_mode();
+            state.commands.push(Command::EnterDream);
         }
         ui.label("error gain");
         ui.add(
@@ -244,11 +241,14 @@ fn rollout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 .suffix("×"),
         );
     });
+    if config != session.config {
+        state.commands.push(Command::SetConfig(config));
+    }
 }
 
 fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     section(ui, "Record & export");
-    let session = &mut *state.session;
+    let session = state.session;
     match session.recording() {
         None => {
             ui.horizontal(|ui| {
@@ -264,15 +264,7 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     )
                     .clicked()
                 {
-                    let stamp = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let dir = std::path::PathBuf::from(format!("recordings/{stamp}"));
-                    let started =
-                        session.start_recording(Box::new(DatasetRecorder::create(&dir)));
-                    if let Err(e) = started {
-                        session.notify(Level::Error, e);
-                    }
+                    state.commands.push(Command::StartRecording);
                 }
             });
         }
@@ -285,18 +277,14 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 .color(Color32::from_rgb(235, 90, 90)),
             );
             ui.horizontal(|ui| {
-                let mut result = Ok(());
                 if ui.button("Save (→/n)").clicked() {
-                    result = session.save_episode().map(|_| ());
+                    state.commands.push(Command::SaveEpisode);
                 }
                 if ui.button("Re-record (←/r)").clicked() {
-                    result = session.discard_episode();
+                    state.commands.push(Command::DiscardEpisode);
                 }
                 if ui.button("Stop (Esc/q)").clicked() {
-                    result = session.stop_recording();
-                }
-                if let Err(e) = result {
-                    session.notify(Level::Error, e);
+                    state.commands.push(Command::StopRecording);
                 }
             });
         }
@@ -307,14 +295,14 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .on_hover_text("Truth | Model | Error per step")
             .clicked()
         {
-            state.commands.push(AppCommand::ExportGif);
+            state.commands.push(Command::Export(ExportKind::Gif));
         }
         if ui
             .button("Export PNG strip")
             .on_hover_text("rows Truth, Model, Error over 12 steps")
             .clicked()
         {
-            state.commands.push(AppCommand::ExportPng);
+            state.commands.push(Command::Export(ExportKind::PngStrip));
         }
     });
 }

@@ -6,7 +6,7 @@ use bevy_egui::egui::{self, Color32};
 use super::UiState;
 
 pub(super) fn hud_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
-    let session = &*state.session;
+    let session = state.session;
     // Right-to-left layout: the last item added is the leftmost.
     let device = session
         .model_info()

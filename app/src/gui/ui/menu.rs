@@ -4,7 +4,7 @@ use bevy_egui::egui;
 use dreamyard_scenes::BUILTIN_SCENES;
 
 use super::UiState;
-use crate::gui::driver::AppCommand;
+use crate::commands::Command;
 use crate::gui::files::{DialogKind, RecentKind};
 use crate::gui::textures::Filter;
 
@@ -34,8 +34,11 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     .clicked()
                 {
                     state.commands.push(match entry.kind {
-                        RecentKind::Model => AppCommand::OpenModel(entry.path.clone()),
-                        RecentKind::Dataset => AppCommand::OpenDataset {
+                        RecentKind::Model => Command::OpenModel {
+                            path: entry.path.clone(),
+                            config: None,
+                        },
+                        RecentKind::Dataset => Command::OpenDataset {
                             dir: entry.path.clone(),
                             episode: 0,
                         },
@@ -54,9 +57,7 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     ui.menu_button("Scene", |ui| {
         for name in BUILTIN_SCENES {
             if ui.button(*name).clicked() {
-                state
-                    .commands
-                    .push(AppCommand::OpenScene((*name).to_owned()));
+                state.commands.push(Command::OpenScene((*name).to_owned()));
                 ui.close();
             }
         }
@@ -74,14 +75,20 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         ui.label(egui::RichText::new("waiting for the file dialog…").weak());
     }
     ui.separator();
-    let session = &*state.session;
+    let session = state.session;
     let model = session
         .model_info()
         .map_or_else(|| "no model".to_owned(), |m| short(&m.source));
     let truth = session
         .truth_spec()
         .map_or_else(|| "no ground truth".to_owned(), |t| t.name.clone());
-    ui.label(egui::RichText::new(format!("{model}  ·  {truth}")).weak());
+    let label = ui.label(egui::RichText::new(format!("{model}  ·  {truth}")).weak());
+    if let Some(m) = session.model_info() {
+        label.on_hover_text(format!(
+            "{}\nweights SHA-256 {}\non {}",
+            m.source, m.weights_sha256, m.device
+        ));
+    }
 }
 
 /// The last two components of a path.

@@ -6,12 +6,13 @@ use bevy_egui::egui::{self, Color32};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use super::UiState;
+use crate::commands::Command;
 use crate::session::FrameKind;
 
 const DIVERGED: Color32 = Color32::from_rgb(255, 210, 70);
 
 pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
-    let session = &*state.session;
+    let session = state.session;
     let branch = session.active_branch();
     let threshold = session.config.divergence_psnr_db;
     let divergence = branch.first_divergence(threshold);
@@ -106,7 +107,9 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         }
     });
     if let Some(x) = clicked_step {
-        state.session.scrub(x.round().max(0.0) as usize);
+        state
+            .commands
+            .push(Command::Scrub(x.round().max(0.0) as usize));
     }
 }
 

@@ -14,11 +14,12 @@ use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, PrimaryEguiContext, egui,
 };
 
-use super::driver::{AppCommand, AppCommands, SessionRes};
+use super::driver::{AppCommands, SessionRes};
 use super::error_shader::ErrorGain;
 use super::files::{Dialogs, Recent};
 use super::input::ControlState;
 use super::textures::FrameTextures;
+use crate::commands::Command;
 use crate::session::Session;
 
 pub(super) fn plugin(app: &mut App) {
@@ -63,13 +64,14 @@ impl Default for ViewState {
 
 /// Everything a panel may read or change.
 pub(super) struct UiState<'a> {
-    pub session: &'a mut Session,
+    /// Read-only: panels change the session by pushing commands.
+    pub session: &'a Session,
     pub control: &'a mut ControlState,
     pub textures: &'a mut FrameTextures,
     pub gain: &'a mut ErrorGain,
     pub recent: &'a Recent,
     pub dialogs: &'a mut Dialogs,
-    pub commands: &'a mut Vec<AppCommand>,
+    pub commands: &'a mut Vec<Command>,
     pub hud: &'a Hud,
     pub view: &'a mut ViewState,
 }
@@ -104,7 +106,7 @@ fn style(mut contexts: EguiContexts, mut done: Local<bool>) {
 #[allow(clippy::too_many_arguments)] // one resource per concern; bundled into UiState below
 fn draw(
     mut contexts: EguiContexts,
-    session: Option<ResMut<SessionRes>>,
+    session: Option<Res<SessionRes>>,
     mut control: ResMut<ControlState>,
     textures: Option<ResMut<FrameTextures>>,
     mut gain: ResMut<ErrorGain>,
@@ -114,7 +116,7 @@ fn draw(
     hud: Res<Hud>,
     mut view: ResMut<ViewState>,
 ) {
-    let (Some(mut session), Some(mut textures)) = (session, textures) else {
+    let (Some(session), Some(mut textures)) = (session, textures) else {
         return;
     };
     let Ok(ctx) = contexts.ctx_mut() else {
@@ -122,7 +124,7 @@ fn draw(
     };
     let ctx = ctx.clone();
     let mut state = UiState {
-        session: &mut session.0,
+        session: &session.0,
         control: &mut control,
         textures: &mut textures,
         gain: &mut gain,

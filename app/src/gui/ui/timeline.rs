@@ -5,11 +5,12 @@
 use bevy_egui::egui::{self, Color32, Sense, Stroke, Vec2};
 
 use super::UiState;
+use crate::commands::Command;
 use crate::session::FrameKind;
 use crate::session::export::{CONTEXT_RGB, IMAGINED_RGB};
 
 pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
-    let session = &mut *state.session;
+    let session = state.session;
     let branch = session.active_branch();
     let n = branch.steps.len();
     let shown = session.view_step();
@@ -70,7 +71,7 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         );
         legend(ui, Color32::from_rgb(255, 210, 70), "anchor / divergence");
         if let Some(step) = go {
-            session.scrub(step);
+            state.commands.push(Command::Scrub(step));
         }
     });
 
@@ -78,7 +79,7 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, 26.0), Sense::click_and_drag());
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 3.0, Color32::from_gray(26));
-    let session = &mut *state.session;
+    let session = state.session;
     let branch = session.active_branch();
     if n == 0 {
         return;
@@ -142,7 +143,7 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     {
         let t = ((p.x - rect.left()) / rect.width()).clamp(0.0, 1.0);
         let step = ((t * n as f32) as usize).min(n - 1);
-        session.scrub(step);
+        state.commands.push(Command::Scrub(step));
     }
     response.on_hover_text("click or drag to scrub; the three panels show that step");
 }

@@ -4,6 +4,7 @@
 use bevy_egui::egui::{self, Color32, Rect, Sense, Stroke, Vec2};
 
 use super::UiState;
+use crate::commands::Command;
 use crate::gui::input::InputSource;
 use crate::metrics::heat_color;
 use crate::session::export::{CONTEXT_RGB, IMAGINED_RGB};
@@ -49,14 +50,14 @@ pub(super) fn notices_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             });
     }
     if dismiss {
-        state.session.clear_notices();
+        state.commands.push(Command::ClearNotices);
     }
     ui.add_space(4.0);
 }
 
 /// Truth, model and error of the shown step, side by side, scaled to the panel.
 pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
-    let session = &*state.session;
+    let session = state.session;
     let branch = session.active_branch();
     let step = session.view_step();
     let rec = step.and_then(|i| branch.steps.get(i));
@@ -259,7 +260,7 @@ fn heat_legend_ui(ui: &mut egui::Ui, width: f32, gain: f32) {
 
 /// The shown step's number, kind, action and metrics.
 fn caption_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
-    let session = &*state.session;
+    let session = state.session;
     let branch = session.active_branch();
     let Some(i) = session.view_step() else {
         ui.label(

@@ -1,10 +1,8 @@
-//! Shared by the end-to-end test files: run the `dreamyard` CLI in a child process.
+//! Shared by the end-to-end test modules: run the `dreamyard` CLI in a child process.
 //!
-//! Each test binary re-runs itself with `--exact cli_child` and the CLI arguments in
+//! The test binary re-runs itself with `--exact cli_child` and the CLI arguments in
 //! `DREAMYARD_CLI_ARGS`; the child calls `dreamyard::cli::run` and prints `CLI_OK` or
 //! `CLI_ERR <message>`, so stdout can be captured and checked (the CLI prints its results).
-
-#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::process::Command;
 
@@ -31,7 +29,7 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
     (ok, stdout, stderr)
 }
 
-/// Body of each binary's `cli_child` test: runs the CLI when started by [`run_cli`].
+/// Body of the binary's `cli_child` test: runs the CLI when started by [`run_cli`].
 pub fn child_main() {
     let Ok(args) = std::env::var("DREAMYARD_CLI_ARGS") else {
         return;

@@ -3,23 +3,15 @@
 //! every finished episode, stays a valid dataset, and `--resume` completes it into exactly
 //! the dataset an uninterrupted run writes.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use dreamyard_scenes::dataset::{Dataset, Info};
 
-mod common;
+use crate::common;
 
 use common::{child_command as child, run_cli};
-
-#[test]
-#[ignore = "run as a child process by the tests below"]
-fn cli_child() {
-    common::child_main();
-}
 
 fn json_after(stdout: &str, start: char) -> serde_json::Value {
     let from = stdout

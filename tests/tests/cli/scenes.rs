@@ -1,17 +1,9 @@
 //! The `dreamyard` command line, driven as a user would: scene inspection, episodes written
 //! as GIF, benchmarks as JSON, and clear errors for bad input.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
-mod common;
+use crate::common;
 
 use common::{json_line, run_cli};
-
-#[test]
-#[ignore = "run as a child process by the tests below"]
-fn cli_child() {
-    common::child_main();
-}
 
 #[test]
 fn bench_scene_prints_steps_per_second_as_json() {

@@ -3,22 +3,14 @@
 //! the same numbers exactly; the report files are all there; a model that does not fit the
 //! dataset is refused with an error naming the field. `train --init` fine-tunes that model.
 
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{fixture_dir, run_cli};
-
-#[test]
-#[ignore = "run as a child process by the tests below"]
-fn cli_child() {
-    common::child_main();
-}
 
 /// A recorded dataset and a model trained on it, shared by the tests of this file.
 struct Fixture {

@@ -1,0 +1,384 @@
+//! How the UI changes the core. Panels and input handlers read the [`Session`] and push
+//! [`Command`]s into one queue; [`apply`] carries each out with one error policy: a command that
+//! fails or is refused becomes a visible notice, and nothing is dropped silently. The paths the
+//! app writes to (recordings, exports) are made here, once. No Bevy here: the GUI's driver
+//! drains its queue into [`apply`], and the tests do the same without a window.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dreamyard_scenes::Action;
+
+use crate::launch::{self, ModelRequest};
+use crate::session::recorder::DatasetRecorder;
+use crate::session::{BranchId, Level, Refused, Session, SessionConfig, export};
+
+/// A change the user asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start or stop automatic stepping.
+    SetPlaying(bool),
+    /// One step with this action (pauses playback).
+    Step(Action),
+    /// Restart the episode from the session's seed.
+    Reset,
+    /// The next seed's episode.
+    NewEpisode,
+    /// New settings (pace, seed, re-anchoring, divergence threshold).
+    SetConfig(SessionConfig),
+    /// Show this step of the active branch (timeline, plots).
+    Scrub(usize),
+    /// A new branch from this step.
+    Fork(usize),
+    SwitchBranch(BranchId),
+    DeleteBranch(BranchId),
+    /// Leave a replay's recorded actions and drive from the shown step.
+    TakeOver,
+    /// The next step starts from the last real frames.
+    ResyncNow,
+    /// The model alone, without ground truth.
+    EnterDream,
+    /// Record the model's frames into a new dataset under [`Outputs::recordings`].
+    StartRecording,
+    SaveEpisode,
+    DiscardEpisode,
+    StopRecording,
+    /// A model (what `--model` / `--config` accept), on the app's device.
+    OpenModel {
+        path: PathBuf,
+        config: Option<PathBuf>,
+    },
+    OpenScene(String),
+    OpenDataset {
+        dir: PathBuf,
+        episode: usize,
+    },
+    /// A dropped or typed path: a dataset (a folder with `meta/`) or else a model.
+    OpenPath(PathBuf),
+    Export(ExportKind),
+    ClearNotices,
+}
+
+/// What an export writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// An animated GIF of Truth | Model | Error per step.
+    Gif,
+    /// A PNG strip: rows Truth, Model, Error over the last steps.
+    PngStrip,
+}
+
+/// Something a command opened, for the caller's recent-files list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opened {
+    Model(PathBuf),
+    Dataset(PathBuf),
+}
+
+/// What commands need besides the session: where the app writes (recordings and exports, each
+/// under its own name in one folder) and the device models open on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outputs {
+    pub root: PathBuf,
+    /// `--device` of the app: models opened later (File > Open, drag and drop) use it too.
+    pub device: String,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("."),
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl Outputs {
+    /// A new recording's dataset folder: `recordings/<unix seconds>`.
+    pub fn recording(&self, stamp: u64) -> PathBuf {
+        self.root.join("recordings").join(stamp.to_string())
+    }
+
+    /// An export's file: `dreamyard-<unix seconds>.<ext>`.
+    pub fn export(&self, stamp: u64, ext: &str) -> PathBuf {
+        self.root.join(format!("dreamyard-{stamp}.{ext}"))
+    }
+}
+
+/// Seconds since the Unix epoch (names of recordings and exports).
+fn stamp() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why a step was not taken, for a notice.
+pub fn refused_text(r: &Refused) -> String {
+    match r {
+        Refused::Busy => "step not taken: the model is still working on the previous step".into(),
+        Refused::Empty => "step not taken: no ground truth and no model are open".into(),
+        Refused::EpisodeEnded => "step not taken: the replayed episode has ended".into(),
+        Refused::Invalid(why) => format!("step not taken: {why}"),
+    }
+}
+
+/// Carries out every command of `queue` in order (see [`apply`]); returns what was opened.
+pub fn apply_all(
+    session: &mut Session,
+    outputs: &Outputs,
+    queue: impl IntoIterator<Item = Command>,
+) -> Vec<Opened> {
+    queue
+        .into_iter()
+        .filter_map(|c| apply(session, outputs, c))
+        .collect()
+}
+
+/// Carries out one command. A failure or refusal becomes a notice on the session (the error
+/// policy of the whole UI); the return value names a model or dataset that was opened.
+pub fn apply(session: &mut Session, outputs: &Outputs, cmd: Command) -> Option<Opened> {
+    let result: Result<(), String> = match cmd {
+        Command::SetPlaying(on) => {
+            session.transport.playing = on;
+            Ok(())
+        }
+        Command::Step(action) => {
+            session.transport.playing = false;
+            session.step(&action).map_err(|r| refused_text(&r))
+        }
+        Command::Reset => {
+            session.reset();
+            Ok(())
+        }
+        Command::NewEpisode => {
+            session.config.seed = session.config.seed.wrapping_add(1);
+            session.reset();
+            Ok(())
+        }
+        Command::SetConfig(config) => {
+            session.config = config;
+            Ok(())
+        }
+        Command::Scrub(step) => {
+            session.scrub(step);
+            Ok(())
+        }
+        Command::Fork(step) => session.fork(step).map(|_| ()),
+        Command::SwitchBranch(id) => {
+            if session.switch_branch(id) {
+                Ok(())
+            } else {
+                Err(format!("no branch {}", id.0))
+            }
+        }
+        Command::DeleteBranch(id) => session.delete_branch(id),
+        Command::TakeOver => session.take_over(),
+        Command::ResyncNow => {
+            session.resync_now();
+            Ok(())
+        }
+        Command::EnterDream => {
+            session.enter_dream_mode();
+            Ok(())
+        }
+        Command::StartRecording => {
+            let dir = outputs.recording(stamp());
+            session.start_recording(Box::new(DatasetRecorder::create(&dir)))
+        }
+        Command::SaveEpisode => session.save_episode().map(|_| ()),
+        Command::DiscardEpisode => session.discard_episode(),
+        Command::StopRecording => session.stop_recording(),
+        Command::OpenModel { path, config } => {
+            let request = ModelRequest {
+                path: path.clone(),
+                config,
+                device: outputs.device.clone(),
+            };
+            return launch::load_model(session, &request).then_some(Opened::Model(path));
+        }
+        Command::OpenScene(name) => {
+            launch::open_scene(session, &name);
+            Ok(())
+        }
+        Command::OpenDataset { dir, episode } => {
+            return launch::open_episode(session, &dir, episode).then_some(Opened::Dataset(dir));
+        }
+        Command::OpenPath(path) => return open_path(session, outputs, path),
+        Command::Export(kind) => export_now(session, outputs, kind),
+        Command::ClearNotices => {
+            session.clear_notices();
+            Ok(())
+        }
+    };
+    if let Err(text) = result {
+        session.notify(Level::Error, text);
+    }
+    None
+}
+
+/// Steps if playing and the pace allows (call every frame); a refused step becomes a notice
+/// (playback has stopped then).
+pub fn tick(session: &mut Session, now: Instant, action: &Action) {
+    if let Some(Err(r)) = session.tick(now, action) {
+        session.notify(Level::Error, refused_text(&r));
+    }
+}
+
+/// A dropped path: a LeRobot dataset (a folder with `meta/`, or a file inside one) opens its
+/// first episode; anything else opens as a model through the one model source, whose error
+/// says what a model must hold.
+fn open_path(session: &mut Session, outputs: &Outputs, path: PathBuf) -> Option<Opened> {
+    let dataset = [Some(path.as_path()), path.parent()]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_dir() && p.join("meta").is_dir());
+    if let Some(dir) = dataset {
+        let dir = dir.to_path_buf();
+        return launch::open_episode(session, &dir, 0).then_some(Opened::Dataset(dir));
+    }
+    apply(session, outputs, Command::OpenModel { path, config: None })
+}
+
+fn export_now(session: &mut Session, outputs: &Outputs, kind: ExportKind) -> Result<(), String> {
+    let fps = session.fps();
+    let branch = session.active_branch();
+    let stamp = stamp();
+    let result = match kind {
+        ExportKind::Gif => {
+            let path = outputs.export(stamp, "gif");
+            export::export_gif(branch, &path, fps).map(|n| (n, path))
+        }
+        ExportKind::PngStrip => {
+            let path = outputs.export(stamp, "png");
+            export::export_png_strip(branch, &path, 12).map(|n| (n, path))
+        }
+    };
+    match result {
+        Ok((n, path)) => {
+            session.notify(
+                Level::Info,
+                format!("exported {n} steps → {}", path.display()),
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("export failed: {}", crate::error_chain(e.as_ref()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dreamyard_scenes::{ActionSpace, Frame, SceneSource, load_scene};
+
+    use super::*;
+    use crate::session::truth::{Episode, LiveScene, Replay};
+
+    fn last_error(s: &Session) -> String {
+        let n = s.notices().last().expect("a notice");
+        assert_eq!(n.level, Level::Error, "{}", n.text);
+        n.text.clone()
+    }
+
+    fn push_t() -> Session {
+        let mut s = Session::default();
+        let scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+        assert!(s.set_truth(Box::new(LiveScene::new(scene, 0))));
+        s
+    }
+
+    #[test]
+    fn a_refused_step_becomes_a_visible_notice() {
+        let out = Outputs::default();
+        // Nothing open.
+        let mut s = Session::default();
+        apply(
+            &mut s,
+            &out,
+            Command::Step(Action::Continuous(vec![1.0, 2.0])),
+        );
+        assert!(last_error(&s).contains("no ground truth"));
+        // An action that does not fit the scene.
+        let mut s = push_t();
+        apply(&mut s, &out, Command::Step(Action::Discrete(3)));
+        assert!(last_error(&s).starts_with("step not taken"));
+        assert_eq!(s.active_branch().steps.len(), 1, "no step was taken");
+        // The last branch cannot go.
+        let id = s.active_id();
+        apply(&mut s, &out, Command::DeleteBranch(id));
+        assert!(last_error(&s).contains("last branch"));
+    }
+
+    #[test]
+    fn playback_that_fails_stops_with_a_notice() {
+        // A two-frame replay: the second played step runs past its end.
+        let frame = Frame {
+            width: 8,
+            height: 8,
+            data: vec![9; 8 * 8 * 3],
+        };
+        let episode = Episode {
+            name: "short".into(),
+            frames: vec![frame.clone(), frame],
+            actions: vec![Action::Discrete(0), Action::Discrete(1)],
+            states: None,
+            action_space: ActionSpace::Discrete {
+                names: vec!["0".into(), "1".into()],
+            },
+            fps: 10.0,
+        };
+        let mut s = Session::default();
+        assert!(s.set_truth(Box::new(Replay::new(episode, None).unwrap())));
+        let out = Outputs::default();
+        apply(&mut s, &out, Command::SetPlaying(true));
+        let mut now = Instant::now();
+        for _ in 0..4 {
+            tick(&mut s, now, &Action::Discrete(0));
+            now += Duration::from_secs(1);
+        }
+        assert!(!s.transport.playing, "playback stops");
+        assert!(last_error(&s).contains("episode has ended"));
+    }
+
+    #[test]
+    fn opening_what_is_not_there_is_a_notice_and_keeps_the_session() {
+        let mut s = push_t();
+        let out = Outputs::default();
+        let opened = apply(&mut s, &out, Command::OpenPath("/no/such/model".into()));
+        assert_eq!(opened, None);
+        assert!(last_error(&s).contains("no such model file or directory"));
+        let opened = apply(
+            &mut s,
+            &out,
+            Command::OpenModel {
+                path: "/no/such/agent.pt".into(),
+                config: None,
+            },
+        );
+        assert_eq!(opened, None);
+        assert!(s.model_loading().is_none());
+        let bad_device = Outputs {
+            device: "tpu".into(),
+            ..Outputs::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), b"x").unwrap();
+        std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
+        apply(&mut s, &bad_device, Command::OpenPath(dir.path().into()));
+        assert!(last_error(&s).contains("unknown device `tpu`"));
+        assert_eq!(s.truth_spec().unwrap().name, "push-t");
+    }
+
+    #[test]
+    fn outputs_name_recordings_and_exports_in_one_folder() {
+        let out = Outputs {
+            root: "/data/dy".into(),
+            ..Outputs::default()
+        };
+        assert_eq!(out.recording(5), PathBuf::from("/data/dy/recordings/5"));
+        assert_eq!(
+            out.export(5, "gif"),
+            PathBuf::from("/data/dy/dreamyard-5.gif")
+        );
+    }
+}

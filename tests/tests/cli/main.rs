@@ -1,0 +1,17 @@
+//! End-to-end tests: the `dreamyard` command line driven as a user would, one module per area.
+//! One test binary (linking the app once); each test runs the CLI in a child process of this
+//! binary (see [`common`]).
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+mod datasets;
+mod eval;
+mod model;
+mod scenes;
+
+#[test]
+#[ignore = "run as a child process by the tests"]
+fn cli_child() {
+    common::child_main();
+}
