@@ -89,9 +89,7 @@ pub struct ResetConfig {
 impl ArmPushConfig {
     /// Parses and validates an arm-push scene file; `file` names it in errors.
     pub fn from_toml(file: &Path, text: &str) -> Result<Self, SceneError> {
-        let cfg: Self = config::parse(file, text)?;
-        cfg.validate(file)?;
-        Ok(cfg)
+        config::parse_checked(file, text, Self::validate)
     }
 
     fn validate(&self, file: &Path) -> Result<(), SceneError> {
@@ -310,12 +308,7 @@ impl ArmPush {
 
     fn render(&self) -> crate::Frame {
         let cfg = &self.cfg;
-        let mut canvas = Canvas::new(
-            cfg.frame.width,
-            cfg.frame.height,
-            cfg.world.size as f32,
-            cfg.world.background,
-        );
+        let mut canvas = Canvas::for_scene(&cfg.frame, &cfg.world);
         let f = |p: [f64; 2]| [p[0] as f32, p[1] as f32];
         canvas.fill_circle(f(cfg.goal.position), cfg.goal.radius as f32, cfg.goal.color);
         for [a, b] in &cfg.walls.segments {

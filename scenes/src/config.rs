@@ -10,6 +10,17 @@ use crate::spec::Rgb;
 
 /// Parses a TOML scene file; unknown and missing fields are errors (serde's
 /// `deny_unknown_fields`), reported with the file, line and key.
+/// Parses a scene file with [`parse`], then checks it with `validate` (which names the field).
+pub(crate) fn parse_checked<T: DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    validate: impl FnOnce(&T, &Path) -> Result<(), SceneError>,
+) -> Result<T, SceneError> {
+    let cfg: T = parse(file, text)?;
+    validate(&cfg, file)?;
+    Ok(cfg)
+}
+
 pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, SceneError> {
     toml::from_str(text).map_err(|e| SceneError::Parse {
         file: file.to_owned(),

@@ -92,9 +92,7 @@ pub struct ResetConfig {
 impl PushTConfig {
     /// Parses and validates a push-t scene file; `file` names it in errors.
     pub fn from_toml(file: &Path, text: &str) -> Result<Self, SceneError> {
-        let cfg: Self = config::parse(file, text)?;
-        cfg.validate(file)?;
-        Ok(cfg)
+        config::parse_checked(file, text, Self::validate)
     }
 
     fn validate(&self, file: &Path) -> Result<(), SceneError> {
@@ -301,12 +299,7 @@ impl PushT {
 
     fn render(&self) -> crate::Frame {
         let cfg = &self.cfg;
-        let mut canvas = Canvas::new(
-            cfg.frame.width,
-            cfg.frame.height,
-            cfg.world.size as f32,
-            cfg.world.background,
-        );
+        let mut canvas = Canvas::for_scene(&cfg.frame, &cfg.world);
         let to_f32 = |pts: Vec<[f64; 2]>| -> Vec<[f32; 2]> {
             pts.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
         };

@@ -53,6 +53,19 @@ fn paint(color: Rgb) -> Paint<'static> {
 }
 
 impl Canvas {
+    /// A canvas for a scene file's frame size and world (size and background colour).
+    pub fn for_scene(
+        frame: &crate::config::FrameConfig,
+        world: &crate::config::WorldConfig,
+    ) -> Self {
+        Self::new(
+            frame.width,
+            frame.height,
+            world.size as f32,
+            world.background,
+        )
+    }
+
     pub fn new(width: u32, height: u32, world_size: f32, background: Rgb) -> Self {
         // Sizes are validated when the scene file loads, so the pixmap always exists.
         let mut pixmap = Pixmap::new(width.max(1), height.max(1))

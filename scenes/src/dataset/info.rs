@@ -94,6 +94,14 @@ impl serde::Serialize for Feature {
 pub struct Features(pub Vec<(String, Feature)>);
 
 impl Features {
+    /// Keys of the video features (`dtype: "video"`), in file order.
+    pub fn video_keys(&self) -> Vec<&str> {
+        self.iter()
+            .filter(|(_, f)| f.dtype == "video")
+            .map(|(k, _)| k)
+            .collect()
+    }
+
     pub fn get(&self, key: &str) -> Option<&Feature> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, f)| f)
     }

@@ -45,12 +45,7 @@ pub(super) fn read_legacy(
     }
     let tasks = tasks_by_index(&tasks_path, pairs.into_iter())?;
     let ep_path = root.join(LEGACY_EPISODES_PATH);
-    let video_keys: Vec<&str> = info
-        .features
-        .iter()
-        .filter(|(_, f)| f.dtype == "video")
-        .map(|(k, _)| k)
-        .collect();
+    let video_keys = info.features.video_keys();
     let mut episodes = Vec::new();
     for (line, v) in jsonl(&ep_path)? {
         let bad = |field: &str, expected: &str| {

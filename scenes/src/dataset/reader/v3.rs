@@ -63,12 +63,7 @@ pub(super) fn read_v3(root: &Path, info: &Info) -> Result<Listing, DatasetError>
     } else {
         Vec::new()
     };
-    let video_keys: Vec<&str> = info
-        .features
-        .iter()
-        .filter(|(_, f)| f.dtype == "video")
-        .map(|(k, _)| k)
-        .collect();
+    let video_keys = info.features.video_keys();
     let mut wanted: Vec<String> = [
         "episode_index",
         "tasks",
