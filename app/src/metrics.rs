@@ -18,6 +18,38 @@ pub const SSIM_WINDOW: usize = 11;
 /// Standard deviation of the SSIM window.
 pub const SSIM_SIGMA: f64 = 1.5;
 
+/// PSNR of identical frames is infinite; a frame's PSNR is capped here (in `eval` before
+/// averaging, in the app before plotting).
+pub const PSNR_CAP_DB: f64 = 100.0;
+
+/// The scores of one frame against the truth, as both the app's panels and `eval` compute them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameScores {
+    /// PSNR (dB), capped at [`PSNR_CAP_DB`].
+    pub psnr: f64,
+    /// Mean SSIM over the three channels.
+    pub ssim: f64,
+    /// Mask IoU per palette object (in palette order); `None` where the object is in neither
+    /// frame. Empty without a palette.
+    pub iou: Vec<(String, Option<f64>)>,
+}
+
+/// Scores `model` against `truth` (RGB8, `width x height`, same size): the one definition the
+/// app and `eval` share, so a step's numbers in the app equal `eval`'s for the same frames.
+pub fn score_frame(
+    truth: &[u8],
+    model: &[u8],
+    width: usize,
+    height: usize,
+    palette: Option<&Palette>,
+) -> FrameScores {
+    FrameScores {
+        psnr: psnr(model, truth).min(PSNR_CAP_DB),
+        ssim: ssim(model, truth, width, height),
+        iou: palette.map_or_else(Vec::new, |p| mask_iou(model, truth, p)),
+    }
+}
+
 /// Peak signal-to-noise ratio (dB) of two RGB8 buffers of equal length.
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     let n = a.len().min(b.len());

@@ -31,11 +31,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Palette, mask_iou, psnr, ssim};
+use crate::metrics::{Palette, score_frame};
 use data::EvalDataset;
 
-/// PSNR of identical frames is infinite; per-frame PSNR is capped here before averaging.
-pub const PSNR_CAP_DB: f64 = 100.0;
+pub use crate::metrics::PSNR_CAP_DB;
 
 /// How the model is fed during the horizon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -185,15 +184,11 @@ pub struct FrameMetrics {
 impl FrameMetrics {
     /// Scores `pred` against `truth` (RGB8, `w x h`).
     pub fn of(pred: &[u8], truth: &[u8], w: usize, h: usize, palette: Option<&Palette>) -> Self {
+        let s = score_frame(truth, pred, w, h, palette);
         Self {
-            psnr: psnr(pred, truth).min(PSNR_CAP_DB),
-            ssim: ssim(pred, truth, w, h),
-            iou: palette.map_or_else(Vec::new, |p| {
-                mask_iou(pred, truth, p)
-                    .into_iter()
-                    .map(|(_, v)| v)
-                    .collect()
-            }),
+            psnr: s.psnr,
+            ssim: s.ssim,
+            iou: s.iou.into_iter().map(|(_, v)| v).collect(),
         }
     }
 

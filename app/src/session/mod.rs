@@ -14,6 +14,8 @@ pub mod backend;
 pub mod export;
 pub mod frames;
 pub mod recorder;
+pub mod recording;
+pub mod timeline;
 pub mod truth;
 pub mod worker;
 
@@ -26,10 +28,15 @@ use std::time::{Duration, Instant};
 use dreamyard_scenes::{Action, ActionSpace, Frame};
 
 use crate::metrics::{self, Palette};
-use backend::{ModelInfo, ModelState};
+use backend::ModelInfo;
 use recorder::{EpisodeMeta, Recorder};
+use recording::Recording;
 use truth::{GroundTruth, TruthKind, TruthSpec};
 use worker::{ModelWorker, Reply, StartFrom};
+
+pub use timeline::{
+    Branch, BranchId, FrameKind, KEPT_STATES, StepMetrics, StepRecord, Timeline, evict_old_state,
+};
 
 /// Settings the user changes while the session runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,135 +60,6 @@ impl Default for SessionConfig {
             seed: 0,
             steps_per_sec: 10.0,
         }
-    }
-}
-
-/// Where the frame in the model column of a step came from (DreamerV3 marks context frames and
-/// imagined frames with different borders).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameKind {
-    /// A real frame given to the model as context.
-    Context,
-    /// A frame the model generated.
-    Imagined,
-    /// No model: ground truth only.
-    TruthOnly,
-}
-
-/// Model vs truth at one step.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepMetrics {
-    pub psnr_db: f64,
-    pub ssim: f64,
-    /// IoU per scene object (`None`: the object is in neither frame).
-    pub iou: Vec<(String, Option<f64>)>,
-}
-
-impl StepMetrics {
-    /// Mean IoU over the objects present in either frame.
-    pub fn mean_iou(&self) -> Option<f64> {
-        let v: Vec<f64> = self.iou.iter().filter_map(|(_, x)| *x).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    }
-}
-
-/// One step of a branch.
-#[derive(Clone, Debug)]
-pub struct StepRecord {
-    /// The action that led to this step (`None` for the first frame and for seed frames).
-    pub action: Option<Action>,
-    pub truth: Option<Arc<Frame>>,
-    /// `None` while the model works on it, or when there is no model.
-    pub model: Option<Arc<Frame>>,
-    pub kind: FrameKind,
-    /// The model's context was (or will be, before the next step) reset to real frames here.
-    pub anchored: bool,
-    pub metrics: Option<StepMetrics>,
-    /// Model time on the worker.
-    pub compute_ms: Option<f64>,
-    /// From the action being issued to the frame being available.
-    pub latency_ms: Option<f64>,
-    /// The model's rollout state after this step (imagined steps), for forks.
-    pub state: Option<ModelState>,
-}
-
-impl StepRecord {
-    fn context(action: Option<Action>, frame: Arc<Frame>, truth: bool) -> Self {
-        Self {
-            action,
-            truth: truth.then(|| Arc::clone(&frame)),
-            model: Some(frame),
-            kind: FrameKind::Context,
-            anchored: false,
-            metrics: None,
-            compute_ms: None,
-            latency_ms: None,
-            state: None,
-        }
-    }
-
-    /// Whether the model's frame is still being computed.
-    pub fn is_pending(&self) -> bool {
-        self.kind == FrameKind::Imagined && self.model.is_none()
-    }
-}
-
-/// Identifies a branch for the session's lifetime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BranchId(pub u32);
-
-/// A rollout: its steps and the ground truth beside it.
-#[derive(Debug)]
-pub struct Branch {
-    pub id: BranchId,
-    pub name: String,
-    /// Branch and step it was forked from.
-    pub parent: Option<(BranchId, usize)>,
-    pub steps: Vec<StepRecord>,
-    /// Ground-truth sources by the step they start at; the last one is current, `None` is
-    /// dream mode (model only).
-    truth: Vec<(usize, Option<Box<dyn GroundTruth>>)>,
-    /// The next model step starts from a fresh context instead of the previous state.
-    needs_anchor: bool,
-    /// That fresh context is the model's own last frames (a fork at a step whose state was
-    /// dropped), not the real ones.
-    anchor_to_model: bool,
-    imagined_since_anchor: usize,
-}
-
-impl Branch {
-    fn current_truth(&self) -> Option<&dyn GroundTruth> {
-        self.truth.last().and_then(|(_, t)| t.as_deref())
-    }
-
-    fn current_truth_mut(&mut self) -> Option<&mut (dyn GroundTruth + 'static)> {
-        self.truth.last_mut().and_then(|(_, t)| t.as_deref_mut())
-    }
-
-    /// The kind of ground truth now (`None`: dream mode).
-    pub fn truth_kind(&self) -> Option<TruthKind> {
-        self.current_truth().map(|t| t.kind())
-    }
-
-    /// Index of the newest step.
-    pub fn head(&self) -> Option<usize> {
-        self.steps.len().checked_sub(1)
-    }
-
-    /// The first imagined step whose PSNR is below `threshold_db`.
-    pub fn first_divergence(&self, threshold_db: f64) -> Option<usize> {
-        self.steps.iter().position(|s| {
-            s.kind == FrameKind::Imagined
-                && s.metrics.as_ref().is_some_and(|m| m.psnr_db < threshold_db)
-        })
-    }
-
-    /// Number of imagined steps.
-    pub fn imagined(&self) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| s.kind == FrameKind::Imagined)
-            .count()
     }
 }
 
@@ -229,15 +107,6 @@ struct Pending {
     generation: u64,
 }
 
-#[derive(Debug)]
-struct Recording {
-    recorder: Box<dyn Recorder>,
-    meta: EpisodeMeta,
-    rows: usize,
-    /// Next step of the active branch whose (previous frame, action) row is due.
-    next_step: usize,
-}
-
 /// Recording state for the UI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingStatus {
@@ -264,11 +133,7 @@ pub struct Session {
     /// A model being loaded; it replaces `model` if it loads and fits the ground truth.
     loading: Option<(ModelWorker, String)>,
     palette: Option<Palette>,
-    branches: Vec<Branch>,
-    active: BranchId,
-    next_branch: u32,
-    /// Step shown by the views; `None` follows the head.
-    cursor: Option<usize>,
+    timeline: Timeline,
     pending: Option<Pending>,
     /// Bumped by every reset so replies for an old rollout are ignored.
     generation: u64,
@@ -280,11 +145,6 @@ pub struct Session {
 }
 
 const MAX_NOTICES: usize = 50;
-
-/// Steps per branch that keep their rollout state (a few hundred KB each at push-t's size), so
-/// a long session's memory grows only by its frames. Forking at an older imagined step rebuilds
-/// the state from the model's frames there.
-pub const KEPT_STATES: usize = 256;
 
 impl Default for Session {
     fn default() -> Self {
@@ -302,29 +162,13 @@ impl Session {
             model_info: None,
             loading: None,
             palette: None,
-            branches: vec![Self::empty_branch(BranchId(0), "main".into(), None)],
-            active: BranchId(0),
-            next_branch: 1,
-            cursor: None,
+            timeline: Timeline::default(),
             pending: None,
             generation: 0,
             notices: Vec::new(),
             recording: None,
             episodes_saved: 0,
             dream_seed: None,
-        }
-    }
-
-    fn empty_branch(id: BranchId, name: String, parent: Option<(BranchId, usize)>) -> Branch {
-        Branch {
-            id,
-            name,
-            parent,
-            steps: Vec::new(),
-            truth: Vec::new(),
-            needs_anchor: true,
-            anchor_to_model: false,
-            imagined_since_anchor: 0,
         }
     }
 
@@ -433,50 +277,40 @@ impl Session {
 
     // ----- branches and timeline -------------------------------------------------------------
 
+    /// The branches, the active one and the shown step.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
     pub fn branches(&self) -> &[Branch] {
-        &self.branches
+        self.timeline.branches()
     }
 
     pub fn active_id(&self) -> BranchId {
-        self.active
+        self.timeline.active_id()
     }
 
     pub fn active_branch(&self) -> &Branch {
-        self.branches
-            .iter()
-            .find(|b| b.id == self.active)
-            .unwrap_or(&self.branches[0])
+        self.timeline.active()
     }
 
     fn active_branch_mut(&mut self) -> &mut Branch {
-        let active = self.active;
-        let i = self
-            .branches
-            .iter()
-            .position(|b| b.id == active)
-            .unwrap_or(0);
-        &mut self.branches[i]
-    }
-
-    fn branch_mut(&mut self, id: BranchId) -> Option<&mut Branch> {
-        self.branches.iter_mut().find(|b| b.id == id)
+        self.timeline.active_mut()
     }
 
     /// The step the views show.
     pub fn view_step(&self) -> Option<usize> {
-        let head = self.active_branch().head()?;
-        Some(self.cursor.map_or(head, |c| c.min(head)))
+        self.timeline.view_step()
     }
 
     /// Shows step `step` (clamped); scrubbing to the head follows new steps again.
     pub fn scrub(&mut self, step: usize) {
-        let head = self.active_branch().head().unwrap_or(0);
-        self.cursor = (step < head).then_some(step);
+        self.timeline.scrub(step);
     }
 
     /// Whether the views follow the newest step.
     pub fn following_head(&self) -> bool {
-        self.cursor.is_none()
+        self.timeline.following_head()
     }
 
     /// Whether a model step is in flight.
@@ -491,78 +325,22 @@ impl Session {
 
     /// Copies the active branch up to `step` into a new branch and makes it active.
     pub fn fork(&mut self, step: usize) -> Result<BranchId, String> {
-        let src = self.active_branch();
-        let Some(rec) = src.steps.get(step) else {
-            return Err(format!("no step {step} to fork at"));
-        };
-        if rec.is_pending() {
-            return Err("the model is still computing that step".into());
-        }
-        let mut truth = Vec::new();
-        // The ground truth source that was current at `step`, positioned there.
-        if let Some((start, source)) = src.truth.iter().rev().find(|(s, _)| *s <= step) {
-            let forked = match source {
-                Some(t) => Some(
-                    t.fork_at(step - start)
-                        .map_err(|e| crate::error_chain(e.as_ref()))?,
-                ),
-                None => None,
-            };
-            truth.push((*start, forked));
-        }
-        let steps = src.steps[..=step].to_vec();
-        let needs_anchor = rec.anchored || rec.state.is_none();
-        // An imagined step whose state was dropped (older than `KEPT_STATES`): the fork continues
-        // the imagined rollout from the model's own frames.
-        let anchor_to_model =
-            !rec.anchored && rec.state.is_none() && rec.kind == FrameKind::Imagined;
-        let parent = src.id;
-        let id = BranchId(self.next_branch);
-        self.next_branch += 1;
-        let mut branch =
-            Self::empty_branch(id, format!("fork {} @ {step}", id.0), Some((parent, step)));
-        branch.steps = steps;
-        branch.truth = truth;
-        branch.needs_anchor = needs_anchor;
-        branch.anchor_to_model = anchor_to_model;
-        self.branches.push(branch);
-        self.active = id;
-        self.cursor = None;
+        let id = self.timeline.fork(step)?;
         self.notify(Level::Info, format!("forked at step {step}"));
         Ok(id)
     }
 
     /// Makes `id` the active branch.
     pub fn switch_branch(&mut self, id: BranchId) -> bool {
-        if self.branches.iter().any(|b| b.id == id) {
-            self.active = id;
-            self.cursor = None;
-            true
-        } else {
-            false
-        }
+        self.timeline.switch(id)
     }
 
     /// Deletes branch `id` (not the last one); the active branch moves to its parent or the
-    /// first branch.
+    /// first branch. A step in flight on it is dropped.
     pub fn delete_branch(&mut self, id: BranchId) -> Result<(), String> {
-        if self.branches.len() <= 1 {
-            return Err("the last branch cannot be deleted".into());
-        }
-        let Some(i) = self.branches.iter().position(|b| b.id == id) else {
-            return Err(format!("no branch {}", id.0));
-        };
-        let removed = self.branches.remove(i);
+        self.timeline.delete(id)?;
         if self.pending.as_ref().is_some_and(|p| p.branch == id) {
             self.pending = None;
-        }
-        if self.active == id {
-            let parent = removed
-                .parent
-                .map(|(p, _)| p)
-                .filter(|p| self.branches.iter().any(|b| b.id == *p));
-            self.active = parent.unwrap_or(self.branches[0].id);
-            self.cursor = None;
         }
         Ok(())
     }
@@ -574,9 +352,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.generation += 1;
         self.pending = None;
-        self.cursor = None;
-        let mut branch = Self::empty_branch(BranchId(self.next_branch), "main".into(), None);
-        self.next_branch += 1;
+        let mut branch = self.timeline.new_main();
         let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
         let seed = self.config.seed;
         let fresh = self.truth_template.as_mut().map(|template| {
@@ -605,11 +381,9 @@ impl Session {
             }
             None => {}
         }
-        self.active = branch.id;
-        self.branches = vec![branch];
+        self.timeline.restart(branch);
         if let Some(rec) = self.recording.as_mut() {
-            rec.next_step = 1;
-            rec.rows = 0;
+            rec.rewind();
         }
     }
 
@@ -648,7 +422,9 @@ impl Session {
         }
     }
 
-    /// Takes one step with `user_action` (a replay uses its recorded action instead).
+    /// Takes one step with `user_action` (a replay uses its recorded action instead): the
+    /// ground truth steps at once; then either the step is real (no model, or the model's
+    /// context is still filling) or the model's step is sent to its worker.
     pub fn step(&mut self, user_action: &Action) -> Result<(), Refused> {
         if self.pending.is_some() {
             return Err(Refused::Busy);
@@ -657,56 +433,77 @@ impl Session {
             return Err(Refused::Empty);
         }
         let issued = Instant::now();
-        let context_len = self.model_info.as_ref().map(|m| m.context_len);
-        let seed = self.config.seed;
-        let generation = self.generation;
-        let n = self.active_branch().steps.len();
+        let (action, truth_frame) = self.advance_truth(user_action)?;
+        let filled = self.active_branch().steps.len();
+        match (self.model_info.as_ref().map(|m| m.context_len), truth_frame) {
+            (None, None) => Err(Refused::Empty),
+            (None, Some(frame)) => {
+                self.push_real_step(action, frame, FrameKind::TruthOnly, issued);
+                Ok(())
+            }
+            (Some(context_len), Some(frame)) if filled < context_len => {
+                self.push_real_step(action, frame, FrameKind::Context, issued);
+                Ok(())
+            }
+            (Some(context_len), truth) => {
+                self.submit_model_step(action, truth, context_len, issued)
+            }
+        }
+    }
 
-        // Ground truth first: it is fast and decides the action when replaying.
-        let truth_step = match self.active_branch_mut().current_truth_mut() {
+    /// Steps the active branch's ground truth (when it has one); returns the action taken and
+    /// the truth frame at the model's size. A replay that ended stops playback.
+    fn advance_truth(
+        &mut self,
+        user_action: &Action,
+    ) -> Result<(Action, Option<Arc<Frame>>), Refused> {
+        let stepped = match self.active_branch_mut().current_truth_mut() {
             Some(t) => step_truth(t, user_action).map(|(a, f)| (a, Some(f))),
             None => Ok((user_action.clone(), None)),
         };
-        let (action, truth_frame) = match truth_step {
-            Ok(v) => v,
+        match stepped {
+            Ok((action, frame)) => Ok((action, frame.map(|f| Arc::new(self.fit(f))))),
             Err(e) => {
                 if e == Refused::EpisodeEnded {
                     self.transport.playing = false;
                 }
-                return Err(e);
+                Err(e)
             }
-        };
-        let truth_frame = truth_frame.map(|f| Arc::new(self.fit(f)));
-
-        let Some(context_len) = context_len else {
-            let Some(frame) = truth_frame else {
-                return Err(Refused::Empty);
-            };
-            let rec = StepRecord {
-                kind: FrameKind::TruthOnly,
-                model: None,
-                latency_ms: Some(issued.elapsed().as_secs_f64() * 1e3),
-                ..StepRecord::context(Some(action), frame, true)
-            };
-            self.active_branch_mut().steps.push(rec);
-            self.after_step_recorded();
-            return Ok(());
-        };
-
-        if n < context_len
-            && let Some(frame) = truth_frame.clone()
-        {
-            // Still filling the model's context with real frames.
-            let mut rec = StepRecord::context(Some(action), frame, true);
-            rec.latency_ms = Some(issued.elapsed().as_secs_f64() * 1e3);
-            self.active_branch_mut().steps.push(rec);
-            self.after_step_recorded();
-            return Ok(());
         }
+    }
 
-        let branch = self.active_branch_mut();
-        let prev_state = branch.steps[n - 1].state.clone();
-        let start = match prev_state {
+    /// A step with a real frame only: no model (`TruthOnly`) or the model's context filling
+    /// (`Context`).
+    fn push_real_step(
+        &mut self,
+        action: Action,
+        frame: Arc<Frame>,
+        kind: FrameKind,
+        issued: Instant,
+    ) {
+        let mut rec = StepRecord::context(Some(action), frame, true);
+        if kind == FrameKind::TruthOnly {
+            rec.kind = kind;
+            rec.model = None;
+        }
+        rec.latency_ms = Some(issued.elapsed().as_secs_f64() * 1e3);
+        self.active_branch_mut().steps.push(rec);
+        self.after_step_recorded();
+    }
+
+    /// Records a pending imagined step and sends it to the model's worker: from the previous
+    /// step's rollout state, or from a fresh context when the branch must re-anchor.
+    fn submit_model_step(
+        &mut self,
+        action: Action,
+        truth: Option<Arc<Frame>>,
+        context_len: usize,
+        issued: Instant,
+    ) -> Result<(), Refused> {
+        let (seed, generation) = (self.config.seed, self.generation);
+        let branch = self.timeline.active_mut();
+        let n = branch.steps.len();
+        let start = match branch.steps[n - 1].state.clone() {
             Some(state) if !branch.needs_anchor => StartFrom::State(state),
             _ => {
                 let (frames, actions) =
@@ -720,7 +517,7 @@ impl Session {
         let branch_id = branch.id;
         branch.steps.push(StepRecord {
             action: Some(action.clone()),
-            truth: truth_frame,
+            truth,
             model: None,
             kind: FrameKind::Imagined,
             anchored: false,
@@ -729,11 +526,10 @@ impl Session {
             latency_ms: None,
             state: None,
         });
-        let noise_seed = step_seed(seed, n);
         let Some(worker) = self.model.as_mut() else {
             return Err(Refused::Empty);
         };
-        match worker.submit(start, action, noise_seed) {
+        match worker.submit(start, action, step_seed(seed, n)) {
             Ok(job) => {
                 self.pending = Some(Pending {
                     job,
@@ -846,7 +642,7 @@ impl Session {
         }
         let anchor_every = self.config.anchor_every;
         let has_palette = self.palette.clone();
-        let Some(branch) = self.branch_mut(p.branch) else {
+        let Some(branch) = self.timeline.branch_mut(p.branch) else {
             return false;
         };
         let has_truth = branch.current_truth().is_some();
@@ -868,15 +664,8 @@ impl Session {
                     rec.anchored = true;
                     branch.needs_anchor = true;
                 }
-                // Bounded memory: only the last `KEPT_STATES` steps keep their rollout state.
-                if let Some(old) = p
-                    .step
-                    .checked_sub(KEPT_STATES)
-                    .and_then(|i| branch.steps.get_mut(i))
-                {
-                    old.state = None;
-                }
-                if p.branch == self.active {
+                evict_old_state(branch, p.step);
+                if p.branch == self.timeline.active_id() {
                     self.after_step_recorded();
                 }
                 true
@@ -964,7 +753,7 @@ impl Session {
             return Err(note);
         }
         self.active_branch_mut().truth.push((head, source));
-        self.cursor = None;
+        self.timeline.follow_head();
         self.notify(Level::Info, note);
         Ok(())
     }
@@ -972,7 +761,7 @@ impl Session {
     // ----- recording -------------------------------------------------------------------------
 
     /// Starts recording the active branch's model frames and actions from the current step.
-    pub fn start_recording(&mut self, mut recorder: Box<dyn Recorder>) -> Result<(), String> {
+    pub fn start_recording(&mut self, recorder: Box<dyn Recorder>) -> Result<(), String> {
         let Some(info) = &self.model_info else {
             return Err("recording needs a model".into());
         };
@@ -988,23 +777,15 @@ impl Session {
                 .unwrap_or(info.action_space.clone()),
             seed: self.config.seed,
         };
-        recorder
-            .begin_episode(&meta)
-            .map_err(|e| format!("cannot start recording: {e:#}"))?;
         let next_step = self.active_branch().steps.len();
-        self.recording = Some(Recording {
-            recorder,
-            meta,
-            rows: 0,
-            next_step: next_step.max(1),
-        });
+        self.recording = Some(Recording::start(recorder, meta, next_step)?);
         self.notify(Level::Info, "recording".into());
         Ok(())
     }
 
     pub fn recording(&self) -> Option<RecordingStatus> {
         self.recording.as_ref().map(|r| RecordingStatus {
-            rows: r.rows,
+            rows: r.rows(),
             episodes_saved: self.episodes_saved,
         })
     }
@@ -1014,14 +795,10 @@ impl Session {
         let Some(rec) = self.recording.as_mut() else {
             return Err("not recording".into());
         };
-        let index = rec
-            .recorder
-            .save_episode()
-            .map_err(|e| format!("cannot save the episode: {e:#}"))?;
+        let index = rec.save()?;
         self.episodes_saved += 1;
-        let meta = rec.meta.clone();
         self.reset();
-        self.restart_recording_episode(&meta);
+        self.restart_recording_episode();
         self.notify(Level::Info, format!("saved episode {index}"));
         Ok(index)
     }
@@ -1031,41 +808,32 @@ impl Session {
         let Some(rec) = self.recording.as_mut() else {
             return Err("not recording".into());
         };
-        rec.recorder
-            .discard_episode()
-            .map_err(|e| format!("cannot discard the episode: {e:#}"))?;
-        let meta = rec.meta.clone();
+        rec.discard()?;
         self.reset();
-        self.restart_recording_episode(&meta);
+        self.restart_recording_episode();
         self.notify(Level::Info, "episode discarded; recording again".into());
         Ok(())
     }
 
     /// Saves a non-empty episode in progress and closes the recorder (LeRobot's Esc / q).
     pub fn stop_recording(&mut self) -> Result<(), String> {
-        let Some(mut rec) = self.recording.take() else {
+        let Some(rec) = self.recording.take() else {
             return Err("not recording".into());
         };
-        let result = if rec.rows > 0 {
-            rec.recorder
-                .save_episode()
-                .map(|_| self.episodes_saved += 1)
-        } else {
-            rec.recorder.discard_episode()
+        if rec.finish()? {
+            self.episodes_saved += 1;
         }
-        .and_then(|()| rec.recorder.finish());
-        result.map_err(|e| format!("stopping the recording failed: {e:#}"))?;
         self.notify(Level::Info, "recording stopped".into());
         Ok(())
     }
 
-    fn restart_recording_episode(&mut self, meta: &EpisodeMeta) {
+    /// Begins the recorder's next episode (after a save or discard reset the session).
+    fn restart_recording_episode(&mut self) {
+        let seed = self.config.seed;
         let Some(rec) = self.recording.as_mut() else {
             return;
         };
-        let mut meta = meta.clone();
-        meta.seed = self.config.seed;
-        if let Err(e) = rec.recorder.begin_episode(&meta) {
+        if let Err(e) = rec.begin_next(seed) {
             self.recording = None;
             self.notify(Level::Error, format!("recording stopped: {e:#}"));
         }
@@ -1073,32 +841,10 @@ impl Session {
 
     /// Writes the rows that became complete on the active branch.
     fn after_step_recorded(&mut self) {
-        let active = self.active;
         let Some(rec) = self.recording.as_mut() else {
             return;
         };
-        let Some(branch) = self.branches.iter().find(|b| b.id == active) else {
-            return;
-        };
-        let mut error = None;
-        while let (Some(prev), Some(cur)) = (
-            branch.steps.get(rec.next_step.wrapping_sub(1)),
-            branch.steps.get(rec.next_step),
-        ) {
-            let (Some(frame), Some(action)) = (prev.model.as_ref(), cur.action.as_ref()) else {
-                break;
-            };
-            if cur.model.is_none() {
-                break;
-            }
-            if let Err(e) = rec.recorder.push(frame, action) {
-                error = Some(e);
-                break;
-            }
-            rec.rows += 1;
-            rec.next_step += 1;
-        }
-        if let Some(e) = error {
+        if let Err(e) = rec.push_complete_rows(&self.timeline.active().steps) {
             self.recording = None;
             self.notify(Level::Error, format!("recording stopped: {e:#}"));
         }
@@ -1204,19 +950,20 @@ fn step_seed(seed: u64, n: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// PSNR, SSIM and per-object IoU of a model frame against the truth.
+/// PSNR (capped, as `eval`'s), SSIM and per-object IoU of a model frame against the truth,
+/// through the one definition `eval` uses too ([`metrics::score_frame`]).
 pub fn frame_metrics(truth: &Frame, model: &Frame, palette: Option<&Palette>) -> StepMetrics {
+    let s = metrics::score_frame(
+        &truth.data,
+        &model.data,
+        truth.width as usize,
+        truth.height as usize,
+        palette,
+    );
     StepMetrics {
-        psnr_db: metrics::psnr(&truth.data, &model.data),
-        ssim: metrics::ssim(
-            &truth.data,
-            &model.data,
-            truth.width as usize,
-            truth.height as usize,
-        ),
-        iou: palette
-            .map(|p| metrics::mask_iou(&truth.data, &model.data, p))
-            .unwrap_or_default(),
+        psnr_db: s.psnr,
+        ssim: s.ssim,
+        iou: s.iou,
     }
 }
 

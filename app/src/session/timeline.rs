@@ -1,0 +1,427 @@
+//! The timeline: a session's branches (each a rollout's steps and the ground truth beside it),
+//! which one is active, the step the views show, forking, switching and deleting, and the
+//! bounded memory of rollout states. No model and no threads here: the session adds steps and
+//! the model's frames; this type keeps them.
+
+use std::sync::Arc;
+
+use dreamyard_scenes::{Action, Frame};
+
+use super::backend::ModelState;
+use super::truth::{GroundTruth, TruthKind};
+
+/// Where the frame in the model column of a step came from (DreamerV3 marks context frames and
+/// imagined frames with different borders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A real frame given to the model as context.
+    Context,
+    /// A frame the model generated.
+    Imagined,
+    /// No model: ground truth only.
+    TruthOnly,
+}
+
+/// Model vs truth at one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    pub psnr_db: f64,
+    pub ssim: f64,
+    /// IoU per scene object (`None`: the object is in neither frame).
+    pub iou: Vec<(String, Option<f64>)>,
+}
+
+impl StepMetrics {
+    /// Mean IoU over the objects present in either frame.
+    pub fn mean_iou(&self) -> Option<f64> {
+        let v: Vec<f64> = self.iou.iter().filter_map(|(_, x)| *x).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+/// One step of a branch.
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    /// The action that led to this step (`None` for the first frame and for seed frames).
+    pub action: Option<Action>,
+    pub truth: Option<Arc<Frame>>,
+    /// `None` while the model works on it, or when there is no model.
+    pub model: Option<Arc<Frame>>,
+    pub kind: FrameKind,
+    /// The model's context was (or will be, before the next step) reset to real frames here.
+    pub anchored: bool,
+    pub metrics: Option<StepMetrics>,
+    /// Model time on the worker.
+    pub compute_ms: Option<f64>,
+    /// From the action being issued to the frame being available.
+    pub latency_ms: Option<f64>,
+    /// The model's rollout state after this step (imagined steps), for forks.
+    pub state: Option<ModelState>,
+}
+
+impl StepRecord {
+    pub(super) fn context(action: Option<Action>, frame: Arc<Frame>, truth: bool) -> Self {
+        Self {
+            action,
+            truth: truth.then(|| Arc::clone(&frame)),
+            model: Some(frame),
+            kind: FrameKind::Context,
+            anchored: false,
+            metrics: None,
+            compute_ms: None,
+            latency_ms: None,
+            state: None,
+        }
+    }
+
+    /// Whether the model's frame is still being computed.
+    pub fn is_pending(&self) -> bool {
+        self.kind == FrameKind::Imagined && self.model.is_none()
+    }
+}
+
+/// Identifies a branch for the session's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BranchId(pub u32);
+
+/// A rollout: its steps and the ground truth beside it.
+#[derive(Debug)]
+pub struct Branch {
+    pub id: BranchId,
+    pub name: String,
+    /// Branch and step it was forked from.
+    pub parent: Option<(BranchId, usize)>,
+    pub steps: Vec<StepRecord>,
+    /// Ground-truth sources by the step they start at; the last one is current, `None` is
+    /// dream mode (model only).
+    pub(super) truth: Vec<(usize, Option<Box<dyn GroundTruth>>)>,
+    /// The next model step starts from a fresh context instead of the previous state.
+    pub(super) needs_anchor: bool,
+    /// That fresh context is the model's own last frames (a fork at a step whose state was
+    /// dropped), not the real ones.
+    pub(super) anchor_to_model: bool,
+    pub(super) imagined_since_anchor: usize,
+}
+
+impl Branch {
+    /// A branch without steps; its next model step starts from a fresh context.
+    pub(super) fn empty(id: BranchId, name: String, parent: Option<(BranchId, usize)>) -> Self {
+        Self {
+            id,
+            name,
+            parent,
+            steps: Vec::new(),
+            truth: Vec::new(),
+            needs_anchor: true,
+            anchor_to_model: false,
+            imagined_since_anchor: 0,
+        }
+    }
+
+    pub(super) fn current_truth(&self) -> Option<&dyn GroundTruth> {
+        self.truth.last().and_then(|(_, t)| t.as_deref())
+    }
+
+    pub(super) fn current_truth_mut(&mut self) -> Option<&mut (dyn GroundTruth + 'static)> {
+        self.truth.last_mut().and_then(|(_, t)| t.as_deref_mut())
+    }
+
+    /// The kind of ground truth now (`None`: dream mode).
+    pub fn truth_kind(&self) -> Option<TruthKind> {
+        self.current_truth().map(|t| t.kind())
+    }
+
+    /// Index of the newest step.
+    pub fn head(&self) -> Option<usize> {
+        self.steps.len().checked_sub(1)
+    }
+
+    /// The first imagined step whose PSNR is below `threshold_db`.
+    pub fn first_divergence(&self, threshold_db: f64) -> Option<usize> {
+        self.steps.iter().position(|s| {
+            s.kind == FrameKind::Imagined
+                && s.metrics.as_ref().is_some_and(|m| m.psnr_db < threshold_db)
+        })
+    }
+
+    /// Number of imagined steps.
+    pub fn imagined(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.kind == FrameKind::Imagined)
+            .count()
+    }
+}
+
+/// Steps per branch that keep their rollout state (a few hundred KB each at push-t's size), so
+/// a long session's memory grows only by its frames. Forking at an older imagined step rebuilds
+/// the state from the model's frames there.
+pub const KEPT_STATES: usize = 256;
+
+/// Every branch of a session, the active one and the shown step.
+#[derive(Debug)]
+pub struct Timeline {
+    branches: Vec<Branch>,
+    active: BranchId,
+    next_branch: u32,
+    /// Step shown by the views; `None` follows the head.
+    cursor: Option<usize>,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Self {
+            branches: vec![Branch::empty(BranchId(0), "main".into(), None)],
+            active: BranchId(0),
+            next_branch: 1,
+            cursor: None,
+        }
+    }
+}
+
+impl Timeline {
+    pub fn branches(&self) -> &[Branch] {
+        &self.branches
+    }
+
+    pub fn active_id(&self) -> BranchId {
+        self.active
+    }
+
+    pub fn active(&self) -> &Branch {
+        self.branches
+            .iter()
+            .find(|b| b.id == self.active)
+            .unwrap_or(&self.branches[0])
+    }
+
+    pub fn active_mut(&mut self) -> &mut Branch {
+        let active = self.active;
+        let i = self
+            .branches
+            .iter()
+            .position(|b| b.id == active)
+            .unwrap_or(0);
+        &mut self.branches[i]
+    }
+
+    pub fn branch(&self, id: BranchId) -> Option<&Branch> {
+        self.branches.iter().find(|b| b.id == id)
+    }
+
+    pub fn branch_mut(&mut self, id: BranchId) -> Option<&mut Branch> {
+        self.branches.iter_mut().find(|b| b.id == id)
+    }
+
+    /// Drops every branch for `branch`, a new main one, and follows its head.
+    pub fn restart(&mut self, branch: Branch) {
+        self.active = branch.id;
+        self.branches = vec![branch];
+        self.cursor = None;
+    }
+
+    /// A fresh id and an empty branch named `main`, for [`Timeline::restart`].
+    pub fn new_main(&mut self) -> Branch {
+        let id = BranchId(self.next_branch);
+        self.next_branch += 1;
+        Branch::empty(id, "main".into(), None)
+    }
+
+    /// The step the views show.
+    pub fn view_step(&self) -> Option<usize> {
+        let head = self.active().head()?;
+        Some(self.cursor.map_or(head, |c| c.min(head)))
+    }
+
+    /// Shows step `step` (clamped); scrubbing to the head follows new steps again.
+    pub fn scrub(&mut self, step: usize) {
+        let head = self.active().head().unwrap_or(0);
+        self.cursor = (step < head).then_some(step);
+    }
+
+    /// Whether the views follow the newest step.
+    pub fn following_head(&self) -> bool {
+        self.cursor.is_none()
+    }
+
+    /// The views follow the newest step again.
+    pub fn follow_head(&mut self) {
+        self.cursor = None;
+    }
+
+    /// Copies the active branch up to `step` (its ground truth forked there) into a new branch
+    /// and makes it active.
+    pub fn fork(&mut self, step: usize) -> Result<BranchId, String> {
+        let src = self.active();
+        let Some(rec) = src.steps.get(step) else {
+            return Err(format!("no step {step} to fork at"));
+        };
+        if rec.is_pending() {
+            return Err("the model is still computing that step".into());
+        }
+        let mut truth = Vec::new();
+        // The ground truth source that was current at `step`, positioned there.
+        if let Some((start, source)) = src.truth.iter().rev().find(|(s, _)| *s <= step) {
+            let forked = match source {
+                Some(t) => Some(
+                    t.fork_at(step - start)
+                        .map_err(|e| crate::error_chain(e.as_ref()))?,
+                ),
+                None => None,
+            };
+            truth.push((*start, forked));
+        }
+        let steps = src.steps[..=step].to_vec();
+        let needs_anchor = rec.anchored || rec.state.is_none();
+        // An imagined step whose state was dropped (older than `KEPT_STATES`): the fork continues
+        // the imagined rollout from the model's own frames.
+        let anchor_to_model =
+            !rec.anchored && rec.state.is_none() && rec.kind == FrameKind::Imagined;
+        let parent = src.id;
+        let id = BranchId(self.next_branch);
+        self.next_branch += 1;
+        let mut branch = Branch::empty(id, format!("fork {} @ {step}", id.0), Some((parent, step)));
+        branch.steps = steps;
+        branch.truth = truth;
+        branch.needs_anchor = needs_anchor;
+        branch.anchor_to_model = anchor_to_model;
+        self.branches.push(branch);
+        self.active = id;
+        self.cursor = None;
+        Ok(id)
+    }
+
+    /// Makes `id` the active branch.
+    pub fn switch(&mut self, id: BranchId) -> bool {
+        if self.branches.iter().any(|b| b.id == id) {
+            self.active = id;
+            self.cursor = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Deletes branch `id` (not the last one); the active branch moves to its parent or the
+    /// first branch.
+    pub fn delete(&mut self, id: BranchId) -> Result<(), String> {
+        if self.branches.len() <= 1 {
+            return Err("the last branch cannot be deleted".into());
+        }
+        let Some(i) = self.branches.iter().position(|b| b.id == id) else {
+            return Err(format!("no branch {}", id.0));
+        };
+        let removed = self.branches.remove(i);
+        if self.active == id {
+            let parent = removed
+                .parent
+                .map(|(p, _)| p)
+                .filter(|p| self.branches.iter().any(|b| b.id == *p));
+            self.active = parent.unwrap_or(self.branches[0].id);
+            self.cursor = None;
+        }
+        Ok(())
+    }
+}
+
+/// Bounded memory: once step `step` of `branch` has its state, the step [`KEPT_STATES`] before
+/// it drops its own (a fork there rebuilds it from the model's frames).
+pub fn evict_old_state(branch: &mut Branch, step: usize) {
+    if let Some(old) = step
+        .checked_sub(KEPT_STATES)
+        .and_then(|i| branch.steps.get_mut(i))
+    {
+        old.state = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(v: u8) -> Arc<Frame> {
+        Arc::new(Frame {
+            width: 2,
+            height: 2,
+            data: vec![v; 12],
+        })
+    }
+
+    /// A timeline whose main branch has `n` real steps.
+    fn timeline(n: u8) -> Timeline {
+        let mut t = Timeline::default();
+        for i in 0..n {
+            t.active_mut()
+                .steps
+                .push(StepRecord::context(None, frame(i), true));
+        }
+        t
+    }
+
+    #[test]
+    fn forks_copy_up_to_the_step_and_become_active() {
+        let mut t = timeline(5);
+        let main = t.active_id();
+        let id = t.fork(2).unwrap();
+        assert_eq!(t.active_id(), id);
+        assert_eq!(t.active().steps.len(), 3);
+        assert_eq!(t.active().parent, Some((main, 2)));
+        assert_eq!(
+            t.branch(main).unwrap().steps.len(),
+            5,
+            "the source is untouched"
+        );
+        assert!(t.fork(9).unwrap_err().contains("no step 9"));
+        // A pending imagined step cannot be forked at.
+        t.active_mut().steps.push(StepRecord {
+            kind: FrameKind::Imagined,
+            model: None,
+            ..StepRecord::context(None, frame(9), true)
+        });
+        assert!(t.fork(3).unwrap_err().contains("still computing"));
+    }
+
+    #[test]
+    fn switch_delete_and_the_cursor() {
+        let mut t = timeline(6);
+        let main = t.active_id();
+        t.scrub(2);
+        assert_eq!(t.view_step(), Some(2));
+        assert!(!t.following_head());
+        let fork = t.fork(4).unwrap();
+        assert!(t.following_head(), "a fork shows its head");
+        assert_eq!(t.view_step(), Some(4));
+        t.scrub(99);
+        assert!(t.following_head(), "scrubbing past the head follows it");
+        assert!(t.switch(main));
+        assert_eq!(t.view_step(), Some(5));
+        assert!(!t.switch(BranchId(77)));
+        // Deleting the active fork moves to its parent; the last branch stays.
+        assert!(t.switch(fork));
+        t.delete(fork).unwrap();
+        assert_eq!(t.active_id(), main);
+        assert!(t.delete(main).unwrap_err().contains("last branch"));
+        assert!(t.delete(BranchId(77)).is_err());
+        // A restart keeps one new main branch.
+        let b = t.new_main();
+        let id = b.id;
+        t.restart(b);
+        assert_eq!((t.branches().len(), t.active_id()), (1, id));
+        assert_ne!(id, main);
+    }
+
+    #[test]
+    fn only_the_last_kept_states_keep_their_rollout_state() {
+        let mut t = timeline(0);
+        let b = t.active_mut();
+        for i in 0..=KEPT_STATES + 1 {
+            b.steps.push(StepRecord {
+                state: Some(ModelState::new(i)),
+                ..StepRecord::context(None, frame(0), true)
+            });
+            evict_old_state(b, i);
+        }
+        assert!(b.steps[0].state.is_none() && b.steps[1].state.is_none());
+        assert!(b.steps[2..].iter().all(|s| s.state.is_some()));
+    }
+}
