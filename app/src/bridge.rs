@@ -298,7 +298,14 @@ fn area_weights(src: usize, dst: usize) -> Vec<Vec<(usize, f64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::frames::solid;
+
+    fn solid(width: u32, height: u32, rgb: [u8; 3]) -> Frame {
+        Frame {
+            width,
+            height,
+            data: rgb.repeat(width as usize * height as usize),
+        }
+    }
 
     #[test]
     fn area_resize_averages_blocks_and_keeps_constants() {

@@ -224,12 +224,7 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let videos: Vec<&str> = info
-        .features
-        .iter()
-        .filter(|(_, f)| f.dtype == "video")
-        .map(|(k, _)| k)
-        .collect();
+    let videos = info.features.video_keys();
     let recorded_from = ds
         .dreamyard()
         .and_then(|m| m.spec.scene.as_ref())

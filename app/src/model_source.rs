@@ -93,7 +93,11 @@ impl ModelSource {
     /// Checks that they exist; reading them is [`load`](Self::load)'s work.
     pub fn resolve(model: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
         if !model.exists() {
-            bail!("{}: no such model file or directory", model.display());
+            bail!(
+                "{}: no such model file or directory (a model is a folder with {NATIVE_WEIGHTS} \
+                 + {NATIVE_CONFIG}, or a DIAMOND agent.pt + its yaml)",
+                model.display()
+            );
         }
         if let Some(c) = config
             && !c.is_file()

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dreamyard_model::checkpoint::Checkpoint;
 use dreamyard_model::config::FrameSize;
 use dreamyard_model::train::{TrainConfig, TrainData, TrainEvent, Trainer};
 use dreamyard_scenes::dataset::Dataset;
@@ -18,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bridge;
 use crate::device::{device_name, parse_device};
+use crate::model_source::ModelSource;
 
 /// Arguments of `dreamyard train`.
 #[derive(Debug, Args)]
@@ -37,9 +37,8 @@ pub struct TrainArgs {
     /// Continue the run saved in `--out`.
     #[arg(long)]
     pub resume: bool,
-    /// Fine-tune: start a new run from a trained model's weights (a model directory with
-    /// `model.safetensors` + `config.json`, e.g. `assets/models/push-t`) instead of a random
-    /// initialisation. The config's `[model]` and the dataset must give the same network.
+    /// Fine-tune: start a new run from a trained model's weights (any model `--model` takes
+    /// elsewhere, e.g. `assets/models/push-t`) instead of a random initialisation. The config's `[model]` and the dataset must give the same network.
     #[arg(long, value_name = "MODEL_DIR", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
     /// Stop after this optimiser step (with a validation, a checkpoint and an export there)
@@ -163,7 +162,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut trainer = if args.resume {
         Trainer::resume(&args.out, &cfg, &data, &device)?
     } else if let Some(init) = &args.init {
-        let start = Checkpoint::from_native_dir(init)
+        let start = ModelSource::resolve(init, None)
+            .and_then(|m| m.load())
             .with_context(|| format!("--init {}: cannot read the model", init.display()))?;
         Trainer::from_weights(&cfg, &data, &device, &start, &init.display().to_string())?
     } else {

@@ -2,13 +2,11 @@
 //! reads the truth and model textures and renders the |model − truth| heat map into an
 //! offscreen image, which egui shows like the other two frames.
 
-use bevy::asset::{RenderAssetUsages, uuid_handle};
+use bevy::asset::uuid_handle;
 use bevy::camera::RenderTarget;
 use bevy::camera::visibility::RenderLayers;
 use bevy::prelude::*;
-use bevy::render::render_resource::{
-    AsBindGroup, Extent3d, TextureDimension, TextureFormat, TextureUsages,
-};
+use bevy::render::render_resource::{AsBindGroup, TextureUsages};
 use bevy::shader::{Shader, ShaderRef};
 use bevy::sprite_render::{Material2d, Material2dPlugin};
 
@@ -70,19 +68,9 @@ struct ErrorQuad;
 #[derive(Component)]
 struct ErrorCamera;
 
-/// A render-target image of `size`.
+/// A render-target image of `size`: the textures' blank frame, usable as a render target.
 pub(super) fn target_image(size: UVec2) -> Image {
-    let mut image = Image::new_fill(
-        Extent3d {
-            width: size.x.max(1),
-            height: size.y.max(1),
-            depth_or_array_layers: 1,
-        },
-        TextureDimension::D2,
-        &[60, 60, 66, 255],
-        TextureFormat::Rgba8UnormSrgb,
-        RenderAssetUsages::default(),
-    );
+    let mut image = super::textures::frame_image(size);
     image.texture_descriptor.usage =
         TextureUsages::TEXTURE_BINDING | TextureUsages::COPY_DST | TextureUsages::RENDER_ATTACHMENT;
     image

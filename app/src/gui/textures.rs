@@ -46,7 +46,8 @@ pub(super) struct FrameTextures {
     shown: [usize; 2],
 }
 
-fn frame_image(size: UVec2) -> Image {
+/// A blank (dark grey) RGBA image of `size`, the look of an empty panel.
+pub(super) fn frame_image(size: UVec2) -> Image {
     Image::new_fill(
         Extent3d {
             width: size.x.max(1),

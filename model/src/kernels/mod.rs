@@ -7,7 +7,7 @@
 //! PyTorch. The forward kernels only run in inference: a layer takes the fast path when [`kernel_path`] is
 //! [`KernelPath::Fast`] and every tensor involved is an f32 CPU tensor that does not track
 //! gradients (`Tensor::track_op`). Otherwise the layer runs the plain candle ops, which stay the
-//! reference the fast path is tested against (`model/tests/kernels.rs`) and the path autograd
+//! reference the fast path is tested against (`model/tests/model/kernels.rs`) and the path autograd
 //! uses.
 
 pub mod conv;
