@@ -11,7 +11,8 @@ use dreamyard_scenes::Action;
 
 use crate::launch::{self, ModelRequest};
 use crate::session::recorder::DatasetRecorder;
-use crate::session::{BranchId, Level, Refused, Session, SessionConfig, export};
+use crate::session::truth::TruthKind;
+use crate::session::{BranchId, Level, PollOutcome, Refused, Session, SessionConfig, export};
 
 /// A change the user asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,6 +217,20 @@ pub fn apply(session: &mut Session, outputs: &Outputs, cmd: Command) -> Option<O
     None
 }
 
+/// Applies the model thread's finished work (call every frame). When a new model has loaded
+/// beside a live scene, the scene is opened again at the model's frame size, so truth and
+/// model frames compare pixel for pixel.
+pub fn poll(session: &mut Session) -> PollOutcome {
+    let outcome = session.poll();
+    if outcome.model_loaded
+        && session.active_branch().truth_kind() == Some(TruthKind::Live)
+        && let Some(name) = session.truth_spec().map(|s| s.name.clone())
+    {
+        launch::open_scene(session, &name);
+    }
+    outcome
+}
+
 /// Steps if playing and the pace allows (call every frame); a refused step becomes a notice
 /// (playback has stopped then).
 pub fn tick(session: &mut Session, now: Instant, action: &Action) {
@@ -367,6 +382,33 @@ mod tests {
         apply(&mut s, &bad_device, Command::OpenPath(dir.path().into()));
         assert!(last_error(&s).contains("unknown device `tpu`"));
         assert_eq!(s.truth_spec().unwrap().name, "push-t");
+    }
+
+    #[test]
+    fn a_model_loaded_beside_a_live_scene_renders_it_at_the_models_size() {
+        let mut s = Session::default();
+        assert!(launch::open_scene(&mut s, "push-t"));
+        let first = |s: &Session| s.active_branch().steps[0].truth.clone().unwrap();
+        assert_eq!((first(&s).width, first(&s).height), (96, 96));
+        let model = launch::resolve(std::path::Path::new(launch::DEFAULT_MODEL_DIR));
+        let command = Command::OpenModel {
+            path: model,
+            config: None,
+        };
+        assert!(apply(&mut s, &Outputs::default(), command).is_some());
+        let start = Instant::now();
+        while s.model_info().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{:?}",
+                s.notices()
+            );
+            poll(&mut s);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Rendered again at 64x64, not a resized 96x96 frame.
+        let mut scene = load_scene(&SceneSource::parse("push-t"), Some((64, 64))).unwrap();
+        assert_eq!(*first(&s), scene.reset(0).frame);
     }
 
     #[test]

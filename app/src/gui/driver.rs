@@ -9,7 +9,6 @@ use super::input::ControlState;
 use super::{AppSet, LaunchArgs};
 use crate::commands::{self, Command, Opened, Outputs};
 use crate::launch;
-use crate::session::truth::TruthKind;
 use crate::session::{Session, SessionConfig};
 
 pub(super) fn plugin(app: &mut App) {
@@ -70,17 +69,7 @@ fn open_truth_when_model_settles(
 }
 
 fn poll_and_play(mut session: ResMut<SessionRes>, control: Res<ControlState>) {
-    let outcome = session.poll();
-    if outcome.model_loaded {
-        // Render the live scene at the new model's frame size.
-        let live = session
-            .active_branch()
-            .truth_kind()
-            .is_some_and(|k| k == TruthKind::Live);
-        if live && let Some(name) = session.truth_spec().map(|s| s.name.clone()) {
-            launch::open_scene(&mut session, &name);
-        }
-    }
+    commands::poll(&mut session);
     if let Some(action) = &control.action {
         commands::tick(&mut session, Instant::now(), action);
     }
