@@ -44,3 +44,75 @@ fn the_app_scores_a_step_as_eval_does() {
     let app = dreamyard::session::frame_metrics(&truth_app, &blank, Some(&palette));
     assert!(app.psnr_db < 20.0, "{}", app.psnr_db);
 }
+
+/// The module order ARCHITECTURE.md writes down holds in the source: no app module but the CLI
+/// dispatcher imports a subcommand module, `eval/` and `session/` do not import each other, and
+/// the dataset reader does not import the writer.
+#[test]
+fn the_module_order_holds() {
+    use std::path::{Path, PathBuf};
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    /// Lines of `file` that name `what` in a path (`crate::what` or `super::what`).
+    fn uses(file: &Path, what: &str) -> Vec<String> {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .filter(|l| {
+                l.contains(&format!("crate::{what}")) || l.contains(&format!("super::{what}"))
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let app = root.join("app/src");
+    let mut files = Vec::new();
+    rust_files(&app, &mut files);
+    let commands = [
+        "scene_cmd",
+        "dataset_cmd",
+        "model_cmd",
+        "predict_cmd",
+        "train_cmd",
+        "eval_cmd",
+    ];
+    for f in &files {
+        let rel = f.strip_prefix(&app).unwrap().to_string_lossy().into_owned();
+        if rel != "cli.rs" && rel != "lib.rs" {
+            for c in commands {
+                assert!(uses(f, c).is_empty(), "{rel} imports {c}: {:?}", uses(f, c));
+            }
+        }
+        if rel.starts_with("eval/") {
+            assert!(uses(f, "session").is_empty(), "{rel} imports session");
+        }
+        if rel.starts_with("session/") {
+            assert!(uses(f, "eval").is_empty(), "{rel} imports eval");
+        }
+    }
+    let mut reader = Vec::new();
+    rust_files(&root.join("scenes/src/dataset/reader"), &mut reader);
+    assert!(!reader.is_empty());
+    for f in &reader {
+        assert!(
+            uses(f, "writer").is_empty(),
+            "{} imports the writer",
+            f.display()
+        );
+        assert!(
+            uses(f, "super::writer").is_empty(),
+            "{} imports the writer",
+            f.display()
+        );
+    }
+}
