@@ -101,17 +101,6 @@ pub struct ModelRequest {
     pub device: String,
 }
 
-impl ModelRequest {
-    /// The model at `path` (no `--config`) on the CPU.
-    pub fn path(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            config: None,
-            device: "cpu".into(),
-        }
-    }
-}
-
 /// Starts loading the model `request` names on a worker thread, through the one model source
 /// every command uses. Errors (a path that is no model, a missing default model, a device the
 /// build lacks) become notices; the session keeps what it had. Returns whether loading started.
@@ -296,7 +285,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         load_model(
             &mut session,
-            &ModelRequest::path(dir.path().join(DEFAULT_MODEL_DIR)),
+            &ModelRequest {
+                path: dir.path().join(DEFAULT_MODEL_DIR),
+                config: None,
+                device: "cpu".into(),
+            },
         );
         let text = &session.notices().last().unwrap().text;
         assert!(text.contains("model.safetensors"), "{text}");

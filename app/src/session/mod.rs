@@ -277,11 +277,6 @@ impl Session {
 
     // ----- branches and timeline -------------------------------------------------------------
 
-    /// The branches, the active one and the shown step.
-    pub fn timeline(&self) -> &Timeline {
-        &self.timeline
-    }
-
     pub fn branches(&self) -> &[Branch] {
         self.timeline.branches()
     }
