@@ -71,9 +71,34 @@ impl Checkpoint {
 
     /// Builds the model on `device` (f32), checking every tensor.
     pub fn build(&self, device: &Device) -> Result<WorldModel> {
+        self.build_with(device, DType::F32)
+    }
+
+    /// Builds the model on `device` with its weights in `dtype` (f32, f16, bf16 or f64): the
+    /// network then computes in that dtype, with group norms, softmax and the noise embedding
+    /// in f32 for 16-bit floats; the sampler and preconditioning stay in f32.
+    ///
+    /// bf16 needs a GPU: candle's CPU matrix multiply has no bf16 kernel, so bf16 on the CPU is
+    /// an error here rather than in the middle of the first rollout.
+    pub fn build_with(&self, device: &Device, dtype: DType) -> Result<WorldModel> {
+        if !dtype.is_float() {
+            return Err(ModelError::input(
+                "dtype",
+                "f32, f16, bf16 or f64",
+                format!("{dtype:?}"),
+            ));
+        }
+        if dtype == DType::BF16 && device.is_cpu() {
+            return Err(ModelError::input(
+                "dtype",
+                "f32 or f16 on the CPU (bf16 runs on a CUDA or Metal GPU: candle's CPU matrix \
+                 multiply has no bf16 kernel)",
+                "bf16",
+            ));
+        }
         let backend = StrictTensors::new(&self.tensors);
         let state = Arc::clone(&backend.state);
-        let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+        let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
         let model = match WorldModel::new(&self.config, vb) {
             Ok(m) => m,
             Err(e) => {

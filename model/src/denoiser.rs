@@ -101,10 +101,19 @@ impl Denoiser {
     }
 
     /// Conditioners for noise levels `sigma` [b] or [] (f32).
+    ///
+    /// Reads `sigma` back to the host; [`Self::conditioners_at`] takes host values (what the
+    /// sampler does, so a GPU rollout makes no device-to-host copy here).
     pub fn compute_conditioners(&self, sigma: &Tensor) -> Result<Conditioners> {
         let sigmas: Vec<f32> = sigma.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        self.conditioners_at(&sigmas)
+    }
+
+    /// Conditioners for the noise levels `sigmas`, one per batch element (or one shared), as
+    /// f32 tensors [n] on the model's device.
+    pub fn conditioners_at(&self, sigmas: &[f32]) -> Result<Conditioners> {
         let mut cols: [Vec<f32>; 4] = Default::default();
-        for &s in &sigmas {
+        for &s in sigmas {
             let c = conditioners_f32(s, self.cfg.sigma_data, self.cfg.sigma_offset_noise);
             for (col, v) in cols.iter_mut().zip(c) {
                 col.push(v);
@@ -132,6 +141,17 @@ impl Denoiser {
         act: &Tensor,
     ) -> Result<DenoiseTrace> {
         let cs = self.compute_conditioners(sigma)?;
+        self.denoise_with(noisy_next_obs, cs, obs, act)
+    }
+
+    /// [`Self::denoise_traced`] with precomputed conditioners.
+    fn denoise_with(
+        &self,
+        noisy_next_obs: &Tensor,
+        cs: Conditioners,
+        obs: &Tensor,
+        act: &Tensor,
+    ) -> Result<DenoiseTrace> {
         let col = |t: &Tensor| t.reshape((t.dim(0)?, 1, 1, 1)); // [b, 1, 1, 1]
         // True division, as PyTorch's `obs / sigma_data` (not a multiplication by the inverse).
         let sigma_data = Tensor::new(self.cfg.sigma_data as f32, &self.device)?;
@@ -140,8 +160,10 @@ impl Denoiser {
         let inner =
             self.inner_model
                 .forward_traced(&rescaled_noise, &cs.c_noise, &rescaled_obs, act)?;
+        // The network may run in f16/bf16; the preconditioning and the sampler stay in f32.
+        let f = inner.out.to_dtype(DType::F32)?;
         let d_raw = (noisy_next_obs.broadcast_mul(&col(&cs.c_skip)?)?
-            + inner.out.broadcast_mul(&col(&cs.c_out)?)?)?;
+            + f.broadcast_mul(&col(&cs.c_out)?)?)?;
         let d_quant = quantize(&d_raw)?;
         Ok(DenoiseTrace {
             cs,
@@ -160,6 +182,27 @@ impl Denoiser {
         obs: &Tensor,
         act: &Tensor,
     ) -> Result<Tensor> {
+        self.check_inputs(noisy_next_obs, obs)?;
+        Ok(self
+            .denoise_traced(noisy_next_obs, sigma, obs, act)?
+            .d_quant)
+    }
+
+    /// [`Self::denoise`] at one noise level shared by the batch, given on the host: the
+    /// sampler's call, which reads nothing back from the device.
+    pub fn denoise_at(
+        &self,
+        noisy_next_obs: &Tensor,
+        sigma: f32,
+        obs: &Tensor,
+        act: &Tensor,
+    ) -> Result<Tensor> {
+        self.check_inputs(noisy_next_obs, obs)?;
+        let cs = self.conditioners_at(&[sigma])?;
+        Ok(self.denoise_with(noisy_next_obs, cs, obs, act)?.d_quant)
+    }
+
+    fn check_inputs(&self, noisy_next_obs: &Tensor, obs: &Tensor) -> Result<()> {
         let (b, c, _, _) = noisy_next_obs.dims4()?;
         let img = self.cfg.inner_model.img_channels;
         if c != img {
@@ -177,8 +220,6 @@ impl Denoiser {
                 format!("{:?}", obs.dims()),
             ));
         }
-        Ok(self
-            .denoise_traced(noisy_next_obs, sigma, obs, act)?
-            .d_quant)
+        Ok(())
     }
 }

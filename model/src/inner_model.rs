@@ -73,7 +73,8 @@ impl ActionEmbedding {
             Self::Continuous { linear, low, scale } => {
                 let act = act.to_dtype(DType::F32)?; // [b, T, dim]
                 let unit = (act.broadcast_sub(low)?.broadcast_mul(scale)? - 1.0)?; // in [-1, 1]
-                linear.forward(&unit)? // [b, T, e]
+                // The box map runs in f32 (raw pixel coordinates lose whole pixels in bf16).
+                linear.forward(&unit.to_dtype(linear.weight().dtype())?)? // [b, T, e]
             }
         };
         emb.flatten_from(1)
@@ -187,6 +188,11 @@ impl InnerModel {
         })
     }
 
+    /// The dtype the network computes in: its weights' (f32 unless built otherwise).
+    pub fn dtype(&self) -> DType {
+        self.conv_in.inner().weight().dtype()
+    }
+
     /// The conditioning vector: `cond_proj(noise_emb(c_noise) + act_emb(act))`.
     ///
     /// `c_noise` [b] or [1] (broadcast over the batch, as DIAMOND's sampler does with a 0-d sigma).
@@ -226,6 +232,9 @@ impl InnerModel {
         obs: &Tensor,
         act: &Tensor,
     ) -> Result<InnerModelTrace> {
+        // Inputs of any float dtype run in the weights' dtype (f16/bf16 inference).
+        let dt = self.dtype();
+        let (noisy_next_obs, obs) = (&noisy_next_obs.to_dtype(dt)?, &obs.to_dtype(dt)?);
         let (noise_emb, act_emb, cond) = self.conditioning(c_noise, act)?;
         let x = match &self.action_map {
             None => Tensor::cat(&[obs, noisy_next_obs], 1)?, // [b, (T+1)*C, h, w]

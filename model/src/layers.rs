@@ -186,8 +186,18 @@ pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder<'_>) -> Result<Conv> {
     Conv::load(c_in, c_out, 1, Conv2dConfig::default(), vb)
 }
 
+/// Whether `dtype` is a 16-bit float (f16, bf16): norms and softmax then run in f32.
+pub fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
+}
+
+/// f32 for 16-bit floats, else `dtype` itself (f32, f64).
+pub fn compute_dtype_at_least_f32(dtype: DType) -> DType {
+    if is_half(dtype) { DType::F32 } else { dtype }
+}
+
 /// Per-group statistics of `x` [b, c, h, w] as PyTorch's group norm uses them: returns
-/// `(mean, rstd)`, each [b, groups] in f32.
+/// `(mean, rstd)`, each [b, groups] in `x`'s dtype.
 ///
 /// The sums run in f64: a group holds up to `32 * h * w` values, and a plain f32 running sum over
 /// that many would drift by more than PyTorch's (pairwise) reduction does.
@@ -199,8 +209,8 @@ fn group_stats(x: &Tensor, groups: usize, eps: f64) -> Result<(Tensor, Tensor)> 
     let var = (x64.broadcast_sub(&mean)?.sqr()?.sum_keepdim(2)? / n as f64)?;
     let rstd = (var + eps)?.sqrt()?.recip()?;
     Ok((
-        mean.squeeze(2)?.to_dtype(DType::F32)?,
-        rstd.squeeze(2)?.to_dtype(DType::F32)?,
+        mean.squeeze(2)?.to_dtype(x.dtype())?,
+        rstd.squeeze(2)?.to_dtype(x.dtype())?,
     ))
 }
 
@@ -273,6 +283,21 @@ pub fn norm_act(
         NormMod::Affine(wt, bs) => use_fast(&[x, wt, bs]),
         NormMod::Ada(ss) => use_fast(&[x, ss]) && ss.dims() == [b, 2 * c],
     };
+    if !fast && is_half(x.dtype()) {
+        // f16/bf16 activations: normalise, modulate and activate in f32 (as PyTorch's autocast
+        // runs group norm), then round once to the activations' dtype.
+        let up = |t: &Tensor| t.to_dtype(DType::F32);
+        let x32 = up(x)?;
+        let y = match modulation {
+            NormMod::None => norm_act(&x32, groups, eps, NormMod::None, silu)?,
+            NormMod::Affine(wt, bs) => {
+                let (wt, bs) = (up(wt)?, up(bs)?);
+                norm_act(&x32, groups, eps, NormMod::Affine(&wt, &bs), silu)?
+            }
+            NormMod::Ada(ss) => norm_act(&x32, groups, eps, NormMod::Ada(&up(ss)?), silu)?,
+        };
+        return y.to_dtype(x.dtype());
+    }
     if !fast {
         let tracked = x.track_op()
             || match modulation {
@@ -479,15 +504,21 @@ impl Module for SelfAttention2d {
         let q = qkv.narrow(1, 0, nh)?.contiguous()?; // [b, nh, hw, hd]
         let k = qkv.narrow(1, nh, nh)?.contiguous()?;
         let v = qkv.narrow(1, 2 * nh, nh)?.contiguous()?;
-        let scale = Tensor::new((hd as f64).sqrt() as f32, x.device())?;
+        let scale = Tensor::new((hd as f64).sqrt() as f32, x.device())?.to_dtype(x.dtype())?;
         let att = q.matmul(&k.t()?)?.broadcast_div(&scale)?; // [b, nh, hw, hw]
-        // The fused softmax has no backward pass; training (tracked tensors) takes the composed one.
-        let att = if att.track_op() {
-            candle_nn::ops::softmax(&att, D::Minus1)?
+        // f16/bf16: the softmax runs in f32 (as under PyTorch's autocast).
+        let att_in = if is_half(att.dtype()) {
+            att.to_dtype(DType::F32)?
         } else {
-            candle_nn::ops::softmax_last_dim(&att)?
+            att
         };
-        let y = att.matmul(&v)?; // [b, nh, hw, hd]
+        // The fused softmax has no backward pass; training (tracked tensors) takes the composed one.
+        let att = if att_in.track_op() {
+            candle_nn::ops::softmax(&att_in, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&att_in)?
+        };
+        let y = att.to_dtype(v.dtype())?.matmul(&v)?; // [b, nh, hw, hd]
         let y = y.transpose(2, 3)?.reshape((b, c, h, w))?;
         self.out_proj.forward_add(&y, Some(&x))
     }
@@ -514,8 +545,12 @@ impl Module for FourierFeatures {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
         // Same association as PyTorch: (2π · input) first, then the rank-1 product.
         let two_pi = (2.0 * std::f64::consts::PI) as f32;
-        let f = (input.unsqueeze(1)? * f64::from(two_pi))?.matmul(&self.weight)?; // [b, cond/2]
-        Tensor::cat(&[f.cos()?, f.sin()?], D::Minus1)
+        // In f32 (f64 for an f64 model) whatever the weights' dtype: cos/sin of a large argument
+        // rounded to f16/bf16 would be noise. The result is cast to the weights' dtype.
+        let dt = compute_dtype_at_least_f32(self.weight.dtype());
+        let w = self.weight.to_dtype(dt)?;
+        let f = (input.to_dtype(dt)?.unsqueeze(1)? * f64::from(two_pi))?.matmul(&w)?; // [b, cond/2]
+        Tensor::cat(&[f.cos()?, f.sin()?], D::Minus1)?.to_dtype(self.weight.dtype())
     }
 }
 

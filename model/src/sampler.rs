@@ -216,7 +216,7 @@ impl DiffusionSampler {
                 x = (x + eps.broadcast_mul(&scalar(amp)?)?)?;
             }
             // DIAMOND denoises at `sigma`, not `sigma_hat`, even with churn; kept for parity.
-            let denoised = denoiser.denoise(&x, &scalar(sigma)?, &prev_obs, prev_act)?;
+            let denoised = denoiser.denoise_at(&x, sigma, &prev_obs, prev_act)?;
             let d = (&x - &denoised)?.broadcast_div(&scalar(sigma_hat)?)?;
             let dt = scalar(next_sigma - sigma_hat)?;
             if self.cfg.order == 1 || next_sigma == 0.0 {
@@ -225,8 +225,7 @@ impl DiffusionSampler {
             } else {
                 // Heun: average the slopes at both ends.
                 let x_2 = (&x + d.broadcast_mul(&dt)?)?;
-                let next = Tensor::full(next_sigma, b, dev)?;
-                let denoised_2 = denoiser.denoise(&x_2, &next, &prev_obs, prev_act)?;
+                let denoised_2 = denoiser.denoise_at(&x_2, next_sigma, &prev_obs, prev_act)?;
                 let d_2 = (&x_2 - &denoised_2)?.broadcast_div(&scalar(next_sigma)?)?;
                 let d_prime = ((d + d_2)? / 2.0)?;
                 x = (&x + d_prime.broadcast_mul(&dt)?)?;

@@ -132,8 +132,9 @@ impl WorldModel {
         }
         let b = dims[0];
         let actions = self.check_actions("actions", actions, &[b, t_ctx])?;
+        // The window lives on the model's device from here on (one upload).
         Ok(RolloutState {
-            frames: frames.to_dtype(DType::F32)?,
+            frames: frames.to_dtype(DType::F32)?.to_device(self.device())?,
             actions,
         })
     }
@@ -173,7 +174,9 @@ impl WorldModel {
         Ok(next)
     }
 
-    /// Validates actions with leading dims `lead` and converts them to the internal dtype.
+    /// Validates actions with leading dims `lead`, converts them to the internal dtype and
+    /// moves them to the model's device. Discrete ids are checked on the host: pass them from
+    /// the host (as every caller here does) and this reads nothing back from a GPU.
     fn check_actions(
         &self,
         what: &'static str,
@@ -198,7 +201,7 @@ impl WorldModel {
                         bad.to_string(),
                     ));
                 }
-                Ok(actions.to_dtype(DType::U32)?)
+                Ok(actions.to_dtype(DType::U32)?.to_device(self.device())?)
             }
             ActionSpace::Continuous { dim, .. } => {
                 let mut want = lead.to_vec();
@@ -210,7 +213,7 @@ impl WorldModel {
                         format!("{dims:?}"),
                     ));
                 }
-                Ok(actions.to_dtype(DType::F32)?)
+                Ok(actions.to_dtype(DType::F32)?.to_device(self.device())?)
             }
         }
     }
@@ -218,5 +221,10 @@ impl WorldModel {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.denoiser.device()
+    }
+
+    /// The dtype the network computes in (f32 unless built with another).
+    pub fn dtype(&self) -> DType {
+        self.denoiser.inner_model().dtype()
     }
 }

@@ -391,9 +391,10 @@ impl Trainer {
         };
         let offset = (randn(rng, &[b, c, 1, 1])? * self.model_cfg.denoiser.sigma_offset_noise)?;
         let noise = randn(rng, &[b, c, h, w])?;
+        // From the host values: on a GPU nothing is read back for them.
+        let cs = denoiser.conditioners_at(&sigma)?;
         let sigma_t = Tensor::from_vec(sigma, (b, 1, 1, 1), &self.device)?;
         let noisy = (batch.next_obs.broadcast_add(&offset)? + noise.broadcast_mul(&sigma_t)?)?;
-        let cs = denoiser.compute_conditioners(&sigma_t.flatten_all()?)?;
         let col = |t: &Tensor| t.reshape((b, 1, 1, 1));
         let mut obs = flatten_frames(&batch.obs)?; // [b, T*C, h, w]
         let context_noise = self.cfg.training.context_noise;

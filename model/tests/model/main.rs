@@ -8,5 +8,6 @@
 
 mod kernels;
 mod parity;
+mod precision;
 mod runtime;
 mod train;
