@@ -67,8 +67,8 @@ where
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     let cli = Cli::try_parse_from(&args)?;
     match cli.command {
-        None => open_gui(cli.gui),
-        Some(Command::Gui(args)) => open_gui(args),
+        None => open_app(cli.gui),
+        Some(Command::Gui(args)) => open_app(args),
         Some(Command::Scene(cmd)) => scene_cmd::run(cmd),
         Some(Command::Record(args)) => dataset_cmd::record(&args),
         Some(Command::Dataset(cmd)) => dataset_cmd::run(cmd),
@@ -86,6 +86,14 @@ where
             eval_cmd::run(&eval, &argv)
         }
     }
+}
+
+/// The desktop app, after checking `--device` on the command line: a device the build or the
+/// machine lacks is an error before any window opens (later changes, from the Device menu, are
+/// notices in the app).
+fn open_app(args: GuiArgs) -> anyhow::Result<()> {
+    crate::device::DeviceRequest::parse(&args.device)?.open()?;
+    open_gui(args)
 }
 
 #[cfg(feature = "gui")]

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use dreamyard_model::candle_core::DType;
 use dreamyard_scenes::Action;
 
 use crate::launch::{self, ModelRequest};
@@ -49,6 +50,9 @@ pub enum Command {
         path: PathBuf,
         config: Option<PathBuf>,
     },
+    /// Where models run from now on (`auto`, `cpu`, `cuda:N`, `metal:N`): the open model is
+    /// loaded again there. A device the build or machine lacks is refused with a notice.
+    SetDevice(String),
     OpenScene(String),
     OpenDataset {
         dir: PathBuf,
@@ -77,12 +81,18 @@ pub enum Opened {
 }
 
 /// What commands need besides the session: where the app writes (recordings and exports, each
-/// under its own name in one folder) and the device models open on.
+/// under its own name in one folder), the device and dtype models open with, and the model
+/// last asked for (what a device change loads again).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outputs {
     pub root: PathBuf,
-    /// `--device` of the app: models opened later (File > Open, drag and drop) use it too.
+    /// `--device` of the app: models opened later (File > Open, drag and drop, the Device menu)
+    /// use it too.
     pub device: String,
+    /// `--dtype` of the app.
+    pub dtype: DType,
+    /// The model last opened (path and config), if any.
+    pub model: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 impl Default for Outputs {
@@ -90,6 +100,8 @@ impl Default for Outputs {
         Self {
             root: PathBuf::from("."),
             device: "cpu".into(),
+            dtype: DType::F32,
+            model: None,
         }
     }
 }
@@ -126,7 +138,7 @@ pub fn refused_text(r: &Refused) -> String {
 /// Carries out every command of `queue` in order (see [`apply`]); returns what was opened.
 pub fn apply_all(
     session: &mut Session,
-    outputs: &Outputs,
+    outputs: &mut Outputs,
     queue: impl IntoIterator<Item = Command>,
 ) -> Vec<Opened> {
     queue
@@ -137,7 +149,7 @@ pub fn apply_all(
 
 /// Carries out one command. A failure or refusal becomes a notice on the session (the error
 /// policy of the whole UI); the return value names a model or dataset that was opened.
-pub fn apply(session: &mut Session, outputs: &Outputs, cmd: Command) -> Option<Opened> {
+pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Option<Opened> {
     let result: Result<(), String> = match cmd {
         Command::SetPlaying(on) => {
             session.transport.playing = on;
@@ -192,11 +204,17 @@ pub fn apply(session: &mut Session, outputs: &Outputs, cmd: Command) -> Option<O
         Command::OpenModel { path, config } => {
             let request = ModelRequest {
                 path: path.clone(),
-                config,
+                config: config.clone(),
                 device: outputs.device.clone(),
+                dtype: outputs.dtype,
             };
-            return launch::load_model(session, &request).then_some(Opened::Model(path));
+            let started = launch::load_model(session, &request);
+            if started {
+                outputs.model = Some((path.clone(), config));
+            }
+            return started.then_some(Opened::Model(path));
         }
+        Command::SetDevice(name) => set_device(session, outputs, name),
         Command::OpenScene(name) => {
             launch::open_scene(session, &name);
             Ok(())
@@ -242,7 +260,25 @@ pub fn tick(session: &mut Session, now: Instant, action: &Action) {
 /// A dropped path: a LeRobot dataset (a folder with `meta/`, or a file inside one) opens its
 /// first episode; anything else opens as a model through the one model source, whose error
 /// says what a model must hold.
-fn open_path(session: &mut Session, outputs: &Outputs, path: PathBuf) -> Option<Opened> {
+/// Switches the device models run on, loading the open model again there. The device is
+/// opened first: one the build or machine lacks changes nothing.
+fn set_device(session: &mut Session, outputs: &mut Outputs, name: String) -> Result<(), String> {
+    crate::device::parse_device(&name).map_err(|e| crate::error_chain(e.as_ref()))?;
+    outputs.device = name;
+    if let Some((path, config)) = outputs.model.clone() {
+        let request = ModelRequest {
+            path,
+            config,
+            device: outputs.device.clone(),
+            dtype: outputs.dtype,
+        };
+        // Failures to load become notices inside.
+        launch::load_model(session, &request);
+    }
+    Ok(())
+}
+
+fn open_path(session: &mut Session, outputs: &mut Outputs, path: PathBuf) -> Option<Opened> {
     let dataset = [Some(path.as_path()), path.parent()]
         .into_iter()
         .flatten()
@@ -304,23 +340,23 @@ mod tests {
 
     #[test]
     fn a_refused_step_becomes_a_visible_notice() {
-        let out = Outputs::default();
+        let mut out = Outputs::default();
         // Nothing open.
         let mut s = Session::default();
         apply(
             &mut s,
-            &out,
+            &mut out,
             Command::Step(Action::Continuous(vec![1.0, 2.0])),
         );
         assert!(last_error(&s).contains("no ground truth"));
         // An action that does not fit the scene.
         let mut s = push_t();
-        apply(&mut s, &out, Command::Step(Action::Discrete(3)));
+        apply(&mut s, &mut out, Command::Step(Action::Discrete(3)));
         assert!(last_error(&s).starts_with("step not taken"));
         assert_eq!(s.active_branch().steps.len(), 1, "no step was taken");
         // The last branch cannot go.
         let id = s.active_id();
-        apply(&mut s, &out, Command::DeleteBranch(id));
+        apply(&mut s, &mut out, Command::DeleteBranch(id));
         assert!(last_error(&s).contains("last branch"));
     }
 
@@ -344,8 +380,8 @@ mod tests {
         };
         let mut s = Session::default();
         assert!(s.set_truth(Box::new(Replay::new(episode, None).unwrap())));
-        let out = Outputs::default();
-        apply(&mut s, &out, Command::SetPlaying(true));
+        let mut out = Outputs::default();
+        apply(&mut s, &mut out, Command::SetPlaying(true));
         let mut now = Instant::now();
         for _ in 0..4 {
             tick(&mut s, now, &Action::Discrete(0));
@@ -358,13 +394,13 @@ mod tests {
     #[test]
     fn opening_what_is_not_there_is_a_notice_and_keeps_the_session() {
         let mut s = push_t();
-        let out = Outputs::default();
-        let opened = apply(&mut s, &out, Command::OpenPath("/no/such/model".into()));
+        let mut out = Outputs::default();
+        let opened = apply(&mut s, &mut out, Command::OpenPath("/no/such/model".into()));
         assert_eq!(opened, None);
         assert!(last_error(&s).contains("no such model file or directory"));
         let opened = apply(
             &mut s,
-            &out,
+            &mut out,
             Command::OpenModel {
                 path: "/no/such/agent.pt".into(),
                 config: None,
@@ -372,15 +408,19 @@ mod tests {
         );
         assert_eq!(opened, None);
         assert!(s.model_loading().is_none());
-        let bad_device = Outputs {
+        let mut bad_device = Outputs {
             device: "tpu".into(),
             ..Outputs::default()
         };
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("model.safetensors"), b"x").unwrap();
         std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
-        apply(&mut s, &bad_device, Command::OpenPath(dir.path().into()));
-        assert!(last_error(&s).contains("unknown device `tpu`"));
+        apply(
+            &mut s,
+            &mut bad_device,
+            Command::OpenPath(dir.path().into()),
+        );
+        assert!(last_error(&s).contains("unknown --device `tpu`"));
         assert_eq!(s.truth_spec().unwrap().name, "push-t");
     }
 
@@ -395,7 +435,12 @@ mod tests {
             path: model,
             config: None,
         };
-        assert!(apply(&mut s, &Outputs::default(), command).is_some());
+        let mut out = Outputs::default();
+        assert!(apply(&mut s, &mut out, command).is_some());
+        assert!(
+            out.model.is_some(),
+            "the model is remembered for a device change"
+        );
         let start = Instant::now();
         while s.model_info().is_none() {
             assert!(
@@ -409,6 +454,32 @@ mod tests {
         // Rendered again at 64x64, not a resized 96x96 frame.
         let mut scene = load_scene(&SceneSource::parse("push-t"), Some((64, 64))).unwrap();
         assert_eq!(*first(&s), scene.reset(0).frame);
+    }
+
+    #[test]
+    fn a_device_change_reloads_the_model_and_a_missing_device_changes_nothing() {
+        let mut s = push_t();
+        let mut out = Outputs::default();
+        // No model yet: the device is simply remembered.
+        apply(&mut s, &mut out, Command::SetDevice("auto".into()));
+        assert_eq!(out.device, "auto");
+        assert!(s.notices().is_empty(), "{:?}", s.notices());
+        // A device this build lacks: a notice naming the flag and the build; nothing changes.
+        if !cfg!(feature = "cuda") {
+            apply(&mut s, &mut out, Command::SetDevice("cuda".into()));
+            assert!(
+                last_error(&s).contains("--features cuda"),
+                "{}",
+                last_error(&s)
+            );
+            assert_eq!(out.device, "auto");
+        }
+        // With a model open, switching loads it again on the new device.
+        let model = launch::resolve(std::path::Path::new(launch::DEFAULT_MODEL_DIR));
+        out.model = Some((model, None));
+        apply(&mut s, &mut out, Command::SetDevice("cpu".into()));
+        assert_eq!(out.device, "cpu");
+        assert!(s.model_loading().is_some(), "the model is loading again");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::device::parse_device;
 use crate::eval::report::{self, REPORT_JSON, Report};
 use crate::eval::run::{self, EvalRequest, Progress};
 use crate::eval::{Regime, Shard};
+use dreamyard_model::candle_core::DType;
 
 /// Arguments of `dreamyard eval`.
 #[derive(Debug, Args)]
@@ -85,9 +86,13 @@ pub struct EvalRunArgs {
     /// Number of example strips (Truth / Model / Error), spread over the windows.
     #[arg(long, default_value_t = 4)]
     pub examples: usize,
-    /// cpu, cuda, metal or auto.
-    #[arg(long, default_value = "cpu")]
+    /// auto (a GPU when the build has one and one is present, else the CPU), cpu, cuda,
+    /// cuda:N, metal or metal:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    /// What the network computes in: f32, f16 or bf16 (bf16 on a GPU only; the sampler stays f32).
+    #[arg(long, default_value = "f32", value_parser = crate::device::parse_dtype)]
+    pub dtype: DType,
     /// Output report directory.
     #[arg(long, required = true)]
     pub out: Option<PathBuf>,
@@ -124,6 +129,7 @@ fn evaluate(args: &EvalRunArgs, argv: &[String]) -> anyhow::Result<()> {
         shard: args.shard,
         examples: args.examples,
         device: &device,
+        dtype: args.dtype,
         out,
         command: argv.to_vec(),
     };

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use dreamyard_model::candle_core::DType;
 use dreamyard_scenes::dataset::Dataset;
 use dreamyard_scenes::{SceneSource, load_scene};
 
@@ -29,10 +30,14 @@ pub struct GuiArgs {
     /// Config for `--model`: DIAMOND's yaml for an `agent.pt`, or a native `config.json`.
     #[arg(long, requires = "model")]
     pub config: Option<PathBuf>,
-    /// Where the model runs: cpu, cuda, metal or auto (a GPU when the build has one and one is
-    /// present, else the CPU).
-    #[arg(long, default_value = "cpu")]
+    /// Where the model runs: auto (a GPU when the build has one and one is present, else the
+    /// CPU), cpu, cuda, cuda:N, metal or metal:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    /// What the network computes in: f32, f16 or bf16 (16-bit floats are for GPUs; the sampler
+    /// stays f32) [default: f32]
+    #[arg(long, value_parser = crate::device::parse_dtype)]
+    pub dtype: Option<DType>,
     /// Ground truth: a built-in scene name or a scene file [default: push-t]
     #[arg(long, conflicts_with = "dataset")]
     pub scene: Option<String>,
@@ -90,15 +95,18 @@ pub fn model_request(args: &GuiArgs) -> ModelRequest {
         path: model_dir(args),
         config: args.config.clone(),
         device: args.device.clone(),
+        dtype: args.dtype.unwrap_or(DType::F32),
     }
 }
 
-/// A model to open: what the user named (a path, an optional config) and the device name.
+/// A model to open: what the user named (a path, an optional config), the device name and
+/// the dtype the network computes in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRequest {
     pub path: PathBuf,
     pub config: Option<PathBuf>,
     pub device: String,
+    pub dtype: DType,
 }
 
 /// Starts loading the model `request` names on a worker thread, through the one model source
@@ -140,8 +148,9 @@ pub fn load_model(session: &mut Session, request: &ModelRequest) -> bool {
         }
     };
     let label = source.label();
+    let dtype = request.dtype;
     let loader = Box::new(move || {
-        CandleBackend::load(&source, &device)
+        CandleBackend::load(&source, &device, dtype)
             .map(|b| Box::new(b) as Box<dyn crate::session::backend::Backend>)
     });
     match ModelWorker::spawn(loader) {
@@ -289,6 +298,7 @@ mod tests {
                 path: dir.path().join(DEFAULT_MODEL_DIR),
                 config: None,
                 device: "cpu".into(),
+                dtype: DType::F32,
             },
         );
         let text = &session.notices().last().unwrap().text;

@@ -22,9 +22,13 @@ pub struct BenchModelArgs {
     /// Config for `--model`: DIAMOND's yaml for an `agent.pt`, or a native `config.json`.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// cpu, cuda, metal or auto (the best available).
-    #[arg(long, default_value = "cpu")]
+    /// auto (a GPU when the build has one and one is present, else the CPU), cpu, cuda,
+    /// cuda:N, metal or metal:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    /// What the network computes in: f32, f16 or bf16 (bf16 on a GPU only; the sampler stays f32).
+    #[arg(long, default_value = "f32", value_parser = crate::device::parse_dtype)]
+    pub dtype: DType,
     /// Frame size HxW (or one number for a square); default: the model's, else 64x64.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(usize, usize)>,
@@ -60,7 +64,7 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let source = ModelSource::resolve(&args.model, args.config.as_deref())?;
     let model = source
-        .build(&device)
+        .build_with(&device, args.dtype)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let (h, w) = args
         .size
@@ -88,6 +92,7 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
         "model_format": source.format.to_string(),
         "model_sha256": source.weights_sha256()?,
         "device": device_name(&device),
+        "dtype": crate::device::dtype_name(args.dtype),
         "kernels": args.kernels.name(),
         "threads": dreamyard_model::kernels::num_threads(),
         "frame": [h, w],

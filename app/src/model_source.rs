@@ -18,7 +18,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use dreamyard_model::candle_core::Device;
+use dreamyard_model::candle_core::{DType, Device};
 use dreamyard_model::checkpoint::{NATIVE_CONFIG, NATIVE_WEIGHTS};
 use dreamyard_model::{Checkpoint, WorldModel};
 use sha2::{Digest as _, Sha256};
@@ -253,9 +253,14 @@ impl ModelSource {
         })
     }
 
-    /// Reads the model and builds it on `device`.
+    /// Reads the model and builds it on `device` (f32).
     pub fn build(&self, device: &Device) -> anyhow::Result<WorldModel> {
-        Ok(self.load()?.build(device)?)
+        self.build_with(device, DType::F32)
+    }
+
+    /// Reads the model and builds it on `device`, the network computing in `dtype` (`--dtype`).
+    pub fn build_with(&self, device: &Device, dtype: DType) -> anyhow::Result<WorldModel> {
+        Ok(self.load()?.build_with(device, dtype)?)
     }
 
     /// SHA-256 (hex) of the weights file: the model's identity in recordings and reports.

@@ -35,13 +35,17 @@ pub struct PredictArgs {
     /// Seed of the sampler noise when the inputs have no `rollout.noise`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// cpu, cuda, metal or auto.
-    #[arg(long, default_value = "cpu")]
+    /// auto (a GPU when the build has one and one is present, else the CPU), cpu, cuda,
+    /// cuda:N, metal or metal:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
-    /// CPU kernels: candle (plain candle ops, the default here: a free-running rollout stays
-    /// within one quantisation level of DIAMOND's) or fast (ours, ~13x faster; Winograd's
-    /// different rounding lets a rare pixel drift two levels over a long free-running rollout).
-    #[arg(long, default_value = "candle", value_parser = crate::parse::parse_kernels)]
+    /// What the network computes in: f32, f16 or bf16 (bf16 on a GPU only; the sampler stays f32).
+    #[arg(long, default_value = "f32", value_parser = crate::device::parse_dtype)]
+    pub dtype: DType,
+    /// CPU kernels: fast (ours, the default, ~13x faster) or candle (plain candle ops, the path
+    /// a GPU runs). Both are as exact: within 7e-7 of an f64 evaluation per denoiser call, and
+    /// within one quantisation level of it over a free-running rollout.
+    #[arg(long, default_value = "fast", value_parser = crate::parse::parse_kernels)]
     pub kernels: KernelPath,
 }
 
@@ -122,7 +126,7 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<()> {
 fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let source = ModelSource::resolve(&args.model, args.config.as_deref())?;
-    let model = source.build(&device)?;
+    let model = source.build_with(&device, args.dtype)?;
     let spec = model.spec().clone();
     let file = args.inputs.as_path();
     let inputs = dreamyard_model::candle_core::safetensors::load(file, &Device::Cpu)

@@ -31,7 +31,8 @@ pub struct TrainArgs {
     /// Output directory: `model.safetensors` + `config.json`, `checkpoint/`, `metrics.jsonl`.
     #[arg(long)]
     pub out: PathBuf,
-    /// Compute device: cpu, cuda, metal or auto.
+    /// Compute device: auto (a GPU when the build has one and one is present, else the CPU),
+    /// cpu, cuda, cuda:N, metal or metal:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Continue the run saved in `--out`.

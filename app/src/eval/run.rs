@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use dreamyard_model::candle_core::Device;
+use dreamyard_model::candle_core::{DType, Device};
 
 use super::data::{EvalDataset, dataset_fingerprint};
 use super::report::{DatasetInfo, EXAMPLES_DIR, ModelInfo, Report, aggregate, write_report_dir};
@@ -39,6 +39,8 @@ pub struct EvalRequest<'a> {
     /// Example strips to write.
     pub examples: usize,
     pub device: &'a Device,
+    /// What the network computes in.
+    pub dtype: DType,
     /// The report directory.
     pub out: &'a Path,
     /// The command line, recorded in the report.
@@ -71,7 +73,7 @@ pub fn evaluate(
         bail!("--horizon, --samples and --batch-size must be at least 1");
     }
     let source = ModelSource::resolve(model_path, args.config)?;
-    let model = source.build(args.device)?;
+    let model = source.build_with(args.device, args.dtype)?;
     let spec = model.spec().clone();
     if let Some(c) = args.context
         && c != spec.context_len

@@ -32,7 +32,7 @@ pub(super) struct SessionRes(pub Session);
 pub(super) struct AppCommands(pub Vec<Command>);
 
 /// Where the app writes and which device models open on (from the arguments).
-#[derive(Resource, Debug, Default, Deref)]
+#[derive(Resource, Debug, Default, Deref, DerefMut)]
 pub(super) struct OutputsRes(pub Outputs);
 
 /// Whether the ground truth named by the arguments has been opened yet (it waits for the
@@ -48,9 +48,13 @@ fn open_from_args(mut commands: Commands, args: Res<LaunchArgs>) {
         ..default()
     });
     launch::load_model(&mut session, &launch::model_request(args));
+
     commands.insert_resource(SessionRes(session));
+    let request = launch::model_request(args);
     commands.insert_resource(OutputsRes(Outputs {
         device: args.device.clone(),
+        dtype: request.dtype,
+        model: Some((request.path, request.config)),
         ..default()
     }));
     commands.insert_resource(TruthOpened(false));
@@ -78,11 +82,11 @@ fn poll_and_play(mut session: ResMut<SessionRes>, control: Res<ControlState>) {
 pub(super) fn apply_commands(
     mut queue: ResMut<AppCommands>,
     mut session: ResMut<SessionRes>,
-    outputs: Res<OutputsRes>,
+    mut outputs: ResMut<OutputsRes>,
     mut recent: ResMut<super::files::Recent>,
 ) {
     let queued = std::mem::take(&mut queue.0);
-    for opened in commands::apply_all(&mut session, &outputs, queued) {
+    for opened in commands::apply_all(&mut session, &mut outputs, queued) {
         match opened {
             Opened::Model(path) => recent.push(&path, super::files::RecentKind::Model),
             Opened::Dataset(path) => recent.push(&path, super::files::RecentKind::Dataset),

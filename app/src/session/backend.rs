@@ -6,11 +6,12 @@ use std::any::Any;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use dreamyard_model::candle_core::Device;
+use dreamyard_model::candle_core::{DType, Device};
 use dreamyard_model::{SeededNoise, WorldModel};
 use dreamyard_scenes::{Action, Frame};
 
 use crate::bridge;
+use crate::device::{DeviceMemory, device_memory};
 use crate::model_source::ModelSource;
 
 /// What the session needs to know about a loaded model.
@@ -29,6 +30,10 @@ pub struct ModelInfo {
     pub fps: Option<f64>,
     /// Where inference runs: `cpu`, `cuda:N` or `metal:N`.
     pub device: String,
+    /// What the network computes in: `f32`, `f16` or `bf16`.
+    pub dtype: String,
+    /// Memory in use on that device, as of the last step (or the load).
+    pub memory: Option<DeviceMemory>,
 }
 
 /// A rollout's context window. Cloning shares the tensors, so a fork costs nothing.
@@ -67,6 +72,11 @@ pub trait Backend: Send {
         action: &Action,
         seed: u64,
     ) -> anyhow::Result<(Frame, ModelState)>;
+
+    /// Memory in use on the model's device now, where the device says.
+    fn memory(&self) -> Option<DeviceMemory> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Backend {
@@ -88,10 +98,11 @@ pub struct CandleBackend {
 const DEFAULT_FRAME: u32 = 64;
 
 impl CandleBackend {
-    /// Loads the model `source` names onto `device` and hashes its weights.
-    pub fn load(source: &ModelSource, device: &Device) -> anyhow::Result<Self> {
+    /// Loads the model `source` names onto `device` (weights in `dtype`) and hashes its
+    /// weights.
+    pub fn load(source: &ModelSource, device: &Device, dtype: DType) -> anyhow::Result<Self> {
         let model = source
-            .build(device)
+            .build_with(device, dtype)
             .with_context(|| format!("cannot load the world model {}", source.label()))?;
         let hash = source.weights_sha256()?;
         Ok(Self::new(model, &source.label(), hash))
@@ -113,6 +124,8 @@ impl CandleBackend {
             frame_height,
             fps: spec.fps,
             device: crate::device::device_name(model.device()),
+            dtype: crate::device::dtype_name(model.dtype()).to_owned(),
+            memory: device_memory(model.device()),
         };
         Self { model, info }
     }
@@ -125,6 +138,10 @@ impl CandleBackend {
 impl Backend for CandleBackend {
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn memory(&self) -> Option<DeviceMemory> {
+        device_memory(self.device())
     }
 
     fn reset(&self, frames: &[Arc<Frame>], actions: &[Action]) -> anyhow::Result<ModelState> {

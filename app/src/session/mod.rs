@@ -653,6 +653,9 @@ impl Session {
                 rec.model = Some(Arc::new(done.frame));
                 rec.state = Some(done.state);
                 rec.compute_ms = Some(done.compute_ms);
+                if let Some(info) = self.model_info.as_mut() {
+                    info.memory = done.memory.or(info.memory);
+                }
                 rec.latency_ms = Some(p.issued.elapsed().as_secs_f64() * 1e3);
                 branch.imagined_since_anchor += 1;
                 if anchor_every > 0 && has_truth && branch.imagined_since_anchor >= anchor_every {

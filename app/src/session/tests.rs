@@ -45,6 +45,8 @@ impl Fake {
                 frame_height: SIZE,
                 fps: Some(10.0),
                 device: "test".into(),
+                dtype: "f32".into(),
+                memory: None,
             },
             resets: Arc::clone(&resets),
             delay: Duration::ZERO,

@@ -38,6 +38,8 @@ pub struct StepDone {
     pub state: ModelState,
     /// Time the model took for this step (reset included), on the worker.
     pub compute_ms: f64,
+    /// Memory in use on the model's device after the step.
+    pub memory: Option<crate::device::DeviceMemory>,
 }
 
 /// What the worker sends back.
@@ -136,6 +138,7 @@ fn serve(load: Loader, jobs: &Receiver<Job>, replies: &Sender<Reply>) {
                 frame,
                 state,
                 compute_ms: t0.elapsed().as_secs_f64() * 1e3,
+                memory: backend.memory(),
             })
             .map_err(|e| format!("{e:#}"));
         if replies.send(Reply::Step { id: job.id, result }).is_err() {

@@ -13,7 +13,7 @@ use common::{fixture_dir, json_line, run_cli};
 fn fixture(name: &str) -> String {
     fixture_dir().join(name).display().to_string()
 }
-use dreamyard_model::candle_core::{Device, Tensor};
+use dreamyard_model::candle_core::{DType, Device, Tensor};
 
 fn load(p: &Path) -> HashMap<String, Tensor> {
     dreamyard_model::candle_core::safetensors::load(p, &Device::Cpu).unwrap()
@@ -58,9 +58,11 @@ fn predict_reproduces_diamond_rollout_and_convert_round_trips() {
     assert_eq!(json_line(&stdout)["steps"], 6);
     let want = &load(&fx.join("outputs.safetensors"))["rollout.frames"];
     let got = &load(&out)["frames"];
-    // The reference kernels (predict's default): within one level, as DIAMOND's own f64 and
-    // 1-thread runs are (fixture README).
-    assert_close(got, want, 1.0, 0.05);
+    // The fast kernels (predict's default): as exact per call as the candle ops (the model
+    // crate's precision tests), and over this free-running rollout one element of 147456 ends two
+    // levels off at step 5 with fewer flips than DIAMOND's own f64 run (fixture README); the
+    // model crate's `rollout_free_running_matches_on_fast_path` explains the bound.
+    assert_close(got, want, 2.0, 0.05);
 
     // Convert to the native format; the native model predicts bit-identically.
     let native = dir.path().join("native");
@@ -264,7 +266,7 @@ fn bench_model_errors_say_what_is_wrong() {
     let (ok, stdout, _) = run_cli(&[
         "bench", "model", "--model", &agent, "--config", &yaml, "--device", "tpu",
     ]);
-    assert!(!ok && stdout.contains("unknown device `tpu`"), "{stdout}");
+    assert!(!ok && stdout.contains("unknown --device `tpu`"), "{stdout}");
 }
 
 /// Writes a one-episode dataset for the fixture model: the fixture's four context frames of
@@ -445,7 +447,7 @@ fn every_entry_point_opens_the_same_models_with_the_same_hash_and_frame() {
         let mut session = Session::default();
         let opened = commands::apply(
             &mut session,
-            &Outputs::default(),
+            &mut Outputs::default(),
             Command::OpenModel {
                 path: model_path.to_path_buf(),
                 config: config.map(Into::into),
@@ -467,7 +469,7 @@ fn every_entry_point_opens_the_same_models_with_the_same_hash_and_frame() {
 
         // The app's backend, loaded as the app's model thread loads it, draws predict's frame.
         let source = ModelSource::resolve(model_path, config.map(Path::new)).unwrap();
-        let backend = CandleBackend::load(&source, &Device::Cpu).unwrap();
+        let backend = CandleBackend::load(&source, &Device::Cpu, DType::F32).unwrap();
         let frames: Vec<std::sync::Arc<dreamyard_scenes::Frame>> = {
             let obs = all["obs_u8"].get(0).unwrap();
             (0..4)
@@ -511,7 +513,7 @@ fn every_entry_point_opens_the_same_models_with_the_same_hash_and_frame() {
     let mut session = Session::default();
     let opened = commands::apply(
         &mut session,
-        &Outputs::default(),
+        &mut Outputs::default(),
         Command::OpenPath(fx.clone()),
     );
     assert!(opened.is_some(), "{:?}", session.notices());

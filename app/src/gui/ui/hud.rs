@@ -8,9 +8,18 @@ use super::UiState;
 pub(super) fn hud_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
     let session = state.session;
     // Right-to-left layout: the last item added is the leftmost.
-    let device = session
-        .model_info()
-        .map_or_else(|| "no model".to_owned(), |m| m.device.clone());
+    // `cuda:0 · bf16 · 1.2/139.8 GiB`: where the model runs, in what, and the memory in use.
+    let device = session.model_info().map_or_else(
+        || "no model".to_owned(),
+        |m| {
+            let mut s = format!("{} · {}", m.device, m.dtype);
+            if let Some(mem) = &m.memory {
+                s.push_str(" · ");
+                s.push_str(&mem.label());
+            }
+            s
+        },
+    );
     chip(ui, "device", &device);
     chip(ui, "UI", &format!("{:.0} fps", state.hud.ui_fps));
     let branch = session.active_branch();

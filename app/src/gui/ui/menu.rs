@@ -62,6 +62,22 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             }
         }
     });
+    ui.menu_button("Device", |ui| {
+        // The open model loads again on the chosen device; one the build or the machine lacks
+        // is refused with a notice that says how to get it.
+        ui.label(egui::RichText::new("Run the model on").weak());
+        for (name, label) in [
+            ("auto", "auto (a GPU if there is one)"),
+            ("cpu", "CPU"),
+            ("cuda:0", "CUDA GPU 0"),
+            ("metal", "Metal"),
+        ] {
+            if ui.radio(state.device == name, label).clicked() && state.device != name {
+                state.commands.push(Command::SetDevice(name.to_owned()));
+                ui.close();
+            }
+        }
+    });
     ui.menu_button("View", |ui| {
         ui.label("Frame scaling");
         ui.radio_value(&mut state.textures.filter, Filter::Nearest, "nearest");

@@ -14,7 +14,7 @@ use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, PrimaryEguiContext, egui,
 };
 
-use super::driver::{AppCommands, SessionRes};
+use super::driver::{AppCommands, OutputsRes, SessionRes};
 use super::error_shader::ErrorGain;
 use super::files::{Dialogs, Recent};
 use super::input::ControlState;
@@ -74,6 +74,8 @@ pub(super) struct UiState<'a> {
     pub commands: &'a mut Vec<Command>,
     pub hud: &'a Hud,
     pub view: &'a mut ViewState,
+    /// The device models open on (`--device`, or the Device menu's last choice).
+    pub device: &'a str,
 }
 
 fn measure_frame_rate(time: Res<Time>, mut hud: ResMut<Hud>) {
@@ -115,6 +117,7 @@ fn draw(
     mut queue: ResMut<AppCommands>,
     hud: Res<Hud>,
     mut view: ResMut<ViewState>,
+    outputs: Option<Res<OutputsRes>>,
 ) {
     let (Some(session), Some(mut textures)) = (session, textures) else {
         return;
@@ -133,6 +136,7 @@ fn draw(
         commands: &mut queue.0,
         hud: &hud,
         view: &mut view,
+        device: outputs.as_ref().map_or("cpu", |o| o.device.as_str()),
     };
     let mut root = egui::Ui::new(
         ctx.clone(),
