@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The GPU check: Dreamyard's CUDA build measured on a GPU machine that has no Rust toolchain.
+#
+#   scripts/gpu-check.sh prepare   on the CPU machine: builds the CUDA binaries (headless CLI
+#                                  and the model crate's test binary) and gathers everything the
+#                                  run needs into .gpu/ (ignored; it travels as a carried folder)
+#   scripts/gpu-check.sh run       on the GPU machine, from the repository root: writes every
+#                                  figure as JSON (and the logs) into $OUT (default .gpu/out)
+#
+# `prepare` needs: the CUDA 13.0 compiler from PyPI (scripts/cuda-env.sh installs it), the
+# DIAMOND fixture in ../shared/fixtures/diamond, and for the PyTorch comparison DIAMOND's git
+# repository (DIAMOND_GIT=path/to/diamond/.git, or a git dir): six of its source files at the
+# fixture's commit are copied into .gpu/diamond (never committed). Without it the comparison is
+# skipped and says so.
+#
+# `run` does, in about 3 minutes (8 at most, each stage under its own timeout):
+#   1. nvidia-smi;
+#   2. the DIAMOND parity suite on CUDA (and the CPU) against the carried fixture;
+#   3. `bench model` of the shipped push-t model and the DIAMOND fixture at batch 1, 8 and 64,
+#      in f32 and bf16;
+#   4. DIAMOND's own PyTorch code on the same fixture, batches and dtypes (the peer figure);
+#   5. 200 training steps of push-t on a dataset recorded there;
+#   6. summary.json: the figures side by side.
+# The machine's python3 holds PyTorch and NVIDIA's CUDA 13 wheels (cuBLAS, cuRAND, NVRTC, the
+# runtime); the binaries find those libraries through LD_LIBRARY_PATH, and the driver's
+# libcuda.so.1 through the system's loader path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GPU_DIR=.gpu
+DIAMOND_COMMIT=5bcd1599755b4f2fae8e5e079e02f0728e174965
+
+prepare() {
+    local fixtures=${DREAMYARD_FIXTURES:-../shared/fixtures}
+    [ -f "$fixtures/diamond/agent.pt" ] || {
+        echo "gpu-check: no DIAMOND fixture in $fixtures/diamond" >&2
+        exit 1
+    }
+    # shellcheck source=scripts/cuda-env.sh
+    . scripts/cuda-env.sh --link
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/gpu}
+    echo "== building the CUDA binaries (CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP) into $CARGO_TARGET_DIR"
+    cargo build --release --locked -p dreamyard --no-default-features --features cuda
+    local tests
+    tests=$(cargo test --release --locked -p dreamyard-model --features cuda --no-run \
+        --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] and m["target"]["name"] == "model" and m.get("executable"):
+        print(m["executable"])')
+    [ -n "$tests" ] || {
+        echo "gpu-check: the model crate's test binary was not built" >&2
+        exit 1
+    }
+    rm -rf "$GPU_DIR/bin" "$GPU_DIR/fixtures" "$GPU_DIR/diamond"
+    mkdir -p "$GPU_DIR/bin" "$GPU_DIR/fixtures/diamond"
+    strip -o "$GPU_DIR/bin/dreamyard" "$CARGO_TARGET_DIR/release/dreamyard"
+    strip -o "$GPU_DIR/bin/model-tests" "$tests"
+    gzip -9f "$GPU_DIR/bin/dreamyard" "$GPU_DIR/bin/model-tests"
+    for f in agent.pt config.yaml config.json inputs.safetensors outputs.safetensors tolerances.json; do
+        cp "$fixtures/diamond/$f" "$GPU_DIR/fixtures/diamond/"
+    done
+    if [ -n "${DIAMOND_GIT:-}" ]; then
+        local f
+        for f in src/models/__init__.py src/models/blocks.py src/models/diffusion/__init__.py \
+            src/models/diffusion/denoiser.py src/models/diffusion/inner_model.py \
+            src/models/diffusion/diffusion_sampler.py; do
+            mkdir -p "$GPU_DIR/diamond/$(dirname "$f")"
+            git --git-dir="$DIAMOND_GIT" show "$DIAMOND_COMMIT:$f" >"$GPU_DIR/diamond/$f"
+        done
+        echo "DIAMOND sources at $DIAMOND_COMMIT copied into $GPU_DIR/diamond"
+    else
+        echo "gpu-check: DIAMOND_GIT not set: the PyTorch comparison will be skipped" >&2
+    fi
+    du -sh "$GPU_DIR"/* | sed 's/^/   /'
+    echo "== ready: carry $GPU_DIR and run \`scripts/gpu-check.sh run\` on the GPU machine"
+}
+
+# Runs "$@" under a timeout, logging to $OUT/$name.log; never stops the whole check.
+stage() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (at most ${limit}s)"
+    local t0=$SECONDS rc=0
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1 || rc=$?
+    echo "   $name: exit $rc after $((SECONDS - t0)) s"
+    echo "{\"stage\": \"$name\", \"exit\": $rc, \"seconds\": $((SECONDS - t0))}" >>"$OUT/stages.jsonl"
+}
+
+run_check() {
+    OUT=${OUT:-$GPU_DIR/out}
+    mkdir -p "$OUT"
+    : >"$OUT/stages.jsonl"
+    local bin=/tmp/dreamyard-gpu
+    mkdir -p "$bin"
+    gunzip -c "$GPU_DIR/bin/dreamyard.gz" >"$bin/dreamyard"
+    gunzip -c "$GPU_DIR/bin/model-tests.gz" >"$bin/model-tests"
+    chmod +x "$bin/dreamyard" "$bin/model-tests"
+    # CUDA 13 libraries from the NVIDIA wheels next to PyTorch, and a CUDA install if any.
+    local libs
+    libs=$(python3 -c 'import glob, site
+dirs = []
+for sp in site.getsitepackages():
+    dirs += sorted(glob.glob(sp + "/nvidia/*/lib"))
+print(":".join(dirs))' 2>/dev/null || true)
+    export LD_LIBRARY_PATH="${libs}${libs:+:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    local dy="$bin/dreamyard"
+
+    nvidia-smi >"$OUT/nvidia-smi.log" 2>&1 || echo "nvidia-smi failed" >&2
+    ldd "$dy" >>"$OUT/nvidia-smi.log" 2>&1 || true
+
+    # 2. Parity on CUDA (and the CPU), the fixture carried along.
+    DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity 150 "$bin/model-tests" parity:: --test-threads 1 --nocapture
+
+    # 3. bench model, both models, both dtypes, batch 1, 8, 64.
+    : >"$OUT/bench.jsonl"
+    local m dt
+    for dt in f32 bf16; do
+        for m in push-t diamond; do
+            local args=(--model assets/models/push-t)
+            [ "$m" = diamond ] && args=(--model "$GPU_DIR/fixtures/diamond/agent.pt" --config "$GPU_DIR/fixtures/diamond/config.yaml")
+            stage "bench-$m-$dt" 90 "$dy" bench model "${args[@]}" --device cuda --dtype "$dt" --batch 1,8,32,64 --steps 20
+            grep '^{' "$OUT/bench-$m-$dt.log" >>"$OUT/bench.jsonl" || true
+            rm -f "$OUT/bench-$m-$dt.log"
+        done
+    done
+
+    # 4. DIAMOND's PyTorch code on the same fixture and GPU.
+    if [ -d "$GPU_DIR/diamond/src" ]; then
+        stage diamond-torch 150 python3 scripts/gpu/diamond_bench.py --diamond-src "$GPU_DIR/diamond/src" \
+            --fixture "$GPU_DIR/fixtures/diamond" --batch 1,8,32,64 --dtypes f32,bf16
+    else
+        echo "   no DIAMOND sources carried: PyTorch comparison skipped"
+    fi
+
+    # 5. 200 training steps of push-t (stage 1's config) on a freshly recorded dataset.
+    local data=/tmp/dy-pusht run=/tmp/dy-train
+    rm -rf "$data" "$run"
+    stage record 90 "$dy" record --scene push-t --policy heuristic --episodes 24 --seed 0 --size 64 --max-steps 200 --out "$data"
+    stage train 150 "$dy" train --dataset "$data" --config assets/models/push-t/train.toml --out "$run" --device cuda --stop-after 200
+    cp "$run/metrics.jsonl" "$OUT/train-metrics.jsonl" 2>/dev/null || true
+
+    # 6. The summary.
+    python3 - "$OUT" <<'PY' || true
+import json, sys
+out = sys.argv[1]
+def lines(name):
+    try:
+        with open(f"{out}/{name}") as f:
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+    except OSError:
+        return []
+summary = {"stages": lines("stages.jsonl"), "dreamyard": [], "diamond_pytorch": None}
+for b in lines("bench.jsonl"):
+    for k, v in b.items():
+        if k.startswith("batch_"):
+            summary["dreamyard"].append({"model": b["model"], "dtype": b.get("dtype"), "batch": v["batch"],
+                "ms_per_step": v["ms_per_step"], "frames_per_s": v["frames_per_s"],
+                "ms_per_denoiser_call": v["ms_per_denoiser_call"]})
+try:
+    with open(f"{out}/diamond-torch.log") as f:
+        text = f.read()
+    summary["diamond_pytorch"] = json.loads(text[text.index("{"):])
+except (OSError, ValueError):
+    pass
+train = lines("train-metrics.jsonl")
+summary["train_last"] = train[-1] if train else None
+with open(f"{out}/summary.json", "w") as f:
+    json.dump(summary, f, indent=1)
+for r in summary["dreamyard"]:
+    print(f"dreamyard {r['model'][-30:]:>30} {r['dtype']:>5} b{r['batch']:<3} {r['frames_per_s']:10.1f} frames/s")
+if summary["diamond_pytorch"]:
+    for r in summary["diamond_pytorch"]["runs"]:
+        print(f"diamond pytorch {r['dtype']:>5} b{r['batch']:<3} {r['frames_per_s']:10.1f} frames/s")
+PY
+    # At most 8 files come back from the machine: fold the small ones in.
+    { echo "== record"; cat "$OUT/record.log"; } >>"$OUT/train.log" 2>/dev/null || true
+    rm -f "$OUT/record.log" "$OUT/stages.jsonl"
+    grep -E "test result|skipped|FAILED|panicked" "$OUT/parity.log" | tail -5 || true
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run_check ;;
+    *)
+        echo "usage: scripts/gpu-check.sh prepare|run" >&2
+        exit 2
+        ;;
+esac
