@@ -20,7 +20,10 @@
 #      in f32 and bf16;
 #   4. DIAMOND's own PyTorch code on the same fixture, batches and dtypes (the peer figure);
 #   5. 200 training steps of push-t on a dataset recorded there;
-#   6. summary.json: the figures side by side.
+#   6. `eval` of the shipped push-t model on its test windows (MODEL_CARD.md's shard 0/4) in f32,
+#      bf16 and f16: what 16 bits cost in PSNR;
+#   7. summary.json: the figures side by side.
+# The stage limits add up to 8 minutes.
 # The machine's python3 holds PyTorch and NVIDIA's CUDA 13 wheels (cuBLAS, cuRAND, NVRTC, the
 # runtime); the binaries find those libraries through LD_LIBRARY_PATH, and the driver's
 # libcuda.so.1 through the system's loader path.
@@ -111,7 +114,7 @@ print(":".join(dirs))' 2>/dev/null || true)
     ldd "$dy" >>"$OUT/nvidia-smi.log" 2>&1 || true
 
     # 2. Parity on CUDA (and the CPU), the fixture carried along.
-    DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity 150 "$bin/model-tests" parity:: --test-threads 1 --nocapture
+    DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity 80 "$bin/model-tests" parity:: --test-threads 1 --nocapture
 
     # 3. bench model, both models, both dtypes, batch 1, 8, 64.
     : >"$OUT/bench.jsonl"
@@ -120,7 +123,7 @@ print(":".join(dirs))' 2>/dev/null || true)
         for m in push-t diamond; do
             local args=(--model assets/models/push-t)
             [ "$m" = diamond ] && args=(--model "$GPU_DIR/fixtures/diamond/agent.pt" --config "$GPU_DIR/fixtures/diamond/config.yaml")
-            stage "bench-$m-$dt" 90 "$dy" bench model "${args[@]}" --device cuda --dtype "$dt" --batch 1,8,32,64 --steps 20
+            stage "bench-$m-$dt" 35 "$dy" bench model "${args[@]}" --device cuda --dtype "$dt" --batch 1,8,32,64 --steps 10
             grep '^{' "$OUT/bench-$m-$dt.log" >>"$OUT/bench.jsonl" || true
             rm -f "$OUT/bench-$m-$dt.log"
         done
@@ -128,7 +131,7 @@ print(":".join(dirs))' 2>/dev/null || true)
 
     # 4. DIAMOND's PyTorch code on the same fixture and GPU.
     if [ -d "$GPU_DIR/diamond/src" ]; then
-        stage diamond-torch 150 python3 scripts/gpu/diamond_bench.py --diamond-src "$GPU_DIR/diamond/src" \
+        stage diamond-torch 80 python3 scripts/gpu/diamond_bench.py --diamond-src "$GPU_DIR/diamond/src" \
             --fixture "$GPU_DIR/fixtures/diamond" --batch 1,8,32,64 --dtypes f32,bf16
     else
         echo "   no DIAMOND sources carried: PyTorch comparison skipped"
@@ -137,11 +140,25 @@ print(":".join(dirs))' 2>/dev/null || true)
     # 5. 200 training steps of push-t (stage 1's config) on a freshly recorded dataset.
     local data=/tmp/dy-pusht run=/tmp/dy-train
     rm -rf "$data" "$run"
-    stage record 90 "$dy" record --scene push-t --policy heuristic --episodes 24 --seed 0 --size 64 --max-steps 200 --out "$data"
-    stage train 150 "$dy" train --dataset "$data" --config assets/models/push-t/train.toml --out "$run" --device cuda --stop-after 200
+    stage record 20 "$dy" record --scene push-t --policy heuristic --episodes 24 --seed 0 --size 64 --max-steps 200 --out "$data"
+    stage train 60 "$dy" train --dataset "$data" --config assets/models/push-t/train.toml --out "$run" --device cuda --stop-after 200
     cp "$run/metrics.jsonl" "$OUT/train-metrics.jsonl" 2>/dev/null || true
 
-    # 6. The summary.
+    # 6. The push-t test windows (MODEL_CARD.md's recording), scored in each dtype.
+    local test=/tmp/dy-pusht-test
+    rm -rf "$test"
+    stage record-test 20 bash -c "'$dy' record --scene push-t --policy heuristic --episodes 12 --seed 1000 --size 64 --max-steps 200 --out '$test' &&
+        '$dy' record --scene push-t --policy random-walk --episodes 18 --seed 2000 --size 64 --max-steps 200 --out '$test' --resume"
+    : >"$OUT/eval.jsonl"
+    for dt in f32 bf16 f16; do
+        stage "eval-$dt" 25 "$dy" eval --model assets/models/push-t --dataset "$test" --horizon 16 --shard 0/4 \
+            --examples 0 --device cuda --dtype "$dt" --out "/tmp/dy-eval-$dt"
+        { grep '^{' "$OUT/eval-$dt.log" | sed "s/^{/{\"dtype\": \"$dt\", /"; } >>"$OUT/eval.jsonl" || true
+        { echo "== eval $dt"; cat "$OUT/eval-$dt.log"; } >>"$OUT/train.log"
+        rm -f "$OUT/eval-$dt.log"
+    done
+
+    # 7. The summary.
     python3 - "$OUT" <<'PY' || true
 import json, sys
 out = sys.argv[1]
@@ -166,6 +183,7 @@ except (OSError, ValueError):
     pass
 train = lines("train-metrics.jsonl")
 summary["train_last"] = train[-1] if train else None
+summary["eval"] = lines("eval.jsonl")
 with open(f"{out}/summary.json", "w") as f:
     json.dump(summary, f, indent=1)
 for r in summary["dreamyard"]:
@@ -175,8 +193,11 @@ if summary["diamond_pytorch"]:
         print(f"diamond pytorch {r['dtype']:>5} b{r['batch']:<3} {r['frames_per_s']:10.1f} frames/s")
 PY
     # At most 8 files come back from the machine: fold the small ones in.
-    { echo "== record"; cat "$OUT/record.log"; } >>"$OUT/train.log" 2>/dev/null || true
-    rm -f "$OUT/record.log" "$OUT/stages.jsonl"
+    for f in record record-test; do
+        { echo "== $f"; cat "$OUT/$f.log"; } >>"$OUT/train.log" 2>/dev/null || true
+        rm -f "$OUT/$f.log"
+    done
+    rm -f "$OUT/stages.jsonl"
     grep -E "test result|skipped|FAILED|panicked" "$OUT/parity.log" | tail -5 || true
 }
 

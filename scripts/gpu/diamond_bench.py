@@ -12,7 +12,8 @@ ignored folder, and this script imports them from there (its `data` and `utils` 
 only for training, are stubbed).
 
 Usage: diamond_bench.py --diamond-src DIR --fixture DIR [--batch 1,8,32,64] [--steps 20]
-       [--dtypes f32,bf16] > out.json
+       [--dtypes f32,bf16] [--device cuda|cpu] > out.json
+(`--device cpu` is the dry run: the same code timed with the wall clock.)
 """
 
 import argparse
@@ -20,6 +21,7 @@ import json
 import math
 import statistics
 import sys
+import time
 import types
 
 
@@ -46,6 +48,7 @@ def main():
     p.add_argument("--batch", default="1,8,32,64")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--dtypes", default="f32,bf16")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = p.parse_args()
 
     import torch
@@ -67,7 +70,8 @@ def main():
     sd = torch.load(f"{args.fixture}/agent.pt", map_location="cpu", weights_only=True)
     sd = {k.split(".", 1)[1]: v for k, v in sd.items() if k.startswith("denoiser.")}
     denoiser.load_state_dict(sd)
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
     denoiser = denoiser.to(dev).eval()
     s = dict(cfg["diffusion_sampler"])
     if s.get("s_tmax") == "inf":
@@ -80,7 +84,7 @@ def main():
     results = {
         "bench": "diamond_pytorch",
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "frame": [h, w],
         "denoiser_calls_per_frame": calls,
         "steps": args.steps,
@@ -91,23 +95,29 @@ def main():
             obs = torch.rand(b, t, inner.img_channels, h, w, device=dev) * 2 - 1
             act = torch.randint(0, inner.num_actions, (b, t), device=dev)
             ctx = (
-                torch.autocast("cuda", dtype=torch.bfloat16)
+                torch.autocast(dev.type, dtype=torch.bfloat16)
                 if dtype == "bf16"
-                else torch.autocast("cuda", enabled=False)
+                else torch.autocast(dev.type, enabled=False)
             )
             with torch.no_grad(), ctx:
                 for _ in range(3):
                     sampler.sample(obs, act)
-                torch.cuda.synchronize()
+                if cuda:
+                    torch.cuda.synchronize()
                 times = []
                 for _ in range(args.steps):
-                    start = torch.cuda.Event(enable_timing=True)
-                    end = torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    sampler.sample(obs, act)
-                    end.record()
-                    torch.cuda.synchronize()
-                    times.append(start.elapsed_time(end))
+                    if cuda:
+                        start = torch.cuda.Event(enable_timing=True)
+                        end = torch.cuda.Event(enable_timing=True)
+                        start.record()
+                        sampler.sample(obs, act)
+                        end.record()
+                        torch.cuda.synchronize()
+                        times.append(start.elapsed_time(end))
+                    else:
+                        t0 = time.perf_counter()
+                        sampler.sample(obs, act)
+                        times.append(1e3 * (time.perf_counter() - t0))
             med = statistics.median(times)
             results["runs"].append(
                 {
