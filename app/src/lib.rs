@@ -14,6 +14,7 @@ mod eval_cmd;
 pub mod gui;
 mod image_io;
 pub mod launch;
+pub mod live_data;
 pub mod metrics;
 mod model_cmd;
 pub mod model_source;

@@ -1,8 +1,9 @@
-//! `dreamyard train`: trains a world model on a LeRobot dataset with the model crate's trainer.
+//! `dreamyard train`: trains a world model with the model crate's trainer, on a LeRobot dataset
+//! or on windows the simulator makes while training runs (`--scene`, see [`crate::live_data`]).
 //!
-//! This file only joins the two leaves: it reads the dataset (scenes crate), turns it into the
-//! trainer's in-memory episodes, and shows progress; the objective, checkpoints and export live in
-//! `dreamyard_model::train`.
+//! This file only joins the two leaves: it reads the dataset (scenes crate) or starts the live
+//! stream, turns it into the trainer's episodes, and shows progress; the objective, checkpoints
+//! and export live in `dreamyard_model::train`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -11,20 +12,38 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use dreamyard_model::config::FrameSize;
-use dreamyard_model::train::{TrainConfig, TrainData, TrainEvent, Trainer};
+use dreamyard_model::train::{TrainConfig, TrainData, TrainEvent, Trainer, WindowStream};
 use dreamyard_scenes::dataset::Dataset;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bridge;
 use crate::device::{device_name, parse_device};
+use crate::live_data::{self, LiveSpec, LiveWindows};
 use crate::model_source::ModelSource;
 
 /// Arguments of `dreamyard train`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("data").required(true).args(["dataset", "scene"])))]
 pub struct TrainArgs {
     /// LeRobot dataset (v3.0 or v2.1) with image frames and actions.
     #[arg(long)]
-    pub dataset: PathBuf,
+    pub dataset: Option<PathBuf>,
+    /// Train on fresh windows from this scene's simulator (a built-in name or a scene file)
+    /// instead of a dataset: no window is seen twice, the policy mixture drives the episodes,
+    /// and the validation episodes come from their own seeds.
+    #[arg(long, conflicts_with = "dataset")]
+    pub scene: Option<String>,
+    /// With `--scene`: the policies that drive the episodes: `user-like` (the shipped mixture,
+    /// `scenes/data/user-like.toml`) or a mixture file of that shape.
+    #[arg(long, default_value = "user-like", requires = "scene")]
+    pub policy_mix: String,
+    /// With `--scene`: steps (frames) per simulated episode.
+    #[arg(long, default_value_t = 200, requires = "scene", value_parser = clap::value_parser!(u64).range(1..))]
+    pub episode_steps: u64,
+    /// With `--scene`: render square frames of this size (default: the `--init` model's frame
+    /// size, else the scene file's).
+    #[arg(long, requires = "scene", value_parser = clap::value_parser!(u32).range(8..=1024))]
+    pub size: Option<u32>,
     /// Training configuration (TOML: `[model]`, `[sampler]`, `[training]`).
     #[arg(long)]
     pub config: PathBuf,
@@ -121,6 +140,15 @@ pub fn load_train_data(root: &Path, progress: bool) -> anyhow::Result<TrainData>
     })
 }
 
+/// What a run trains on.
+enum Source {
+    Dataset(TrainData),
+    Live {
+        validation: TrainData,
+        stream: Box<LiveWindows>,
+    },
+}
+
 /// Runs `dreamyard train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let cfg = TrainConfig::from_toml_file(&args.config)?;
@@ -150,26 +178,79 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.out.display(),
         );
     }
-    let data = load_train_data(&args.dataset, true)?;
-    let frames: usize = data.episodes.iter().map(|e| e.len).sum();
-    eprintln!(
-        "dataset {}: {} episodes, {frames} frames of {}x{}; device {}",
-        args.dataset.display(),
-        data.episodes.len(),
-        data.frame.width,
-        data.frame.height,
-        device_name(&device)
-    );
-    let mut trainer = if args.resume {
-        Trainer::resume(&args.out, &cfg, &data, &device)?
-    } else if let Some(init) = &args.init {
-        let start = ModelSource::resolve(init, None)
-            .and_then(|m| m.load())
-            .with_context(|| format!("--init {}: cannot read the model", init.display()))?;
-        Trainer::from_weights(&cfg, &data, &device, &start, &init.display().to_string())?
-    } else {
-        Trainer::new(&cfg, &data, &device)?
+    let init = match &args.init {
+        Some(init) => Some(
+            ModelSource::resolve(init, None)
+                .and_then(|m| m.load())
+                .with_context(|| format!("--init {}: cannot read the model", init.display()))?,
+        ),
+        None => None,
     };
+    let mut source = match (&args.dataset, &args.scene) {
+        (Some(dataset), _) => {
+            let data = load_train_data(dataset, true)?;
+            let frames: usize = data.episodes.iter().map(|e| e.len).sum();
+            eprintln!(
+                "dataset {}: {} episodes, {frames} frames of {}x{}; device {}",
+                dataset.display(),
+                data.episodes.len(),
+                data.frame.width,
+                data.frame.height,
+                device_name(&device)
+            );
+            Source::Dataset(data)
+        }
+        (None, Some(scene)) => {
+            let (mix, mix_name) = live_data::policy_mix(&args.policy_mix)?;
+            let size = args.size.or_else(|| {
+                let f = init.as_ref()?.config.frame?;
+                (f.width == f.height).then_some(f.width as u32)
+            });
+            let spec = LiveSpec {
+                scene: scene.clone(),
+                size,
+                mix,
+                mix_name,
+                seed: cfg.training.seed,
+                episode_steps: args.episode_steps as usize,
+            };
+            let context = cfg.model.num_steps_conditioning + cfg.training.rollout_context;
+            let stream = Box::new(LiveWindows::new(
+                &spec,
+                cfg.training.batch_size,
+                context + 1,
+            )?);
+            let validation = live_data::validation_data(&spec, cfg.training.validation_episodes)?;
+            eprintln!(
+                "live {scene} at {}x{} ({} policies, seed {}): {} windows of {} frames per step \
+                 from {}-step episodes; {} validation episodes; device {}",
+                validation.frame.width,
+                validation.frame.height,
+                spec.mix_name,
+                spec.seed,
+                cfg.training.batch_size,
+                context + 1,
+                spec.episode_steps,
+                validation.episodes.len(),
+                device_name(&device)
+            );
+            Source::Live { validation, stream }
+        }
+        (None, None) => bail!("pass --dataset DIR or --scene NAME: what to train on"),
+    };
+    let mut trainer = match (&source, args.resume) {
+        (Source::Dataset(data), true) => Trainer::resume(&args.out, &cfg, data, &device)?,
+        (Source::Dataset(data), false) => Trainer::new(&cfg, data, &device)?,
+        (Source::Live { validation, stream }, true) => {
+            Trainer::resume_streamed(&args.out, &cfg, validation, stream.identity(), &device)?
+        }
+        (Source::Live { validation, stream }, false) => {
+            Trainer::new_streamed(&cfg, validation, stream.identity(), &device)?
+        }
+    };
+    if let (Some(start), Some(path)) = (&init, &args.init) {
+        trainer = trainer.start_from(start, &path.display().to_string())?;
+    }
     let bar = ProgressBar::new(end);
     bar.set_style(
         ProgressStyle::with_template(
@@ -180,9 +261,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     bar.set_position(trainer.step());
     bar.reset_eta();
     let started = Instant::now();
+    let first_step = trainer.step();
     let mut last_val = None;
     let stop = AtomicBool::new(false);
-    trainer.fit_until(&data, &args.out, end, &stop, &mut |event| match event {
+    let mut on_event = |event: TrainEvent<'_>| match event {
         TrainEvent::Step(s) => {
             bar.set_position(s.step);
             bar.set_message(format!("loss {:.4}  lr {:.2e}", s.loss, s.lr));
@@ -203,13 +285,35 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             last_val = Some(v.clone());
         }
         TrainEvent::Checkpoint { .. } => {}
-    })?;
+    };
+    match &mut source {
+        Source::Dataset(data) => {
+            trainer.fit_until(data, &args.out, end, &stop, &mut on_event)?;
+        }
+        Source::Live { validation, stream } => {
+            trainer.fit_stream_until(
+                validation,
+                stream.as_mut(),
+                &args.out,
+                end,
+                &stop,
+                &mut on_event,
+            )?;
+        }
+    }
     bar.finish_and_clear();
+    let wall_s = started.elapsed().as_secs_f64();
+    let steps = trainer.step() - first_step;
     let summary = serde_json::json!({
         "out": args.out.display().to_string(),
         "steps": trainer.step(),
-        "wall_s": started.elapsed().as_secs_f64(),
+        "wall_s": wall_s,
+        "steps_per_s": if wall_s > 0.0 { steps as f64 / wall_s } else { 0.0 },
         "device": device_name(&device),
+        "data": match &source {
+            Source::Dataset(_) => "dataset",
+            Source::Live { .. } => "live",
+        },
         "validation": last_val,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);

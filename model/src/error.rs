@@ -98,7 +98,8 @@ pub enum ModelError {
 pub type Result<T> = std::result::Result<T, ModelError>;
 
 impl ModelError {
-    pub(crate) fn input(
+    /// Bad input data: `what` was given, `expected` was wanted, `found` came.
+    pub fn input(
         what: &'static str,
         expected: impl Into<String>,
         found: impl Into<String>,

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::config::{self, Check, FrameConfig, WallsConfig, WorldConfig};
 use crate::physics::Physics;
-use crate::policy::{Policy, PolicyKind, RandomWalk, push_target, v2};
+use crate::policy::{self, Policy, PolicyKind, RandomWalk, RestAction, push_target, v2};
+use crate::policy_mix::PolicyMix;
 use crate::render::Canvas;
 use crate::spec::{Action, ActionSpace, ObjectSpec, Observation, Rgb, SceneSpec};
 use crate::{Scene, SceneError};
@@ -549,13 +550,16 @@ impl Scene for ArmPush {
     }
 
     fn scripted_policy(&self, kind: PolicyKind) -> Box<dyn Policy> {
+        // At rest, every joint velocity is zero.
+        let rest: RestAction = |obs| vec![0.0; obs.state.len() - 2];
+        let space = &self.spec.action_space;
         match kind {
-            PolicyKind::RandomWalk => {
-                Box::new(RandomWalk::new(&self.spec.action_space, 0.08, 0.7, |obs| {
-                    vec![0.0; obs.state.len() - 2]
-                }))
-            }
+            PolicyKind::RandomWalk => Box::new(RandomWalk::new(space, 0.08, 0.7, rest)),
             PolicyKind::Heuristic => Box::new(ArmHeuristic::new(self.cfg.clone())),
+            PolicyKind::Jump => policy::jump(space, rest),
+            PolicyKind::Hold => policy::hold(space, rest),
+            PolicyKind::Circle => policy::circle(space, rest),
+            PolicyKind::UserLike => PolicyMix::user_like().policy(self),
         }
     }
 }

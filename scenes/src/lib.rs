@@ -16,6 +16,7 @@ mod error;
 mod geometry;
 mod physics;
 pub mod policy;
+pub mod policy_mix;
 
 pub mod push_t;
 mod registry;

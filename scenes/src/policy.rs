@@ -2,7 +2,7 @@
 //! scene, a goal-directed heuristic that makes contact and pushes. All are seeded and
 //! deterministic.
 
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -15,21 +15,44 @@ pub trait Policy: Send {
 }
 
 /// The scripted policies every built-in scene provides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PolicyKind {
     /// Smooth random walk over the action space.
     RandomWalk,
     /// Goal-directed: approaches the object from behind and pushes it toward the goal.
     Heuristic,
+    /// What a person dragging the target does: jumps to a random action anywhere in the action
+    /// box and holds it for a few steps, again and again.
+    Jump,
+    /// Holding still: the scene's rest action (push-t: the agent's own position; arm-push: zero
+    /// joint velocity), taken when the policy starts, repeated.
+    Hold,
+    /// Slow circling: the action goes round a circle in the action box at a steady rate.
+    Circle,
+    /// The built-in mixture of all of the above, switching every few seconds
+    /// ([`PolicyMix::user_like`](crate::policy_mix::PolicyMix::user_like)): how people drive the
+    /// app.
+    UserLike,
 }
 
 impl PolicyKind {
-    pub const ALL: [Self; 2] = [Self::RandomWalk, Self::Heuristic];
+    pub const ALL: [Self; 6] = [
+        Self::RandomWalk,
+        Self::Heuristic,
+        Self::Jump,
+        Self::Hold,
+        Self::Circle,
+        Self::UserLike,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::RandomWalk => "random-walk",
             Self::Heuristic => "heuristic",
+            Self::Jump => "jump",
+            Self::Hold => "hold",
+            Self::Circle => "circle",
+            Self::UserLike => "user-like",
         }
     }
 
@@ -52,7 +75,7 @@ pub struct RandomWalk {
     /// Fraction of the velocity kept from one step to the next.
     momentum: f64,
     /// Where a new episode's walk starts, from its first observation.
-    start: fn(&Observation) -> Vec<f32>,
+    start: RestAction,
     seed: u64,
     rng: ChaCha8Rng,
     action: Option<Vec<f64>>,
@@ -69,12 +92,7 @@ impl std::fmt::Debug for RandomWalk {
 
 impl RandomWalk {
     /// A walk over a continuous action space. `start` gives the first action of an episode.
-    pub(crate) fn new(
-        space: &ActionSpace,
-        kick: f64,
-        momentum: f64,
-        start: fn(&Observation) -> Vec<f32>,
-    ) -> Self {
+    pub(crate) fn new(space: &ActionSpace, kick: f64, momentum: f64, start: RestAction) -> Self {
         let (low, high) = match space {
             ActionSpace::Continuous { low, high, .. } => (low.clone(), high.clone()),
             ActionSpace::Discrete { names } => (vec![0.0], vec![names.len() as f32 - 1.0]),
@@ -125,6 +143,193 @@ impl Policy for RandomWalk {
         let out = Action::Continuous(action.iter().map(|&v| v as f32).collect());
         self.action = Some(action);
         out
+    }
+}
+
+/// The scene's rest action for an observation (push-t: the agent's position; arm-push: zero
+/// joint velocities).
+pub(crate) type RestAction = fn(&Observation) -> Vec<f32>;
+
+/// [`PolicyKind::Jump`] in a scene with this action box.
+pub(crate) fn jump(space: &ActionSpace, rest: RestAction) -> Box<dyn Policy> {
+    Box::new(Jump {
+        shape: Shape::new(space, rest),
+        rng: ChaCha8Rng::seed_from_u64(0),
+        target: None,
+        left: 0,
+    })
+}
+
+/// [`PolicyKind::Hold`] in a scene with this rest action.
+pub(crate) fn hold(space: &ActionSpace, rest: RestAction) -> Box<dyn Policy> {
+    Box::new(Hold {
+        shape: Shape::new(space, rest),
+        action: None,
+    })
+}
+
+/// [`PolicyKind::Circle`] in a scene with this action box.
+pub(crate) fn circle(space: &ActionSpace, rest: RestAction) -> Box<dyn Policy> {
+    Box::new(Circle {
+        shape: Shape::new(space, rest),
+        rng: ChaCha8Rng::seed_from_u64(0),
+        orbit: None,
+    })
+}
+
+/// What the generic policies know of a scene.
+#[derive(Clone)]
+struct Shape {
+    low: Vec<f32>,
+    high: Vec<f32>,
+    discrete: bool,
+    rest: RestAction,
+}
+
+impl Shape {
+    fn new(space: &ActionSpace, rest: RestAction) -> Self {
+        let (low, high) = match space {
+            ActionSpace::Continuous { low, high, .. } => (low.clone(), high.clone()),
+            ActionSpace::Discrete { names } => (vec![0.0], vec![names.len() as f32 - 1.0]),
+        };
+        Self {
+            low,
+            high,
+            discrete: matches!(space, ActionSpace::Discrete { .. }),
+            rest,
+        }
+    }
+
+    fn action(&self, values: &[f64]) -> Action {
+        if self.discrete {
+            let id = values.first().copied().unwrap_or(0.0).round().max(0.0);
+            Action::Discrete((id as u32).min(self.high[0] as u32))
+        } else {
+            Action::Continuous(
+                values
+                    .iter()
+                    .zip(self.low.iter().zip(&self.high))
+                    .map(|(&v, (&lo, &hi))| (v as f32).clamp(lo, hi))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// See [`PolicyKind::Jump`]: a uniform point of the action box (5% margin), held for 3 to 12
+/// steps.
+struct Jump {
+    shape: Shape,
+    rng: ChaCha8Rng,
+    target: Option<Vec<f64>>,
+    left: u32,
+}
+
+impl Policy for Jump {
+    fn reset(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a75_6d70);
+        self.target = None;
+        self.left = 0;
+    }
+
+    fn act(&mut self, _obs: &Observation) -> Action {
+        if self.left == 0 || self.target.is_none() {
+            let target = self
+                .shape
+                .low
+                .iter()
+                .zip(&self.shape.high)
+                .map(|(&lo, &hi)| {
+                    let margin = 0.05 * f64::from(hi - lo);
+                    self.rng
+                        .random_range(f64::from(lo) + margin..=f64::from(hi) - margin)
+                })
+                .collect();
+            self.target = Some(target);
+            self.left = self.rng.random_range(3..=12);
+        }
+        self.left -= 1;
+        self.shape
+            .action(self.target.as_deref().unwrap_or_default())
+    }
+}
+
+/// See [`PolicyKind::Hold`].
+struct Hold {
+    shape: Shape,
+    action: Option<Vec<f32>>,
+}
+
+impl Policy for Hold {
+    fn reset(&mut self, _seed: u64) {
+        self.action = None;
+    }
+
+    fn act(&mut self, obs: &Observation) -> Action {
+        let rest = self.action.get_or_insert_with(|| (self.shape.rest)(obs));
+        let values: Vec<f64> = rest.iter().map(|&v| f64::from(v)).collect();
+        self.shape.action(&values)
+    }
+}
+
+/// See [`PolicyKind::Circle`]: a circle in the first two action components (a discrete or 1-D
+/// space swings back and forth), its radius 10-30% of the range, a turn every 30-80 steps in
+/// either direction, starting at the point nearest the rest action.
+struct Circle {
+    shape: Shape,
+    rng: ChaCha8Rng,
+    /// Centre, radius per component, angle and angular step.
+    orbit: Option<(Vec<f64>, Vec<f64>, f64, f64)>,
+}
+
+impl Policy for Circle {
+    fn reset(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6369_7263);
+        self.orbit = None;
+    }
+
+    fn act(&mut self, obs: &Observation) -> Action {
+        let (low, high) = (&self.shape.low, &self.shape.high);
+        let (center, radius, angle, rate) = match &mut self.orbit {
+            Some(o) => o,
+            None => {
+                let rest = (self.shape.rest)(obs);
+                let fraction = self.rng.random_range(0.1..0.3);
+                let radius: Vec<f64> = low
+                    .iter()
+                    .zip(high)
+                    .map(|(&lo, &hi)| fraction * f64::from(hi - lo))
+                    .collect();
+                let angle = self.rng.random_range(0.0..std::f64::consts::TAU);
+                let period = self.rng.random_range(30.0..80.0);
+                let sign = if self.rng.random::<bool>() { 1.0 } else { -1.0 };
+                // The centre sits so that the circle passes through the rest action, kept
+                // inside the box.
+                let offset = [angle.cos(), angle.sin()];
+                let center = (0..low.len())
+                    .map(|i| {
+                        let (lo, hi) = (f64::from(low[i]), f64::from(high[i]));
+                        let start = rest.get(i).map_or((lo + hi) / 2.0, |&v| f64::from(v));
+                        let c = start - radius[i] * offset.get(i).copied().unwrap_or(0.0);
+                        c.clamp(lo + radius[i], hi - radius[i])
+                    })
+                    .collect();
+                self.orbit
+                    .insert((center, radius, angle, sign * std::f64::consts::TAU / period))
+            }
+        };
+        *angle += *rate;
+        let (s, c) = angle.sin_cos();
+        let values: Vec<f64> = center
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| match i {
+                0 => m + radius[0] * c,
+                1 => m + radius[1] * s,
+                _ => m,
+            })
+            .collect();
+        self.shape.action(&values)
     }
 }
 

@@ -25,7 +25,8 @@ use serde::Deserialize;
 use crate::config::{self, Check, FrameConfig, WallsConfig, WorldConfig};
 use crate::geometry::{Pose2, convex_intersection_area, polygon_area, wrap_two_pi};
 use crate::physics::Physics;
-use crate::policy::{Policy, PolicyKind, RandomWalk, push_target};
+use crate::policy::{self, Policy, PolicyKind, RandomWalk, RestAction, push_target};
+use crate::policy_mix::PolicyMix;
 use crate::render::Canvas;
 use crate::spec::{Action, ActionSpace, ObjectSpec, Observation, Rgb, SceneSpec};
 use crate::{Scene, SceneError};
@@ -476,16 +477,18 @@ impl Scene for PushT {
     }
 
     fn scripted_policy(&self, kind: PolicyKind) -> Box<dyn Policy> {
+        // At rest, the target is where the agent is.
+        let rest: RestAction = |obs| vec![obs.state[0] as f32, obs.state[1] as f32];
+        let space = &self.spec.action_space;
         match kind {
             // Kicks of 1.5% of the world per step, smoothed over ~10 steps; starts where the
             // agent is.
-            PolicyKind::RandomWalk => Box::new(RandomWalk::new(
-                &self.spec.action_space,
-                0.015,
-                0.9,
-                |obs| vec![obs.state[0] as f32, obs.state[1] as f32],
-            )),
+            PolicyKind::RandomWalk => Box::new(RandomWalk::new(space, 0.015, 0.9, rest)),
             PolicyKind::Heuristic => Box::new(PushTHeuristic::new(self.cfg.clone())),
+            PolicyKind::Jump => policy::jump(space, rest),
+            PolicyKind::Hold => policy::hold(space, rest),
+            PolicyKind::Circle => policy::circle(space, rest),
+            PolicyKind::UserLike => PolicyMix::user_like().policy(self),
         }
     }
 }

@@ -58,13 +58,18 @@ pub struct WindowStart {
     pub t: usize,
 }
 
+/// Number of action components per step of `space` (1 for discrete).
+pub fn action_width(space: &ActionSpace) -> usize {
+    match space {
+        ActionSpace::Discrete { .. } => 1,
+        ActionSpace::Continuous { dim, .. } => *dim,
+    }
+}
+
 impl TrainData {
     /// Number of action components per step (1 for discrete).
     pub fn action_width(&self) -> usize {
-        match &self.action {
-            ActionSpace::Discrete { .. } => 1,
-            ActionSpace::Continuous { dim, .. } => *dim,
-        }
+        action_width(&self.action)
     }
 
     fn frame_bytes(&self) -> usize {

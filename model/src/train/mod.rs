@@ -13,6 +13,6 @@ pub mod trainer;
 pub use config::{LrSchedule, ModelSection, SigmaDistribution, TrainConfig, TrainingSection};
 pub use data::{Batch, EpisodeData, TrainData, WindowSampler, WindowStart};
 pub use trainer::{
-    CHECKPOINT_DIR, METRICS_FILE, Split, StepStats, TrainEvent, Trainer, Validation,
+    CHECKPOINT_DIR, METRICS_FILE, Split, StepStats, TrainEvent, Trainer, Validation, WindowStream,
     checkpoint_step, has_checkpoint,
 };

@@ -34,7 +34,7 @@ use crate::inner_model::flatten_frames;
 use crate::metrics::psnr_unit;
 use crate::sampler::SeededNoise;
 use crate::train::config::TrainConfig;
-use crate::train::data::{Batch, TrainData, WindowSampler};
+use crate::train::data::{Batch, TrainData, WindowSampler, WindowStart};
 use crate::train::init::{NOISE_EMB_KEY, init_params};
 use crate::train::optim::{AdamW, Param, clip_factor, learning_rate};
 use crate::world_model::WorldModel;
@@ -159,6 +159,34 @@ struct CheckpointState {
     rng: RngState,
     train_config: TrainConfig,
     model_config: ModelConfig,
+    /// What a streamed run trains on ([`WindowStream::identity`]); absent for a dataset run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream: Option<serde_json::Value>,
+}
+
+/// Where a run's training windows come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Drawn uniformly, with the run's generator, from the training episodes of the data.
+    Episodes(WindowSampler),
+    /// Step `s` trains on a [`WindowStream`]'s windows for step `s`; the stream's identity, kept
+    /// in the checkpoint so that a resumed run trains on the same stream.
+    Stream(serde_json::Value),
+}
+
+/// Training windows made on demand (the app's live simulator), consumed in order.
+///
+/// The windows of step `s` are a function of `s` and of what [`WindowStream::identity`]
+/// describes, never of what was asked before: that is what makes a resumed run see exactly
+/// the windows the uninterrupted run would have seen, and no window is drawn twice.
+pub trait WindowStream {
+    /// What the stream is (source, policies, seed, lengths), as JSON: stored in the checkpoint;
+    /// resuming on a stream with another identity is an error naming the difference.
+    fn identity(&self) -> serde_json::Value;
+
+    /// The windows of optimiser step `step` (0-based): `n` episodes of exactly `len` frames
+    /// each, in a [`TrainData`] of the run's frame size, channels and action space.
+    fn windows(&mut self, step: u64, n: usize, len: usize) -> Result<TrainData>;
 }
 
 /// A training run in memory.
@@ -173,12 +201,33 @@ pub struct Trainer {
     rng: ChaCha8Rng,
     device: Device,
     split: Split,
-    train_windows: WindowSampler,
+    source: Source,
 }
 
 impl Trainer {
     /// A fresh run on `data`: the model is initialised from `cfg.training.seed`.
     pub fn new(cfg: &TrainConfig, data: &TrainData, device: &Device) -> Result<Self> {
+        Self::build(cfg, data, None, device)
+    }
+
+    /// A fresh run that trains on a [`WindowStream`] with this identity ([`Trainer::fit_stream_until`])
+    /// and validates on every episode of `validation`, which also gives the frame size and
+    /// action space.
+    pub fn new_streamed(
+        cfg: &TrainConfig,
+        validation: &TrainData,
+        identity: serde_json::Value,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::build(cfg, validation, Some(identity), device)
+    }
+
+    fn build(
+        cfg: &TrainConfig,
+        data: &TrainData,
+        stream: Option<serde_json::Value>,
+        device: &Device,
+    ) -> Result<Self> {
         data.validate()?;
         let model_cfg = cfg.model_config(&data.action, data.channels, data.frame, data.fps);
         model_cfg.validate()?;
@@ -209,19 +258,40 @@ impl Trainer {
             })
             .collect();
         let opt = AdamW::new(params, &cfg.training)?;
-        let split = Split::last(data.episodes.len(), cfg.training.validation_episodes)?;
         let context = model_cfg.denoiser.inner_model.num_steps_conditioning;
         // With self-generated context, a window also holds the real frames the rollout starts
         // from.
         let span = context + cfg.training.rollout_context;
-        let train_windows = WindowSampler::new(data, &split.train, span);
-        if train_windows.is_empty() {
-            return Err(ModelError::input(
-                "training data",
-                format!("training episodes longer than the context and rollout ({span} frames)"),
-                "no window",
-            ));
-        }
+        let (split, source) = match stream {
+            Some(identity) => {
+                let split = Split {
+                    train: Vec::new(),
+                    validation: (0..data.episodes.len()).collect(),
+                };
+                if WindowSampler::new(data, &split.validation, context).is_empty() {
+                    return Err(ModelError::input(
+                        "validation data",
+                        format!("episodes longer than the context ({context} frames)"),
+                        "no window",
+                    ));
+                }
+                (split, Source::Stream(identity))
+            }
+            None => {
+                let split = Split::last(data.episodes.len(), cfg.training.validation_episodes)?;
+                let train_windows = WindowSampler::new(data, &split.train, span);
+                if train_windows.is_empty() {
+                    return Err(ModelError::input(
+                        "training data",
+                        format!(
+                            "training episodes longer than the context and rollout ({span} frames)"
+                        ),
+                        "no window",
+                    ));
+                }
+                (split, Source::Episodes(train_windows))
+            }
+        };
         Ok(Self {
             cfg: cfg.clone(),
             model_cfg,
@@ -232,7 +302,7 @@ impl Trainer {
             rng,
             device: device.clone(),
             split,
-            train_windows,
+            source,
         })
     }
 
@@ -242,6 +312,28 @@ impl Trainer {
         out_dir: &Path,
         cfg: &TrainConfig,
         data: &TrainData,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::resume_with(out_dir, cfg, data, None, device)
+    }
+
+    /// [`Trainer::resume`] for a streamed run ([`Trainer::new_streamed`]): the stream must have
+    /// the identity the checkpoint records.
+    pub fn resume_streamed(
+        out_dir: &Path,
+        cfg: &TrainConfig,
+        validation: &TrainData,
+        identity: serde_json::Value,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::resume_with(out_dir, cfg, validation, Some(identity), device)
+    }
+
+    fn resume_with(
+        out_dir: &Path,
+        cfg: &TrainConfig,
+        data: &TrainData,
+        stream: Option<serde_json::Value>,
         device: &Device,
     ) -> Result<Self> {
         let dir = existing_checkpoint(out_dir).ok_or_else(|| ModelError::Io {
@@ -259,7 +351,36 @@ impl Trainer {
                 "differs between the given config and the checkpoint's; resume needs the same value",
             ));
         }
-        let mut trainer = Self::new(cfg, data, device)?;
+        match (&state.stream, &stream) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ModelError::config(
+                    &origin,
+                    "stream",
+                    "the run trained on a live stream (train --scene); resume it the same way",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ModelError::config(
+                    &origin,
+                    "stream",
+                    "the run trained on a dataset (train --dataset); resume it the same way",
+                ));
+            }
+            (Some(have), Some(want)) => {
+                if let Some((field, w, h)) = first_difference(want, have, "stream") {
+                    return Err(ModelError::config(
+                        &origin,
+                        field,
+                        format!(
+                            "the run's stream has {h}, this one {w}; resume needs the same scene, \
+                             policies, seed and lengths"
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut trainer = Self::build(cfg, data, stream, device)?;
         if trainer.model_cfg != state.model_config {
             return Err(ModelError::config(
                 &origin,
@@ -295,7 +416,13 @@ impl Trainer {
         init: &Checkpoint,
         origin: &str,
     ) -> Result<Self> {
-        let trainer = Self::new(cfg, data, device)?;
+        Self::new(cfg, data, device)?.start_from(init, origin)
+    }
+
+    /// This fresh run (of [`Trainer::new`] or [`Trainer::new_streamed`]) with its weights
+    /// taken from `init`, as [`Trainer::from_weights`] says.
+    pub fn start_from(self, init: &Checkpoint, origin: &str) -> Result<Self> {
+        let trainer = self;
         let want_cfg = &trainer.model_cfg.denoiser;
         let mut have_cfg = init.config.denoiser.clone();
         let adds_action_map =
@@ -479,12 +606,74 @@ impl Trainer {
 
     /// One optimiser step on a batch drawn from the training episodes.
     pub fn train_step(&mut self, data: &TrainData) -> Result<StepStats> {
-        let context = self.model_cfg.denoiser.inner_model.num_steps_conditioning;
+        let Source::Episodes(windows) = &self.source else {
+            return Err(ModelError::input(
+                "training",
+                "a run that trains on a dataset",
+                "a streamed run (train it with fit_stream_until)",
+            ));
+        };
+        let span = self.span();
+        let starts = windows.sample(self.cfg.training.batch_size, &mut self.rng);
+        let batch = data.batch(&starts, span, &self.device)?;
+        self.step_on(batch)
+    }
+
+    /// One optimiser step on the stream's windows for this step.
+    pub fn train_step_streamed(&mut self, stream: &mut dyn WindowStream) -> Result<StepStats> {
+        if !matches!(self.source, Source::Stream(_)) {
+            return Err(ModelError::input(
+                "training",
+                "a streamed run",
+                "a run that trains on a dataset",
+            ));
+        }
+        let span = self.span();
+        let n = self.cfg.training.batch_size;
+        let windows = stream.windows(self.step, n, span + 1)?;
+        let inner = &self.model_cfg.denoiser.inner_model;
+        let frame = self.model_cfg.frame;
+        if windows.episodes.len() != n
+            || windows.episodes.iter().any(|e| e.len != span + 1)
+            || windows.channels != inner.img_channels
+            || frame.is_some_and(|f| f != windows.frame)
+            || crate::train::data::action_width(&inner.action) != windows.action_width()
+        {
+            return Err(ModelError::input(
+                "training stream",
+                format!(
+                    "{n} windows of {} frames of the run's frame size, channels and actions",
+                    span + 1
+                ),
+                format!(
+                    "{} windows ({:?} frames) of {}x{}x{}, actions of width {}",
+                    windows.episodes.len(),
+                    windows.episodes.iter().map(|e| e.len).collect::<Vec<_>>(),
+                    windows.frame.width,
+                    windows.frame.height,
+                    windows.channels,
+                    windows.action_width()
+                ),
+            ));
+        }
+        windows.validate()?;
+        let starts: Vec<WindowStart> = (0..n)
+            .map(|episode| WindowStart { episode, t: 0 })
+            .collect();
+        let batch = windows.batch(&starts, span, &self.device)?;
+        self.step_on(batch)
+    }
+
+    /// Context frames per training window: the model's context plus the real frames a
+    /// self-generated context starts from.
+    fn span(&self) -> usize {
+        self.model_cfg.denoiser.inner_model.num_steps_conditioning
+            + self.cfg.training.rollout_context
+    }
+
+    /// The optimiser step on one batch of `span` context frames.
+    fn step_on(&mut self, mut batch: Batch) -> Result<StepStats> {
         let rollout = self.cfg.training.rollout_context;
-        let starts = self
-            .train_windows
-            .sample(self.cfg.training.batch_size, &mut self.rng);
-        let mut batch = data.batch(&starts, context + rollout, &self.device)?;
         if rollout > 0 {
             let seed: u64 = self.rng.random();
             batch = self.self_generated_context(batch, seed)?;
@@ -637,6 +826,10 @@ impl Trainer {
             rng: RngState::of(&self.rng),
             train_config: self.cfg.clone(),
             model_config: self.model_cfg.clone(),
+            stream: match &self.source {
+                Source::Stream(identity) => Some(identity.clone()),
+                Source::Episodes(_) => None,
+            },
         };
         let json = serde_json::to_string_pretty(&state)
             .map_err(|e| ModelError::config("checkpoint state", "(serialize)", e.to_string()))?;
@@ -681,6 +874,32 @@ impl Trainer {
         stop: &AtomicBool,
         on_event: &mut dyn FnMut(TrainEvent<'_>),
     ) -> Result<()> {
+        self.fit_loop(data, None, out_dir, until, stop, on_event)
+    }
+
+    /// [`Trainer::fit_until`] for a streamed run: training windows come from `stream`,
+    /// validation from every episode of `validation`.
+    pub fn fit_stream_until(
+        &mut self,
+        validation: &TrainData,
+        stream: &mut dyn WindowStream,
+        out_dir: &Path,
+        until: u64,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<()> {
+        self.fit_loop(validation, Some(stream), out_dir, until, stop, on_event)
+    }
+
+    fn fit_loop(
+        &mut self,
+        data: &TrainData,
+        mut stream: Option<&mut dyn WindowStream>,
+        out_dir: &Path,
+        until: u64,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<()> {
         create_dir(out_dir)?;
         let log_path = out_dir.join(METRICS_FILE);
         truncate_log_after(&log_path, self.step)?;
@@ -703,7 +922,10 @@ impl Trainer {
         let mut saved_at = self.step;
         let end = until.min(t.steps);
         while self.step < end && !stop.load(Ordering::Relaxed) {
-            let stats = self.train_step(data)?;
+            let stats = match stream.as_deref_mut() {
+                Some(stream) => self.train_step_streamed(stream)?,
+                None => self.train_step(data)?,
+            };
             let s = stats.step;
             let last = s == end;
             if s % t.log_every == 0 || last {

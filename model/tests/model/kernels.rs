@@ -5,10 +5,9 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
 use dreamyard_model::kernels::conv::ConvAlgo;
 use dreamyard_model::layers::{Conv, NormMod, norm_act, run_packed};
-use dreamyard_model::{
-    ActionSpace, DenoiserConfig, InnerModelConfig, KernelPath, ModelConfig, SamplerConfig,
-    WorldModel, kernel_path, with_kernel_path,
-};
+use dreamyard_model::{ActionSpace, KernelPath, WorldModel, kernel_path, with_kernel_path};
+
+use crate::{Net, model_config, sampler};
 
 fn randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     // Deterministic per seed without relying on candle's global RNG.
@@ -209,35 +208,15 @@ fn kernel_path_override_is_scoped() {
 /// A whole denoiser call (attention, odd frame size, several levels) on both paths.
 #[test]
 fn denoiser_fast_matches_candle() {
-    let cfg = ModelConfig {
-        denoiser: DenoiserConfig {
-            sigma_data: 0.5,
-            sigma_offset_noise: 0.3,
-            inner_model: InnerModelConfig {
-                img_channels: 3,
-                num_steps_conditioning: 2,
-                cond_channels: 32,
-                depths: vec![1, 2, 1],
-                channels: vec![32, 64, 32],
-                attn_depths: vec![false, true, false],
-                action: ActionSpace::Discrete { num_actions: 3 },
-                action_map: None,
-            },
-        },
-        diffusion_sampler: SamplerConfig {
-            num_steps_denoising: 1,
-            sigma_min: 2e-3,
-            sigma_max: 5.0,
-            rho: 7.0,
-            order: 1,
-            s_churn: 0.0,
-            s_tmin: 0.0,
-            s_tmax: f64::INFINITY,
-            s_noise: 1.0,
-        },
-        frame: None,
-        fps: None,
+    let net = Net {
+        context: 2,
+        cond_channels: 32,
+        depths: vec![1, 2, 1],
+        channels: vec![32, 64, 32],
+        attn_depths: vec![false, true, false],
     };
+    let action = ActionSpace::Discrete { num_actions: 3 };
+    let cfg = model_config(net, action, sampler(1, 1, 0.0), None, None);
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);

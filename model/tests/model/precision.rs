@@ -14,43 +14,24 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use dreamyard_model::{
-    ActionSpace, Checkpoint, DenoiserConfig, InnerModelConfig, KernelPath, ModelConfig,
-    SamplerConfig, WorldModel, with_kernel_path,
+    ActionSpace, Checkpoint, KernelPath, ModelConfig, WorldModel, with_kernel_path,
 };
+
+use crate::{Net, host_values, model_config, sampler};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 fn wide_config() -> ModelConfig {
-    ModelConfig {
-        denoiser: DenoiserConfig {
-            sigma_data: 0.5,
-            sigma_offset_noise: 0.3,
-            inner_model: InnerModelConfig {
-                img_channels: 3,
-                num_steps_conditioning: 4,
-                cond_channels: 256,
-                depths: vec![2, 2, 2, 2],
-                channels: vec![64, 64, 128, 128],
-                attn_depths: vec![false, false, true, true],
-                action: ActionSpace::Discrete { num_actions: 18 },
-                action_map: None,
-            },
-        },
-        diffusion_sampler: SamplerConfig {
-            num_steps_denoising: 3,
-            sigma_min: 2e-3,
-            sigma_max: 5.0,
-            rho: 7.0,
-            order: 1,
-            s_churn: 0.0,
-            s_tmin: 0.0,
-            s_tmax: f64::INFINITY,
-            s_noise: 1.0,
-        },
-        frame: None,
-        fps: None,
-    }
+    let net = Net {
+        context: 4,
+        cond_channels: 256,
+        depths: vec![2, 2, 2, 2],
+        channels: vec![64, 64, 128, 128],
+        attn_depths: vec![false, false, true, true],
+    };
+    let action = ActionSpace::Discrete { num_actions: 18 };
+    model_config(net, action, sampler(3, 1, 0.0), None, None)
 }
 
 fn randn(rng: &mut ChaCha8Rng, shape: &[usize]) -> Vec<f32> {
@@ -91,20 +72,7 @@ fn random_checkpoint(cfg: &ModelConfig, seed: u64) -> Checkpoint {
 
 /// `(max |got - want|, ‖got − want‖ / ‖want‖)`.
 fn errors(got: &Tensor, want: &Tensor) -> (f64, f64) {
-    let g: Vec<f64> = got
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let w: Vec<f64> = want
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let (g, w) = (host_values(got), host_values(want));
     let max = g
         .iter()
         .zip(&w)
@@ -173,15 +141,10 @@ fn the_candle_path_is_as_exact_as_the_fast_path() {
 
 /// 8-bit levels of frames in [-1, 1], as DIAMOND displays and quantises them.
 fn levels(t: &Tensor) -> Vec<i32> {
-    let v: Vec<f32> = t
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    v.iter()
-        .map(|x| ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as i32)
+    host_values(t)
+        .iter()
+        .map(|&x| ((x as f32).clamp(-1.0, 1.0) + 1.0) * 127.5)
+        .map(|x| x.round() as i32)
         .collect()
 }
 

@@ -6,43 +6,30 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use dreamyard_model::{
-    ActionMap, ActionSpace, Checkpoint, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig,
-    ModelError, SamplerConfig, SeededNoise, WorldModel,
+    ActionMap, ActionSpace, Checkpoint, FrameSize, ModelConfig, ModelError, SeededNoise, WorldModel,
 };
 
+use crate::{Net, model_config, sampler};
+
 fn config(action: ActionSpace, order: u8, s_churn: f64) -> ModelConfig {
-    ModelConfig {
-        denoiser: DenoiserConfig {
-            sigma_data: 0.5,
-            sigma_offset_noise: 0.3,
-            inner_model: InnerModelConfig {
-                img_channels: 3,
-                num_steps_conditioning: 3,
-                cond_channels: 48,
-                depths: vec![1, 1, 2],
-                channels: vec![16, 32, 32],
-                attn_depths: vec![false, true, false],
-                action,
-                action_map: None,
-            },
-        },
-        diffusion_sampler: SamplerConfig {
-            num_steps_denoising: 2,
-            sigma_min: 2e-3,
-            sigma_max: 5.0,
-            rho: 7.0,
-            order,
-            s_churn,
-            s_tmin: 0.0,
-            s_tmax: f64::INFINITY,
-            s_noise: 1.0,
-        },
-        frame: Some(FrameSize {
-            height: 21,
-            width: 30,
-        }),
-        fps: Some(10.0),
-    }
+    let net = Net {
+        context: 3,
+        cond_channels: 48,
+        depths: vec![1, 1, 2],
+        channels: vec![16, 32, 32],
+        attn_depths: vec![false, true, false],
+    };
+    let frame = FrameSize {
+        height: 21,
+        width: 30,
+    };
+    model_config(
+        net,
+        action,
+        sampler(2, order, s_churn),
+        Some(frame),
+        Some(10.0),
+    )
 }
 
 fn continuous() -> ActionSpace {

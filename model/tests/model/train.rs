@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use dreamyard_model::candle_core::Device;
 use dreamyard_model::config::{ActionSpace, FrameSize};
 use dreamyard_model::train::{
-    EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer, checkpoint_step,
+    EpisodeData, TrainConfig, TrainData, TrainEvent, Trainer, WindowStream, checkpoint_step,
 };
 use dreamyard_model::{Checkpoint, SeededNoise, WorldModel};
 
@@ -330,4 +330,150 @@ fn too_few_episodes_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("more than 1 episodes"), "{err}");
+}
+
+/// A stream of moving-square windows: step `s`'s windows start where step `s` says, so the
+/// windows are a function of the step alone. Counts what it was asked.
+struct SquareStream {
+    seed: u64,
+    asked: Vec<u64>,
+}
+
+impl WindowStream for SquareStream {
+    fn identity(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": "squares", "seed": self.seed })
+    }
+
+    fn windows(&mut self, step: u64, n: usize, len: usize) -> dreamyard_model::Result<TrainData> {
+        self.asked.push(step);
+        let dirs = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)];
+        let episodes = (0..n)
+            .map(|i| {
+                let k = (step * n as u64 + i as u64 + self.seed) as usize;
+                episode(
+                    len,
+                    ((k % 6) as i32, (k / 6 % 6) as i32),
+                    &dirs[k % 4..=k % 4],
+                )
+            })
+            .collect();
+        Ok(TrainData { episodes, ..data() })
+    }
+}
+
+fn stream_losses(cfg: &TrainConfig, out: &Path, resume: bool, seed: u64) -> Vec<(u64, f64)> {
+    let d = data();
+    let mut stream = SquareStream {
+        seed,
+        asked: Vec::new(),
+    };
+    let mut trainer = if resume {
+        Trainer::resume_streamed(out, cfg, &d, stream.identity(), &Device::Cpu).unwrap()
+    } else {
+        Trainer::new_streamed(cfg, &d, stream.identity(), &Device::Cpu).unwrap()
+    };
+    let first = trainer.step();
+    let mut losses = Vec::new();
+    trainer
+        .fit_stream_until(
+            &d,
+            &mut stream,
+            out,
+            cfg.training.steps,
+            &AtomicBool::new(false),
+            &mut |e| {
+                if let TrainEvent::Step(s) = e {
+                    losses.push((s.step, s.loss));
+                }
+            },
+        )
+        .unwrap();
+    // Every step asked for its own windows, once, in order.
+    assert_eq!(
+        stream.asked,
+        (first..cfg.training.steps).collect::<Vec<_>>()
+    );
+    losses
+}
+
+#[test]
+fn a_streamed_run_resumes_exactly_and_only_on_its_own_stream() {
+    let extra = "context_noise = 0.1\nrollout_context = 2";
+    let straight = tempfile::tempdir().unwrap();
+    let full = stream_losses(&config(10, extra), straight.path(), false, 0);
+    let split = tempfile::tempdir().unwrap();
+    let head = stream_losses(&config(4, extra), split.path(), false, 0);
+    let tail = stream_losses(&config(10, extra), split.path(), true, 0);
+    let resumed: Vec<_> = head.into_iter().chain(tail).collect();
+    assert_eq!(resumed, full);
+    assert_eq!(
+        std::fs::read(split.path().join("model.safetensors")).unwrap(),
+        std::fs::read(straight.path().join("model.safetensors")).unwrap()
+    );
+    // Another stream trains another model.
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(
+        stream_losses(&config(10, extra), other.path(), false, 1),
+        full
+    );
+
+    let cfg = config(12, extra);
+    let d = data();
+    // The checkpoint names the stream; another one is refused, naming the field.
+    let err = Trainer::resume_streamed(
+        straight.path(),
+        &cfg,
+        &d,
+        serde_json::json!({ "kind": "squares", "seed": 5 }),
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("stream.seed") && err.contains("state.json"),
+        "{err}"
+    );
+    // A streamed run does not resume on a dataset, nor a dataset run on a stream.
+    let err = Trainer::resume(straight.path(), &cfg, &d, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stream") && err.contains("train --scene"),
+        "{err}"
+    );
+    let dataset_run = tempfile::tempdir().unwrap();
+    train_losses(&config(2, ""), dataset_run.path(), false);
+    let err = Trainer::resume_streamed(
+        dataset_run.path(),
+        &config(4, ""),
+        &d,
+        serde_json::json!({ "kind": "squares", "seed": 0 }),
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("train --dataset"), "{err}");
+
+    // A stream that hands back windows of the wrong length is an error, not a panic.
+    struct Short;
+    impl WindowStream for Short {
+        fn identity(&self) -> serde_json::Value {
+            serde_json::json!("short")
+        }
+        fn windows(&mut self, _: u64, n: usize, len: usize) -> dreamyard_model::Result<TrainData> {
+            Ok(TrainData {
+                episodes: (0..n)
+                    .map(|_| episode(len - 1, (0, 0), &[(1.0, 0.0)]))
+                    .collect(),
+                ..data()
+            })
+        }
+    }
+    let mut t = Trainer::new_streamed(&cfg, &d, Short.identity(), &Device::Cpu).unwrap();
+    let err = t.train_step_streamed(&mut Short).unwrap_err().to_string();
+    assert!(
+        err.contains("training stream") && err.contains("windows of 7 frames"),
+        "{err}"
+    );
+    assert!(t.train_step(&d).is_err());
 }

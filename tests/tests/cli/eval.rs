@@ -317,6 +317,99 @@ fn mismatched_model_and_dataset_give_clear_errors() {
     assert!(!ok && stdout.contains("no episode 2"), "{stdout}");
 }
 
+/// Runs `dreamyard train --scene push-t` on the CPU with `extra` arguments.
+fn train_live(cfg: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "train",
+        "--scene",
+        "push-t",
+        "--episode-steps",
+        "20",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&args)
+}
+
+#[test]
+fn train_from_the_live_scene_resumes_exactly_and_fine_tunes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, TRAIN_TOML.replace("steps = 3", "steps = 4")).unwrap();
+    let out = |n: &str| tmp.path().join(n);
+
+    // Straight through, and stopped after 2 steps then resumed: the same weights.
+    let (ok, stdout, stderr) = train_live(&cfg, &out("straight"), &["--size", "16"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("live push-t at 16x16 (user-like policies, seed 0)"),
+        "{stderr}"
+    );
+    let json = &stdout[stdout.find('{').unwrap()..=stdout.rfind('}').unwrap()];
+    let summary: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(summary["data"], "live");
+    assert_eq!(summary["steps"], 4);
+    let (ok, stdout, stderr) =
+        train_live(&cfg, &out("split"), &["--size", "16", "--stop-after", "2"]);
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = train_live(&cfg, &out("split"), &["--size", "16", "--resume"]);
+    assert!(ok, "{stdout}{stderr}");
+    let weights = |n: &str| std::fs::read(out(n).join("model.safetensors")).unwrap();
+    assert_eq!(weights("split"), weights("straight"));
+
+    // Resuming on another stream is refused, naming the field that differs.
+    let longer = tmp.path().join("longer.toml");
+    std::fs::write(&longer, TRAIN_TOML.replace("steps = 3", "steps = 6")).unwrap();
+    let (ok, err, _) = train_live(&longer, &out("straight"), &["--size", "24", "--resume"]);
+    assert!(!ok);
+    assert!(
+        err.contains("stream.") && err.contains("state.json"),
+        "{err}"
+    );
+
+    // Another policy mixture trains another model; a bad mixture file names its field.
+    let mix = tmp.path().join("mix.toml");
+    std::fs::write(&mix, "segment_steps = [4, 4]\n[weights]\nhold = 1\n").unwrap();
+    let (ok, stdout, stderr) = train_live(
+        &cfg,
+        &out("held"),
+        &["--size", "16", "--policy-mix", mix.to_str().unwrap()],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert_ne!(weights("held"), weights("straight"));
+    std::fs::write(&mix, "segment_steps = [4, 4]\n[weights]\nhover = 1\n").unwrap();
+    let (ok, err, _) = train_live(
+        &cfg,
+        &out("bad-mix"),
+        &["--size", "16", "--policy-mix", mix.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("mix.toml") && err.contains("weights.hover"),
+        "{err}"
+    );
+
+    // --init: frames at the model's size (32x32) unless --size says otherwise.
+    let fx = fixture();
+    let (ok, stdout, stderr) =
+        train_live(&cfg, &out("tuned"), &["--init", fx.model.to_str().unwrap()]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stderr.contains("at 32x32"), "{stderr}");
+
+    // Exactly one of --dataset and --scene.
+    let (ok, err, _) = run_cli(&["train", "--config", cfg.to_str().unwrap(), "--out", "x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--dataset") && err.contains("--scene"),
+        "{err}"
+    );
+}
+
 #[test]
 fn train_init_fine_tunes_the_model_and_refuses_one_that_does_not_fit() {
     let fx = fixture();
