@@ -93,10 +93,7 @@ impl std::fmt::Debug for RandomWalk {
 impl RandomWalk {
     /// A walk over a continuous action space. `start` gives the first action of an episode.
     pub(crate) fn new(space: &ActionSpace, kick: f64, momentum: f64, start: RestAction) -> Self {
-        let (low, high) = match space {
-            ActionSpace::Continuous { low, high, .. } => (low.clone(), high.clone()),
-            ActionSpace::Discrete { names } => (vec![0.0], vec![names.len() as f32 - 1.0]),
-        };
+        let (low, high) = action_box(space);
         let dim = low.len();
         Self {
             low,
@@ -188,10 +185,7 @@ struct Shape {
 
 impl Shape {
     fn new(space: &ActionSpace, rest: RestAction) -> Self {
-        let (low, high) = match space {
-            ActionSpace::Continuous { low, high, .. } => (low.clone(), high.clone()),
-            ActionSpace::Discrete { names } => (vec![0.0], vec![names.len() as f32 - 1.0]),
-        };
+        let (low, high) = action_box(space);
         Self {
             low,
             high,
@@ -330,6 +324,15 @@ impl Policy for Circle {
             })
             .collect();
         self.shape.action(&values)
+    }
+}
+
+/// The box the policies move in: a continuous space's bounds, or `[0, n - 1]` over a discrete
+/// space's `n` ids.
+fn action_box(space: &ActionSpace) -> (Vec<f32>, Vec<f32>) {
+    match space {
+        ActionSpace::Continuous { low, high, .. } => (low.clone(), high.clone()),
+        ActionSpace::Discrete { names } => (vec![0.0], vec![names.len() as f32 - 1.0]),
     }
 }
 

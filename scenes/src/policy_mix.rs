@@ -107,20 +107,7 @@ impl PolicyMix {
 
     /// The mixture as a policy in `scene` (components are `scene`'s scripted policies).
     pub fn policy(&self, scene: &dyn Scene) -> Box<dyn Policy> {
-        let components = self
-            .weights
-            .iter()
-            .map(|&(kind, w)| (kind, w, scene.scripted_policy(kind)))
-            .collect();
-        Box::new(Mixture {
-            components,
-            segment_steps: self.segment_steps,
-            rng: ChaCha8Rng::seed_from_u64(0),
-            seed: 0,
-            current: 0,
-            left: 0,
-            segments: 0,
-        })
+        Box::new(Mixture::new(self, scene))
     }
 }
 
@@ -143,6 +130,23 @@ struct Mixture {
 }
 
 impl Mixture {
+    fn new(mix: &PolicyMix, scene: &dyn Scene) -> Self {
+        let components = mix
+            .weights
+            .iter()
+            .map(|&(kind, w)| (kind, w, scene.scripted_policy(kind)))
+            .collect();
+        Self {
+            components,
+            segment_steps: mix.segment_steps,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            seed: 0,
+            current: 0,
+            left: 0,
+            segments: 0,
+        }
+    }
+
     fn pick(&mut self) -> usize {
         let total: f64 = self.components.iter().map(|c| c.1).sum();
         let mut x = self.rng.random::<f64>() * total;
@@ -237,19 +241,7 @@ mod tests {
             "segment_steps = [1, 1]\n[weights]\nhold = 3\njump = 1\n",
         )
         .unwrap();
-        let mut m = Mixture {
-            components: mix
-                .weights
-                .iter()
-                .map(|&(k, w)| (k, w, scene.scripted_policy(k)))
-                .collect(),
-            segment_steps: [1, 1],
-            rng: ChaCha8Rng::seed_from_u64(0),
-            seed: 0,
-            current: 0,
-            left: 0,
-            segments: 0,
-        };
+        let mut m = Mixture::new(&mix, scene.as_ref());
         m.reset(1);
         let mut counts = [0usize; 2];
         for _ in 0..4000 {

@@ -76,19 +76,23 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Runs `dreamyard train` on the CPU with `extra` arguments.
+/// Runs `dreamyard train` on `dataset` on the CPU with `extra` arguments.
 fn train_cli(dataset: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec![
-        "train",
-        "--dataset",
-        dataset.to_str().unwrap(),
+    train_on(&["--dataset", dataset.to_str().unwrap()], cfg, out, extra)
+}
+
+/// Runs `dreamyard train` on the CPU with the data arguments `data` and `extra` arguments.
+fn train_on(data: &[&str], cfg: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["train"];
+    args.extend_from_slice(data);
+    args.extend_from_slice(&[
         "--config",
         cfg.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "--device",
         "cpu",
-    ];
+    ]);
     args.extend_from_slice(extra);
     run_cli(&args)
 }
@@ -319,21 +323,8 @@ fn mismatched_model_and_dataset_give_clear_errors() {
 
 /// Runs `dreamyard train --scene push-t` on the CPU with `extra` arguments.
 fn train_live(cfg: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec![
-        "train",
-        "--scene",
-        "push-t",
-        "--episode-steps",
-        "20",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ];
-    args.extend_from_slice(extra);
-    run_cli(&args)
+    let live = ["--scene", "push-t", "--episode-steps", "20"];
+    train_on(&live, cfg, out, extra)
 }
 
 #[test]
