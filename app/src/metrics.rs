@@ -19,8 +19,8 @@ pub const SSIM_WINDOW: usize = 11;
 pub const SSIM_SIGMA: f64 = 1.5;
 
 /// PSNR of identical frames is infinite; a frame's PSNR is capped here (in `eval` before
-/// averaging, in the app before plotting).
-pub const PSNR_CAP_DB: f64 = 100.0;
+/// averaging, in the app before plotting), the same cap as the trainer's validation.
+pub use dreamyard_model::metrics::PSNR_CAP_DB;
 
 /// The scores of one frame against the truth, as both the app's panels and `eval` compute them.
 #[derive(Clone, Debug, PartialEq)]

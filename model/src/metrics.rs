@@ -4,6 +4,11 @@ use candle_core::{DType, Tensor};
 
 use crate::error::Result;
 
+/// PSNR of identical frames is infinite; where PSNRs are averaged (the trainer's validation,
+/// `eval`, the app's plots) each frame's is capped here first, so a window where nothing moves
+/// counts as a perfect frame, not as an infinite mean.
+pub const PSNR_CAP_DB: f64 = 100.0;
+
 /// Peak signal-to-noise ratio in dB between two frames (any shape) with values in [-1, 1], on
 /// the 8-bit scale: `10 log10(255^2 / mse)` with both mapped to [0, 255]. Identical frames give
 /// infinity.

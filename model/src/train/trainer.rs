@@ -31,7 +31,7 @@ use crate::config::ModelConfig;
 use crate::denoiser::Denoiser;
 use crate::error::{ModelError, Result};
 use crate::inner_model::flatten_frames;
-use crate::metrics::psnr_unit;
+use crate::metrics::{PSNR_CAP_DB, psnr_unit};
 use crate::sampler::SeededNoise;
 use crate::train::config::TrainConfig;
 use crate::train::data::{Batch, TrainData, WindowSampler, WindowStart};
@@ -1030,12 +1030,13 @@ fn existing_checkpoint(out_dir: &Path) -> Option<PathBuf> {
         .find(|d| d.join("state.json").is_file())
 }
 
-/// Mean over the batch of per-frame PSNR (dB, frames in [-1, 1]).
+/// Mean PSNR over the batch (dB, frames in [-1, 1]), each frame's capped at [`PSNR_CAP_DB`] (a still scene copied
+/// exactly would otherwise make the mean infinite, logged as `null`).
 fn mean_psnr(pred: &Tensor, truth: &Tensor) -> Result<f64> {
     let n = pred.dim(0)?;
     let mut sum = 0.0;
     for i in 0..n {
-        sum += psnr_unit(&pred.get(i)?, &truth.get(i)?)?;
+        sum += psnr_unit(&pred.get(i)?, &truth.get(i)?)?.min(PSNR_CAP_DB);
     }
     Ok(sum / n.max(1) as f64)
 }
@@ -1200,6 +1201,24 @@ mod tests {
                 .collect();
         }
         d
+    }
+
+    #[test]
+    fn a_copied_frame_counts_as_the_cap_not_as_an_infinite_mean() {
+        let dev = Device::Cpu;
+        let truth = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap();
+        // One exact copy and one frame off by one 8-bit level (48.13 dB) everywhere.
+        let off = Tensor::stack(
+            &[
+                truth.get(0).unwrap(),
+                (truth.get(1).unwrap() + 2.0 / 255.0).unwrap(),
+            ],
+            0,
+        )
+        .unwrap();
+        let mean = mean_psnr(&off, &truth).unwrap();
+        let expected = (PSNR_CAP_DB + 20.0 * 255f64.log10()) / 2.0;
+        assert!((mean - expected).abs() < 1e-3, "{mean} vs {expected}");
     }
 
     #[test]
