@@ -66,6 +66,11 @@ pub struct DatasetInfo {
 pub struct SeriesEntry {
     /// Mean PSNR (dB) over windows, per-frame PSNR capped.
     pub psnr: f64,
+    /// PSNR (dB) of the mean squared error over windows: not swayed by windows where nothing
+    /// moves (copy-last is exact there, so its capped PSNR of 100 dB dominates the mean).
+    /// Absent in reports written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psnr_pooled: Option<f64>,
     /// Mean SSIM over windows.
     pub ssim: f64,
     /// Mean mask IoU per object, over the windows where the object is in either frame.
@@ -80,6 +85,9 @@ pub struct StepEntry {
     pub step: usize,
     /// The model (protocol's regime, mean over samples): mean PSNR (dB).
     pub psnr: f64,
+    /// The model: PSNR (dB) of the mean squared error over windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psnr_pooled: Option<f64>,
     /// The model: mean SSIM.
     pub ssim: f64,
     /// The model: mean mask IoU per object (objects absent from every window are left out).
@@ -100,14 +108,20 @@ pub struct StepEntry {
 }
 
 impl StepEntry {
+    /// The model's means at this step.
+    fn model(&self) -> SeriesEntry {
+        SeriesEntry {
+            psnr: self.psnr,
+            psnr_pooled: self.psnr_pooled,
+            ssim: self.ssim,
+            iou: self.iou.clone(),
+        }
+    }
+
     /// The means of one series at this step.
     fn series(&self, kind: SeriesKind) -> Option<SeriesEntry> {
         match kind {
-            SeriesKind::Model => Some(SeriesEntry {
-                psnr: self.psnr,
-                ssim: self.ssim,
-                iou: self.iou.clone(),
-            }),
+            SeriesKind::Model => Some(self.model()),
             SeriesKind::Baseline => Some(self.baseline.clone()),
             SeriesKind::TeacherForced => self.teacher_forced.clone(),
             SeriesKind::BestOfK => self.best_of_k.clone(),
@@ -219,6 +233,7 @@ fn series_at(
     let mut rows = records.iter().filter_map(|r| kind.of(r).map(|s| &s[h]));
     let first = rows.next()?;
     let (mut psnr, mut ssim, mut n) = (first.psnr, first.ssim, 1usize);
+    let mut mse = relative_mse(first.psnr);
     let mut iou_sum = vec![0.0; objects.len()];
     let mut iou_n = vec![0usize; objects.len()];
     let mut add_iou = |m: &FrameMetrics| {
@@ -232,6 +247,7 @@ fn series_at(
     add_iou(first);
     for m in rows {
         psnr += m.psnr;
+        mse += relative_mse(m.psnr);
         ssim += m.ssim;
         n += 1;
         add_iou(m);
@@ -244,9 +260,16 @@ fn series_at(
         .collect();
     Some(SeriesEntry {
         psnr: psnr / n as f64,
+        psnr_pooled: Some(-10.0 * (mse / n as f64).log10()),
         ssim: ssim / n as f64,
         iou,
     })
+}
+
+/// A frame's mean squared error relative to the 8-bit peak (255²), from its PSNR: the
+/// inverse of `10 log10(255² / mse)`. A capped PSNR gives the cap's (negligible) error.
+fn relative_mse(psnr: f64) -> f64 {
+    10f64.powf(-psnr / 10.0)
 }
 
 /// Mean of entries over steps (IoU per object over the steps where it is defined).
@@ -264,8 +287,10 @@ fn mean_over_steps<'a>(entries: impl Iterator<Item = &'a SeriesEntry>) -> Option
             slot.1 += 1;
         }
     }
+    let pooled: Option<Vec<f64>> = entries.iter().map(|e| e.psnr_pooled).collect();
     Some(SeriesEntry {
         psnr: entries.iter().map(|e| e.psnr).sum::<f64>() / n,
+        psnr_pooled: pooled.map(|p| p.iter().sum::<f64>() / n),
         ssim: entries.iter().map(|e| e.ssim).sum::<f64>() / n,
         iou: iou
             .into_iter()
@@ -294,6 +319,7 @@ pub fn aggregate(
         per_step.push(StepEntry {
             step: h + 1,
             psnr: model.psnr,
+            psnr_pooled: model.psnr_pooled,
             ssim: model.ssim,
             iou: model.iou,
             baseline: at(SeriesKind::Baseline).context("no baseline series")?,
@@ -302,14 +328,7 @@ pub fn aggregate(
             interval: intervals.as_mut().and_then(Iterator::next),
         });
     }
-    let model_entries: Vec<SeriesEntry> = per_step
-        .iter()
-        .map(|e| SeriesEntry {
-            psnr: e.psnr,
-            ssim: e.ssim,
-            iou: e.iou.clone(),
-        })
-        .collect();
+    let model_entries: Vec<SeriesEntry> = per_step.iter().map(StepEntry::model).collect();
     let summary = Summary {
         model: mean_over_steps(model_entries.iter()).context("empty horizon")?,
         baseline: mean_over_steps(per_step.iter().map(|e| &e.baseline)).context("empty horizon")?,
@@ -485,6 +504,7 @@ pub fn per_step_csv(report: &Report) -> String {
         for o in objects {
             let _ = write!(out, ",{name}_iou:{o}");
         }
+        let _ = write!(out, ",{name}_psnr_pooled");
     }
     if has_interval {
         out.push_str(",model_psnr_lo,model_psnr_hi,psnr_gain_lo,psnr_gain_hi");
@@ -498,6 +518,7 @@ pub fn per_step_csv(report: &Report) -> String {
         for &k in &present {
             let s = e.series(k).unwrap_or(SeriesEntry {
                 psnr: f64::NAN,
+                psnr_pooled: None,
                 ssim: f64::NAN,
                 iou: BTreeMap::new(),
             });
@@ -505,6 +526,7 @@ pub fn per_step_csv(report: &Report) -> String {
             for o in objects {
                 let _ = write!(out, ",{}", csv_opt(s.iou.get(o).copied()));
             }
+            let _ = write!(out, ",{}", csv_opt(s.psnr_pooled));
         }
         if has_interval {
             let iv = e.interval.as_ref();
@@ -589,8 +611,8 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
         head.push_str(" teacher-forced PSNR |");
         rule.push_str("---:|");
     }
-    head.push_str(" copy-last PSNR | copy-last SSIM |");
-    rule.push_str("---:|---:|");
+    head.push_str(" copy-last PSNR | copy-last SSIM | pooled PSNR | pooled copy-last PSNR |");
+    rule.push_str("---:|---:|---:|---:|");
     for o in &report.objects {
         let _ = write!(head, " IoU {o} |");
         rule.push_str("---:|");
@@ -611,11 +633,7 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
         .map(|e| {
             (
                 e.step.to_string(),
-                SeriesEntry {
-                    psnr: e.psnr,
-                    ssim: e.ssim,
-                    iou: e.iou.clone(),
-                },
+                e.model(),
                 e.best_of_k.as_ref(),
                 e.teacher_forced.as_ref(),
                 &e.baseline,
@@ -636,7 +654,14 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
         if has_tf {
             let _ = write!(md, " {} |", fmt_opt(tf.map(|t| t.psnr), 2));
         }
-        let _ = write!(md, " {:.2} | {:.4} |", base.psnr, base.ssim);
+        let _ = write!(
+            md,
+            " {:.2} | {:.4} | {} | {} |",
+            base.psnr,
+            base.ssim,
+            fmt_opt(m.psnr_pooled, 2),
+            fmt_opt(base.psnr_pooled, 2)
+        );
         for o in &report.objects {
             let _ = write!(md, " {} |", fmt_opt(m.iou.get(o).copied(), 3));
         }
@@ -716,7 +741,11 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
          outputs. Teacher-forced: each step starts from the real previous {} frames and actions \
          and predicts one frame.\n\
          - PSNR on the 8-bit scale over all channels; a frame's PSNR is capped at {} dB \
-         (identical frames would be infinite) before the mean over windows.\n\
+         (identical frames would be infinite) before the mean over windows. Pooled PSNR is \
+         the PSNR of the mean squared error over windows (the mean over steps in the `mean` \
+         row): where nothing moves, copy-last is exact and its capped 100 dB sways the mean \
+         PSNR far more than a few dB of error elsewhere; the pooled figure weighs each \
+         window's error instead.\n\
          - SSIM (Wang et al. 2004): 11x11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03, per \
          channel, valid positions, mean over channels.\n\
          - IoU: each pixel takes the label of the nearest scene colour within RGB distance {}; \
@@ -809,13 +838,7 @@ fn write_plots(out: &Path, report: &Report) -> anyhow::Result<Vec<String>> {
             .collect()
     };
     let series_for = |metric: &dyn Fn(&SeriesEntry) -> Option<f64>| -> Vec<Series> {
-        let model = |e: &StepEntry| {
-            metric(&SeriesEntry {
-                psnr: e.psnr,
-                ssim: e.ssim,
-                iou: e.iou.clone(),
-            })
-        };
+        let model = |e: &StepEntry| metric(&e.model());
         let mut s = vec![Series {
             label: model_label.clone(),
             color: plot::COLORS[0],
@@ -1058,5 +1081,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("w.csv") && err.contains("window 0"), "{err}");
+    }
+
+    #[test]
+    fn pooled_psnr_weighs_errors_not_the_cap_of_still_windows() {
+        // Window 0: nothing moves, copy-last is exact (capped at 100 dB); window 1: copy-last
+        // is off by 20 dB. The model is at 40 dB in both.
+        let m = |psnr| FrameMetrics {
+            psnr,
+            ssim: 1.0,
+            iou: vec![],
+        };
+        let rec = |id, base| WindowRecord {
+            window: Window {
+                id,
+                episode: id as u64,
+                start: 0,
+            },
+            model: vec![m(40.0)],
+            best_of_k: None,
+            baseline: vec![m(base)],
+            teacher_forced: None,
+        };
+        let recs = [rec(0, crate::metrics::PSNR_CAP_DB), rec(1, 20.0)];
+        let (steps, summary) = aggregate(&recs, &[], 1, 0).unwrap();
+        // The mean of PSNRs favours copy-last by 20 dB...
+        assert_eq!(steps[0].baseline.psnr, 60.0);
+        assert_eq!(steps[0].psnr, 40.0);
+        // ...the PSNR of the mean error puts it 17 dB below the model: 10 log10(2 / 0.01).
+        let pooled_base = steps[0].baseline.psnr_pooled.unwrap();
+        assert!((pooled_base - 23.0103).abs() < 1e-3, "{pooled_base}");
+        assert!((steps[0].psnr_pooled.unwrap() - 40.0).abs() < 1e-9);
+        assert_eq!(summary.baseline.psnr_pooled, Some(pooled_base));
+        // Reports written before the field existed still read.
+        let old = r#"{"psnr": 30.0, "ssim": 0.9}"#;
+        let entry: SeriesEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(entry.psnr_pooled, None);
     }
 }
