@@ -12,7 +12,7 @@ use dreamyard_scenes::Action;
 
 use crate::launch::{self, ModelRequest};
 use crate::session::recorder::DatasetRecorder;
-use crate::session::truth::TruthKind;
+use crate::session::truth::{GroundTruth, TruthKind};
 use crate::session::{BranchId, Level, PollOutcome, Refused, Session, SessionConfig, export};
 
 /// A change the user asked for.
@@ -216,11 +216,13 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         }
         Command::SetDevice(name) => set_device(session, outputs, name),
         Command::OpenScene(name) => {
-            launch::open_scene(session, &name);
+            if let Some(truth) = launch::scene_truth(session, &name) {
+                open_with_model(session, outputs, &name, truth);
+            }
             Ok(())
         }
         Command::OpenDataset { dir, episode } => {
-            return launch::open_episode(session, &dir, episode).then_some(Opened::Dataset(dir));
+            return open_dataset(session, outputs, dir, episode);
         }
         Command::OpenPath(path) => return open_path(session, outputs, path),
         Command::Export(kind) => export_now(session, outputs, kind),
@@ -278,14 +280,61 @@ fn set_device(session: &mut Session, outputs: &mut Outputs, name: String) -> Res
     Ok(())
 }
 
+/// Opens episode `episode` of the dataset in `dir` as the ground truth, with the shipped model
+/// of the scene it was recorded from when a shipped model is open.
+fn open_dataset(
+    session: &mut Session,
+    outputs: &mut Outputs,
+    dir: PathBuf,
+    episode: usize,
+) -> Option<Opened> {
+    let truth = launch::episode_truth(session, &dir, episode)?;
+    let opened = match launch::recorded_scene(&dir) {
+        Some(scene) => open_with_model(session, outputs, &scene, truth),
+        None => session.set_truth(truth),
+    };
+    opened.then_some(Opened::Dataset(dir))
+}
+
+/// Makes `truth` (from built-in scene `scene`, live or recorded) the ground truth, keeping the
+/// model with the scene: when the open model is a shipped one (or none is open) and `scene`
+/// ships its own, that model loads and the truth comes with it, so picking arm-push from the
+/// Scene menu shows the arm-push model's dream. A model the user opened stays. Returns whether
+/// the truth was set or its model started loading.
+fn open_with_model(
+    session: &mut Session,
+    outputs: &mut Outputs,
+    scene: &str,
+    truth: Box<dyn GroundTruth>,
+) -> bool {
+    let Some(shipped) = launch::shipped_model(scene) else {
+        return session.set_truth(truth);
+    };
+    if let Some((path, _)) = &outputs.model
+        && (!launch::is_shipped_model(path) || launch::same_path(path, &shipped))
+    {
+        return session.set_truth(truth);
+    }
+    let request = ModelRequest {
+        path: shipped.clone(),
+        config: None,
+        device: outputs.device.clone(),
+        dtype: outputs.dtype,
+    };
+    let started = launch::load_model_with(session, &request, Some(truth));
+    if started {
+        outputs.model = Some((shipped, None));
+    }
+    started
+}
+
 fn open_path(session: &mut Session, outputs: &mut Outputs, path: PathBuf) -> Option<Opened> {
     let dataset = [Some(path.as_path()), path.parent()]
         .into_iter()
         .flatten()
         .find(|p| p.is_dir() && p.join("meta").is_dir());
     if let Some(dir) = dataset {
-        let dir = dir.to_path_buf();
-        return launch::open_episode(session, &dir, 0).then_some(Opened::Dataset(dir));
+        return open_dataset(session, outputs, dir.to_path_buf(), 0);
     }
     apply(session, outputs, Command::OpenModel { path, config: None })
 }
@@ -454,6 +503,48 @@ mod tests {
         // Rendered again at 64x64, not a resized 96x96 frame.
         let mut scene = load_scene(&SceneSource::parse("push-t"), Some((64, 64))).unwrap();
         assert_eq!(*first(&s), scene.reset(0).frame);
+    }
+
+    #[test]
+    fn a_scene_brings_its_shipped_model_and_keeps_the_users_own() {
+        let shipped = |scene: &str| launch::shipped_model(scene).expect("a shipped model");
+        let mut s = push_t();
+        let mut out = Outputs {
+            model: Some((shipped("push-t"), None)),
+            ..Outputs::default()
+        };
+        apply(&mut s, &mut out, Command::OpenScene("arm-push".into()));
+        assert_eq!(out.model, Some((shipped("arm-push"), None)));
+        assert!(s.model_loading().is_some(), "{:?}", s.notices());
+        // The scene changes with its model, not before (the push-t model cannot drive it).
+        assert_eq!(s.truth_spec().unwrap().name, "push-t");
+        let start = Instant::now();
+        while s.model_info().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(60), "{:?}", s.notices());
+            poll(&mut s);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(s.truth_spec().unwrap().name.starts_with("arm-push"));
+        // The truth is rendered at the arm-push model's frame size.
+        let info = s.model_info().unwrap();
+        let truth = s.active_branch().steps[0].truth.clone().unwrap();
+        assert_eq!((truth.width, truth.height), (info.frame_width, info.frame_height));
+
+        // Back to push-t: its shipped model again.
+        apply(&mut s, &mut out, Command::OpenScene("push-t".into()));
+        assert_eq!(out.model, Some((shipped("push-t"), None)));
+
+        // A model the user opened stays whatever the scene.
+        let mine = tempfile::tempdir().unwrap();
+        let mut own = Outputs {
+            model: Some((mine.path().into(), None)),
+            ..Outputs::default()
+        };
+        let mut s = push_t();
+        apply(&mut s, &mut own, Command::OpenScene("arm-push".into()));
+        assert_eq!(own.model, Some((mine.path().into(), None)));
+        assert!(s.model_loading().is_none());
+        assert!(s.truth_spec().unwrap().name.starts_with("arm-push"));
     }
 
     #[test]

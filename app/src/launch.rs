@@ -12,19 +12,25 @@ use crate::bridge;
 use crate::device::parse_device;
 use crate::model_source::ModelSource;
 use crate::session::backend::CandleBackend;
-use crate::session::truth::{Episode, LiveScene, Replay};
+use crate::session::truth::{Episode, GroundTruth, LiveScene, Replay};
 use crate::session::worker::ModelWorker;
 use crate::session::{Level, Session};
 
-/// Where the shipped push-t model lives, relative to the repository root.
+/// Where the shipped push-t model lives, relative to the repository root: the app's model when
+/// nothing names another.
 pub const DEFAULT_MODEL_DIR: &str = "assets/models/push-t";
+
+/// Where the shipped models live, one folder per built-in scene (`assets/models/<scene>`),
+/// relative to the repository root.
+pub const SHIPPED_MODELS_DIR: &str = "assets/models";
 
 /// Arguments of the desktop app (`dreamyard` or `dreamyard gui`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct GuiArgs {
     /// World model: a native directory (`model.safetensors` + `config.json`), a DIAMOND
     /// `agent.pt` with `--config`, or a folder holding one with its yaml [default: the shipped
-    /// push-t model, assets/models/push-t]
+    /// model of the scene (`--scene`, or the scene `--dataset` was recorded from):
+    /// assets/models/<scene>, else assets/models/push-t]
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Config for `--model`: DIAMOND's yaml for an `agent.pt`, or a native `config.json`.
@@ -80,13 +86,52 @@ pub fn resolve(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// The model path the app opens.
+/// The model path the app opens: `--model`, else the shipped model of the scene the arguments
+/// show (`--scene`, or the scene a Dreamyard-recorded `--dataset` came from), else the shipped
+/// push-t model.
 pub fn model_dir(args: &GuiArgs) -> PathBuf {
-    resolve(
-        args.model
-            .as_deref()
-            .unwrap_or(Path::new(DEFAULT_MODEL_DIR)),
-    )
+    if let Some(path) = &args.model {
+        return resolve(path);
+    }
+    let scene = match (&args.scene, &args.dataset) {
+        (Some(scene), _) => Some(scene.clone()),
+        (None, Some(dir)) => recorded_scene(dir),
+        (None, None) => None,
+    };
+    scene
+        .as_deref()
+        .and_then(shipped_model)
+        .unwrap_or_else(|| resolve(Path::new(DEFAULT_MODEL_DIR)))
+}
+
+/// The shipped model of built-in scene `scene` (`assets/models/<scene>`), if this checkout has
+/// one.
+pub fn shipped_model(scene: &str) -> Option<PathBuf> {
+    dreamyard_scenes::builtin_toml(scene)?;
+    let dir = resolve(&Path::new(SHIPPED_MODELS_DIR).join(scene));
+    dir.join("config.json").is_file().then_some(dir)
+}
+
+/// Whether `path` is one of the shipped models (`assets/models/<built-in scene>`).
+pub fn is_shipped_model(path: &Path) -> bool {
+    dreamyard_scenes::BUILTIN_SCENES
+        .iter()
+        .filter_map(|s| shipped_model(s))
+        .any(|dir| same_path(&dir, path))
+}
+
+/// Whether two paths name the same file or folder.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The scene a Dreamyard-recorded dataset came from (`meta/dreamyard.json`), if it says.
+pub fn recorded_scene(dir: &Path) -> Option<String> {
+    let ds = Dataset::open(dir).ok()?;
+    Some(ds.dreamyard()?.spec.scene.as_ref()?.name.clone())
 }
 
 /// The model the arguments name: `--model` (+ `--config`), else the shipped push-t model.
@@ -113,6 +158,16 @@ pub struct ModelRequest {
 /// every command uses. Errors (a path that is no model, a missing default model, a device the
 /// build lacks) become notices; the session keeps what it had. Returns whether loading started.
 pub fn load_model(session: &mut Session, request: &ModelRequest) -> bool {
+    load_model_with(session, request, None)
+}
+
+/// [`load_model`], with ground truth that replaces the current one together with the model
+/// once it has loaded (a scene and its shipped model).
+pub fn load_model_with(
+    session: &mut Session,
+    request: &ModelRequest,
+    truth: Option<Box<dyn GroundTruth>>,
+) -> bool {
     let source = match ModelSource::resolve(&request.path, request.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -155,7 +210,10 @@ pub fn load_model(session: &mut Session, request: &ModelRequest) -> bool {
     });
     match ModelWorker::spawn(loader) {
         Ok(worker) => {
-            session.load_model(worker, label);
+            match truth {
+                Some(t) => session.load_model_with_truth(worker, label, t),
+                None => session.load_model(worker, label),
+            }
             true
         }
         Err(e) => {
@@ -174,17 +232,20 @@ pub fn load_model(session: &mut Session, request: &ModelRequest) -> bool {
 /// Opens a live scene at the model's frame size (or the scene's own) and makes it the ground
 /// truth.
 pub fn open_scene(session: &mut Session, name: &str) -> bool {
+    scene_truth(session, name).is_some_and(|t| session.set_truth(t))
+}
+
+/// The live scene `name` at the model's frame size (or the scene's own), as ground truth; an
+/// error is a notice.
+pub fn scene_truth(session: &mut Session, name: &str) -> Option<Box<dyn GroundTruth>> {
     let size = session
         .model_info()
         .map(|m| (m.frame_width, m.frame_height));
     match load_scene(&SceneSource::parse(name), size) {
-        Ok(scene) => {
-            let seed = session.config.seed;
-            session.set_truth(Box::new(LiveScene::new(scene, seed)))
-        }
+        Ok(scene) => Some(Box::new(LiveScene::new(scene, session.config.seed))),
         Err(e) => {
             session.notify(Level::Error, format!("cannot open scene: {e}"));
-            false
+            None
         }
     }
 }
@@ -246,11 +307,21 @@ pub fn read_episode(dir: &Path, index: usize) -> anyhow::Result<Episode> {
 /// Opens episode `index` of a dataset as a replay (take-over uses the scene named by the
 /// episode when it is a built-in one, rendered at the episode's frame size).
 pub fn open_episode(session: &mut Session, dir: &Path, index: usize) -> bool {
+    episode_truth(session, dir, index).is_some_and(|t| session.set_truth(t))
+}
+
+/// Episode `index` of the dataset in `dir` as a replay (see [`open_episode`]); an error is a
+/// notice.
+pub fn episode_truth(
+    session: &mut Session,
+    dir: &Path,
+    index: usize,
+) -> Option<Box<dyn GroundTruth>> {
     let episode = match read_episode(dir, index) {
         Ok(e) => e,
         Err(e) => {
             session.notify(Level::Error, crate::error_chain(e.as_ref()));
-            return false;
+            return None;
         }
     };
     let size = episode.frames.first().map(|f| (f.width, f.height));
@@ -260,10 +331,10 @@ pub fn open_episode(session: &mut Session, dir: &Path, index: usize) -> bool {
         .next()
         .and_then(|name| load_scene(&SceneSource::parse(name), size).ok());
     match Replay::new(episode, scene) {
-        Ok(replay) => session.set_truth(Box::new(replay)),
+        Ok(replay) => Some(Box::new(replay)),
         Err(e) => {
             session.notify(Level::Error, crate::error_chain(e.as_ref()));
-            false
+            None
         }
     }
 }
@@ -388,6 +459,63 @@ mod tests {
             err.contains("no episode 1") && err.contains("1 episodes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_built_in_scene_opens_with_its_shipped_model() {
+        use dreamyard_scenes::dataset::{DatasetSpec, DatasetWriter, EpisodePlan};
+        use dreamyard_scenes::policy::PolicyKind;
+        let scene_args = |scene: &str| GuiArgs {
+            scene: Some(scene.into()),
+            ..GuiArgs::default()
+        };
+        let arm_push = Path::new(SHIPPED_MODELS_DIR).join("arm-push");
+        assert!(model_dir(&scene_args("arm-push")).ends_with(&arm_push));
+        assert!(model_dir(&scene_args("push-t")).ends_with(DEFAULT_MODEL_DIR));
+        // A scene file ships no model: the default one.
+        assert!(model_dir(&scene_args("my/arm-push.toml")).ends_with(DEFAULT_MODEL_DIR));
+        // --model wins over the scene's.
+        let own = GuiArgs {
+            model: Some("/models/mine".into()),
+            ..scene_args("arm-push")
+        };
+        assert_eq!(model_dir(&own), PathBuf::from("/models/mine"));
+        assert!(is_shipped_model(&model_dir(&scene_args("arm-push"))));
+        assert!(!is_shipped_model(Path::new("/models/mine")));
+
+        // A dataset recorded from arm-push replays beside the arm-push model.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("arm");
+        let mut scene = load_scene(&SceneSource::parse("arm-push"), Some((32, 32))).unwrap();
+        let mut writer =
+            DatasetWriter::create(&root, DatasetSpec::from_scene(scene.spec())).unwrap();
+        let mut policy = scene.scripted_policy(PolicyKind::RandomWalk);
+        let plan = EpisodePlan {
+            policy_name: "random-walk",
+            seed: 1,
+            max_steps: 3,
+            task: "push the puck",
+        };
+        dreamyard_scenes::dataset::record_scene_episode(
+            &mut writer,
+            scene.as_mut(),
+            policy.as_mut(),
+            &plan,
+            |_| {},
+        )
+        .unwrap();
+        let replay = GuiArgs {
+            dataset: Some(root),
+            episode: Some(0),
+            ..GuiArgs::default()
+        };
+        assert!(model_dir(&replay).ends_with(&arm_push));
+        // A folder that is no dataset: the default model (the error comes when it opens).
+        let other = GuiArgs {
+            dataset: Some(dir.path().into()),
+            ..replay
+        };
+        assert!(model_dir(&other).ends_with(DEFAULT_MODEL_DIR));
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub struct Session {
     model_info: Option<ModelInfo>,
     /// A model being loaded; it replaces `model` if it loads and fits the ground truth.
     loading: Option<(ModelWorker, String)>,
+    /// Ground truth that comes with the loading model (a scene that ships its own model).
+    loading_truth: Option<Box<dyn GroundTruth>>,
     palette: Option<Palette>,
     timeline: Timeline,
     pending: Option<Pending>,
@@ -161,6 +163,7 @@ impl Session {
             model: None,
             model_info: None,
             loading: None,
+            loading_truth: None,
             palette: None,
             timeline: Timeline::default(),
             pending: None,
@@ -179,6 +182,20 @@ impl Session {
     pub fn load_model(&mut self, worker: ModelWorker, label: String) {
         self.notify(Level::Info, loading_notice(&label));
         self.loading = Some((worker, label));
+        self.loading_truth = None;
+    }
+
+    /// Starts loading a model that comes with its own ground truth (a built-in scene and its
+    /// shipped model): when the model has loaded and fits `truth`, both replace the current
+    /// ones at once; otherwise a notice, and the session keeps what it had.
+    pub fn load_model_with_truth(
+        &mut self,
+        worker: ModelWorker,
+        label: String,
+        truth: Box<dyn GroundTruth>,
+    ) {
+        self.load_model(worker, label);
+        self.loading_truth = Some(truth);
     }
 
     /// Whether a model is being loaded.
@@ -195,6 +212,12 @@ impl Session {
             self.notify(Level::Error, e);
             return false;
         }
+        self.install_truth(truth);
+        self.reset();
+        true
+    }
+
+    fn install_truth(&mut self, truth: Box<dyn GroundTruth>) {
         self.palette = truth
             .spec()
             .scene
@@ -202,8 +225,6 @@ impl Session {
             .map(|s| Palette::from_spec(s, metrics::DEFAULT_TOLERANCE))
             .filter(Palette::has_objects);
         self.truth_template = Some(truth);
-        self.reset();
-        true
     }
 
     /// Drops the ground truth: the model runs alone (dream mode) from the next reset, and from
@@ -598,6 +619,7 @@ impl Session {
         let Some((worker, label)) = self.loading.take() else {
             return false;
         };
+        let with_truth = self.loading_truth.take();
         // The "loading…" notice is answered by this one.
         let pending = loading_notice(&label);
         self.notices.retain(|n| n.text != pending);
@@ -607,7 +629,7 @@ impl Session {
                 false
             }
             Ok(info) => {
-                if let Some(t) = self.truth_template.as_deref()
+                if let Some(t) = with_truth.as_deref().or(self.truth_template.as_deref())
                     && let Err(e) = check_compatible(&info, t.spec())
                 {
                     self.notify(Level::Error, format!("{label}: {e}"));
@@ -622,6 +644,9 @@ impl Session {
                 );
                 self.model = Some(worker);
                 self.model_info = Some(info);
+                if let Some(truth) = with_truth {
+                    self.install_truth(truth);
+                }
                 self.reset();
                 true
             }
