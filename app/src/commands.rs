@@ -520,7 +520,11 @@ mod tests {
         assert_eq!(s.truth_spec().unwrap().name, "push-t");
         let start = Instant::now();
         while s.model_info().is_none() {
-            assert!(start.elapsed() < Duration::from_secs(60), "{:?}", s.notices());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{:?}",
+                s.notices()
+            );
             poll(&mut s);
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -528,7 +532,10 @@ mod tests {
         // The truth is rendered at the arm-push model's frame size.
         let info = s.model_info().unwrap();
         let truth = s.active_branch().steps[0].truth.clone().unwrap();
-        assert_eq!((truth.width, truth.height), (info.frame_width, info.frame_height));
+        assert_eq!(
+            (truth.width, truth.height),
+            (info.frame_width, info.frame_height)
+        );
 
         // Back to push-t: its shipped model again.
         apply(&mut s, &mut out, Command::OpenScene("push-t".into()));
