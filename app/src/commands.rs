@@ -380,6 +380,20 @@ mod tests {
         n.text.clone()
     }
 
+    /// Polls until the loading model has loaded (at most a minute).
+    fn wait_for_model(s: &mut Session) {
+        let start = Instant::now();
+        while s.model_info().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{:?}",
+                s.notices()
+            );
+            poll(s);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn push_t() -> Session {
         let mut s = Session::default();
         let scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
@@ -490,16 +504,7 @@ mod tests {
             out.model.is_some(),
             "the model is remembered for a device change"
         );
-        let start = Instant::now();
-        while s.model_info().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{:?}",
-                s.notices()
-            );
-            poll(&mut s);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_model(&mut s);
         // Rendered again at 64x64, not a resized 96x96 frame.
         let mut scene = load_scene(&SceneSource::parse("push-t"), Some((64, 64))).unwrap();
         assert_eq!(*first(&s), scene.reset(0).frame);
@@ -518,16 +523,7 @@ mod tests {
         assert!(s.model_loading().is_some(), "{:?}", s.notices());
         // The scene changes with its model, not before (the push-t model cannot drive it).
         assert_eq!(s.truth_spec().unwrap().name, "push-t");
-        let start = Instant::now();
-        while s.model_info().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{:?}",
-                s.notices()
-            );
-            poll(&mut s);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_model(&mut s);
         assert!(s.truth_spec().unwrap().name.starts_with("arm-push"));
         // The truth is rendered at the arm-push model's frame size.
         let info = s.model_info().unwrap();

@@ -128,10 +128,11 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The scene a Dreamyard-recorded dataset came from (`meta/dreamyard.json`), if it says.
+/// The scene a Dreamyard-recorded dataset came from, if it says: only `meta/dreamyard.json`
+/// is read, not the episodes' metadata.
 pub fn recorded_scene(dir: &Path) -> Option<String> {
-    let ds = Dataset::open(dir).ok()?;
-    Some(ds.dreamyard()?.spec.scene.as_ref()?.name.clone())
+    let meta = dreamyard_scenes::dataset::read_dreamyard(dir).ok()??;
+    Some(meta.spec.scene?.name)
 }
 
 /// The model the arguments name: `--model` (+ `--config`), else the shipped push-t model.

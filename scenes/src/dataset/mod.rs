@@ -24,7 +24,7 @@ mod writer;
 pub use codec::{ImageFormat, decode as decode_image, encode_png};
 pub use error::DatasetError;
 pub use info::{CodebaseVersion, Feature, Features, Info};
-pub use meta::{DatasetSpec, DreamyardMeta, EpisodeSource};
+pub use meta::{DatasetSpec, DreamyardMeta, EpisodeSource, read_dreamyard};
 pub use reader::{
     Dataset, EpisodeData, EpisodeInfo, EpisodeIter, StepData, StoredImage, Validation,
 };
