@@ -196,14 +196,23 @@ pub fn run(cmd: DatasetCommand) -> anyhow::Result<()> {
                 "{}",
                 json!({
                     "dir": dir,
-                    "valid": true,
+                    "valid": v.is_valid(),
                     "episodes": v.episodes,
                     "frames": v.frames,
                     "images_decoded": v.images_decoded,
-                    "unchecked_videos": v.unchecked_videos,
+                    "video_frames_decoded": v.video_frames_decoded,
+                    "video_codecs": v.video_codecs,
+                    "problems": v.problems,
                     "uncommitted_episodes": ds.uncommitted_episodes(),
                 })
             );
+            if !v.is_valid() {
+                anyhow::bail!(
+                    "{}: {} problem(s) found (listed under \"problems\" above)",
+                    dir.display(),
+                    v.problems.len()
+                );
+            }
             Ok(())
         }
     }
@@ -256,7 +265,6 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<()> {
                 "features": features,
                 "cameras": ds.camera_keys(),
                 "video_features": videos,
-                "video_decoding": if videos.is_empty() { "not needed" } else { "not supported yet" },
                 "recorded_from_scene": recorded_from,
                 "uncommitted_episodes": ds.uncommitted_episodes(),
                 "episodes": episodes,
@@ -282,10 +290,13 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     println!("features");
     for (k, f) in info.features.iter() {
         let names = f.name_list().map(|n| n.join(", ")).unwrap_or_default();
-        let note = if f.dtype == "video" {
-            "  (video: listing only, decoding not supported yet)"
-        } else {
-            ""
+        let note = match f.info.as_ref().filter(|_| f.dtype == "video") {
+            Some(i) => format!(
+                "  (video: {} {})",
+                i["video.codec"].as_str().unwrap_or("codec not stated"),
+                i["video.pix_fmt"].as_str().unwrap_or("")
+            ),
+            None => String::new(),
         };
         println!(
             "  {k:<22} {:<8} {:<14} {names}{note}",
@@ -340,6 +351,14 @@ fn frame(
             .with_context(|| format!("{}: the dataset has no camera feature", dir.display()))?
             .to_owned(),
     };
+    if ds
+        .info()
+        .features
+        .get(&camera)
+        .is_some_and(|f| f.dtype == "video")
+    {
+        return video_frame(&ds, &camera, episode, index, out);
+    }
     let stored = ds.frame_bytes(&camera, episode, index)?;
     let wanted = match out
         .extension()
@@ -382,6 +401,47 @@ fn frame(
             "height": decoded.height,
             "stored_format": stored.format.extension(),
             "converted": converted,
+            "out": out,
+        })
+    );
+    Ok(())
+}
+
+/// A frame of a video feature, decoded and written as PNG.
+fn video_frame(
+    ds: &Dataset,
+    camera: &str,
+    episode: u64,
+    index: u64,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let is_png = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        anyhow::bail!(
+            "{}: `{camera}` is a video feature; its decoded frames are written as .png",
+            out.display()
+        );
+    }
+    let frame = ds.frame(camera, episode, index)?;
+    crate::image_io::write_png(out, &frame)?;
+    let file = ds
+        .episode_info(episode)?
+        .video_file(camera)
+        .map(Path::to_owned);
+    println!(
+        "{}",
+        json!({
+            "episode": episode,
+            "index": index,
+            "camera": camera,
+            "width": frame.width,
+            "height": frame.height,
+            "stored_format": "video",
+            "video_file": file,
+            "converted": true,
             "out": out,
         })
     );

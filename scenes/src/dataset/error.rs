@@ -44,12 +44,20 @@ pub enum DatasetError {
         found: String,
     },
 
+    /// A video file that cannot be read, or holds no frame at a requested timestamp.
     #[error(
-        "feature `{feature}` is stored as video ({}); video decoding is not supported yet, \
-         so its frames cannot be read",
-        file.display()
+        "{}: feature `{feature}`, episode {episode}{}: {message}",
+        file.display(),
+        timestamp.map_or(String::new(), |t| format!(", timestamp {t:.4} s"))
     )]
-    VideoNotSupported { feature: String, file: PathBuf },
+    Video {
+        file: PathBuf,
+        feature: String,
+        episode: u64,
+        /// Seconds from the start of the episode (the `timestamp` column).
+        timestamp: Option<f64>,
+        message: String,
+    },
 
     #[error("{what} {index} is out of range: {available}")]
     OutOfRange {

@@ -9,7 +9,8 @@
 //! commits one episode at a time so that a killed process loses at most the episode in
 //! progress. [`Dataset`] lists episodes from the metadata alone, reads frame `i` of episode
 //! `e` by reading one page of one file, and loads or streams whole episodes. Video features
-//! are listed, but their frames cannot be read yet.
+//! (MP4: AV1, H.264, HEVC) are decoded through FFmpeg's libraries (`video`), frames chosen
+//! by timestamp as LeRobot chooses them.
 
 mod codec;
 mod columns;
@@ -19,6 +20,7 @@ mod info;
 mod meta;
 mod reader;
 mod stats;
+mod video;
 mod writer;
 
 pub use codec::{ImageFormat, decode as decode_image, encode_png};
@@ -26,9 +28,10 @@ pub use error::DatasetError;
 pub use info::{CodebaseVersion, Feature, Features, Info};
 pub use meta::{DatasetSpec, DreamyardMeta, EpisodeSource, read_dreamyard};
 pub use reader::{
-    Dataset, EpisodeData, EpisodeInfo, EpisodeIter, StepData, StoredImage, Validation,
+    Dataset, EpisodeData, EpisodeInfo, EpisodeIter, EpisodeVideo, StepData, StoredImage, Validation,
 };
 pub use stats::{FeatureStats, StatsShape};
+pub use video::TOLERANCE_S as VIDEO_TOLERANCE_S;
 pub use writer::{DatasetWriter, EpisodePlan, SavedEpisode, Step, record_scene_episode};
 
 /// Column names Dreamyard writes (LeRobot's conventions).

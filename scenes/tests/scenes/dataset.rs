@@ -777,7 +777,7 @@ fn reads_a_v30_dataset_with_several_episodes_per_file() {
 }
 
 #[test]
-fn video_features_are_listed_but_not_decoded() {
+fn a_video_feature_without_its_file_is_reported_not_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("meta")).unwrap();
@@ -825,18 +825,16 @@ fn video_features_are_listed_but_not_decoded() {
     assert_eq!(ds.camera_keys(), ["observation.image"]);
     let err = ds.frame("observation.image", 0, 1).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, DatasetError::VideoNotSupported { .. }));
+    assert!(matches!(err, DatasetError::Video { episode: 0, .. }));
     assert!(
-        msg.contains("video decoding is not supported yet")
+        msg.contains("no such video file")
             && msg.contains("videos/observation.image/chunk-000/file-004.mp4"),
         "{msg}"
     );
-    assert!(matches!(
-        ds.episode(0),
-        Err(DatasetError::VideoNotSupported { .. })
-    ));
+    assert!(matches!(ds.episode(0), Err(DatasetError::Video { .. })));
     let v = ds.validate().unwrap();
-    assert_eq!(v.unchecked_videos, ["observation.image"]);
+    assert!(!v.is_valid());
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
     assert_eq!(v.frames, 3);
 }
 

@@ -1,6 +1,6 @@
 //! Integration tests of the scenes crate, one module per area, in one test binary: the
 //! scenes' physics and policies, scene files, determinism (in and across processes) and
-//! LeRobot datasets.
+//! LeRobot datasets, image and video.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -10,3 +10,4 @@ mod dataset;
 mod determinism;
 mod push_t;
 mod scene_files;
+mod video;

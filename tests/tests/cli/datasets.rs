@@ -300,3 +300,120 @@ fn killed_recording_keeps_finished_episodes_and_resumes() {
         );
     }
 }
+
+/// The LeRobot-written video datasets of the scenes tests (`scenes/tests/fixtures/lerobot-video`).
+fn video_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenes/tests/fixtures/lerobot-video")
+        .join(name)
+}
+
+#[test]
+fn video_datasets_are_inspected_validated_and_evaluated() {
+    // eval runs on a video dataset (the shipped push-t model on LeRobot's AV1 frames).
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/push-t");
+    let out = tmp.path().join("eval");
+    let av1 = video_fixture("av1");
+    let (ok, stdout, stderr) = run_cli(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        av1.to_str().unwrap(),
+        "--horizon",
+        "2",
+        "--stride",
+        "6",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["windows_scored"].as_u64().unwrap() >= 3, "{report}");
+
+    let d = av1.to_str().unwrap();
+    let (ok, stdout, stderr) = run_cli(&["dataset", "info", d]);
+    assert!(
+        ok && stdout.contains("(video: av1 yuv420p)"),
+        "{stdout}{stderr}"
+    );
+
+    // A decoded frame, the pixels LeRobot returns for it.
+    let png = tmp.path().join("f.png");
+    let p = png.to_str().unwrap();
+    let (ok, stdout, stderr) = run_cli(&[
+        "dataset",
+        "frame",
+        d,
+        "--episode",
+        "2",
+        "--index",
+        "5",
+        "--out",
+        p,
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(json_after(&stdout, '{')["stored_format"], "video");
+    let ours = dreamyard_scenes::dataset::decode_image(&std::fs::read(&png).unwrap()).unwrap();
+    let strip = dreamyard_scenes::dataset::decode_image(
+        &std::fs::read(video_fixture("av1-decoded/episode-2.png")).unwrap(),
+    )
+    .unwrap();
+    let row = 96 * 3;
+    assert_eq!(ours.data, strip.data[5 * 96 * row..6 * 96 * row]);
+    let (ok, stdout, _) = run_cli(&[
+        "dataset",
+        "frame",
+        d,
+        "--episode",
+        "0",
+        "--index",
+        "0",
+        "--out",
+        "f.jpg",
+    ]);
+    assert!(!ok && stdout.contains("video feature"), "{stdout}");
+
+    // validate decodes every frame, and fails, listing each problem, on a broken file.
+    for name in ["av1", "v21-av1"] {
+        let dir = video_fixture(name);
+        let (ok, stdout, stderr) = run_cli(&["dataset", "validate", dir.to_str().unwrap()]);
+        assert!(ok, "{stdout}{stderr}");
+        let v = json_after(&stdout, '{');
+        assert_eq!(
+            (v["valid"].as_bool(), v["video_frames_decoded"].as_u64()),
+            (Some(true), Some(36))
+        );
+    }
+    let broken = tmp.path().join("broken");
+    copy_tree(&video_fixture("v21-av1"), &broken);
+    std::fs::remove_file(broken.join("videos/chunk-000/observation.image/episode_000001.mp4"))
+        .unwrap();
+    let (ok, stdout, _) = run_cli(&["dataset", "validate", broken.to_str().unwrap()]);
+    let v = json_after(&stdout, '{');
+    assert!(!ok && v["valid"] == false, "{stdout}");
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{stdout}");
+    assert!(
+        problems[0].as_str().unwrap().contains("episode_000001.mp4"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 problem(s) found"), "{stdout}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}

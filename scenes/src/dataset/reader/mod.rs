@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use arrow::array::{Array, RecordBatch};
 use parquet::arrow::ProjectionMask;
@@ -20,6 +21,7 @@ use super::columns::{check_column, flatten_numbers, image_bytes, numeric_rows};
 use super::info::{CodebaseVersion, Feature, INFO_PATH, Info};
 use super::meta::{DreamyardMeta, EpisodeSource, read_dreamyard};
 use super::stats::{FeatureStats, QUANTILES, StatsShape};
+use super::video::{TOLERANCE_S, VideoError, VideoFile};
 use super::{DatasetError, keys};
 use crate::Frame;
 
@@ -27,7 +29,7 @@ mod table;
 mod v21;
 mod v3;
 
-use table::{column, find_episode_row, read_all, read_parquet_file};
+use table::{column, find_episode_row, float_column, read_all, read_parquet_file};
 use v3::read_v3;
 use v21::read_legacy;
 
@@ -44,11 +46,23 @@ pub struct EpisodeInfo {
     pub first_row: u64,
     /// Global index (`index` column) of its first frame.
     pub from_index: u64,
-    /// Per video feature: its mp4 file relative to the root.
-    pub videos: Vec<(String, PathBuf)>,
+    /// Per video feature: where its frames are.
+    pub videos: Vec<EpisodeVideo>,
     /// The file holding its metadata row (v3.0), for its statistics.
     meta_file: Option<PathBuf>,
     pub source: Option<EpisodeSource>,
+}
+
+/// Where one video feature's frames of one episode are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpisodeVideo {
+    pub key: String,
+    /// The MP4 file, relative to the dataset root.
+    pub file: PathBuf,
+    /// Time in the file of the episode's first frame (v3.0 `videos/<key>/from_timestamp`;
+    /// 0 in v2.1, one file per episode): frame `t` is the one at `from_timestamp +
+    /// timestamp[t]`.
+    pub from_timestamp: f64,
 }
 
 /// A stored camera image, undecoded.
@@ -108,9 +122,37 @@ pub struct Validation {
     pub episodes: u64,
     pub frames: u64,
     pub images_decoded: u64,
-    /// Video features whose frames could not be checked (decoding is not supported yet).
-    pub unchecked_videos: Vec<String>,
+    /// Frames decoded from video files (every frame of every episode of every video
+    /// feature).
+    pub video_frames_decoded: u64,
+    /// Video files opened, by codec (`av1`, `h264`, ...).
+    pub video_codecs: BTreeMap<String, u64>,
+    /// Problems found in video files: each names the file, the feature, the episode and,
+    /// where there is one, the timestamp. Validation goes on past them to report them all.
+    pub problems: Vec<String>,
 }
+
+impl Validation {
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Open video files, most recently used last.
+#[derive(Default)]
+struct VideoCache {
+    files: Vec<VideoFile>,
+}
+
+impl std::fmt::Debug for VideoCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VideoCache({} open)", self.files.len())
+    }
+}
+
+/// How many video files a dataset keeps open (a v3.0 dataset with a few cameras needs one
+/// per camera; v2.1 one per camera and episode).
+const OPEN_VIDEOS: usize = 8;
 
 /// An open LeRobot dataset (v3.0, v2.1 or v2.0).
 #[derive(Debug)]
@@ -122,6 +164,7 @@ pub struct Dataset {
     dreamyard: Option<DreamyardMeta>,
     uncommitted: u64,
     threads: usize,
+    videos: Mutex<VideoCache>,
 }
 
 impl Dataset {
@@ -149,6 +192,7 @@ impl Dataset {
             dreamyard,
             uncommitted,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            videos: Mutex::default(),
         })
     }
 
@@ -232,15 +276,111 @@ impl Dataset {
         }
     }
 
-    fn video_error(&self, camera: &str, ep: &EpisodeInfo) -> DatasetError {
-        let file = ep
-            .videos
-            .iter()
-            .find(|(k, _)| k == camera)
-            .map_or_else(|| PathBuf::from("videos"), |(_, p)| p.clone());
-        DatasetError::VideoNotSupported {
+    fn episode_video<'e>(
+        &self,
+        camera: &str,
+        ep: &'e EpisodeInfo,
+    ) -> Result<&'e EpisodeVideo, DatasetError> {
+        ep.videos.iter().find(|v| v.key == camera).ok_or_else(|| {
+            DatasetError::invalid(
+                self.root.join(INFO_PATH),
+                format!("features.{camera}"),
+                format!("a video file for episode {}", ep.index),
+                "none listed",
+            )
+        })
+    }
+
+    /// Frames of `camera` (a video feature) of `ep` at episode timestamps `timestamps`
+    /// (seconds, ascending), decoded to RGB8 and checked against the feature's shape.
+    fn video_frames(
+        &self,
+        camera: &str,
+        ep: &EpisodeInfo,
+        timestamps: &[f64],
+    ) -> Result<Vec<Frame>, DatasetError> {
+        Ok(self.video_frames_and_codec(camera, ep, timestamps)?.0)
+    }
+
+    /// [`Self::video_frames`], with the name of the file's codec.
+    fn video_frames_and_codec(
+        &self,
+        camera: &str,
+        ep: &EpisodeInfo,
+        timestamps: &[f64],
+    ) -> Result<(Vec<Frame>, String), DatasetError> {
+        let video = self.episode_video(camera, ep)?;
+        let path = self.root.join(&video.file);
+        let err = |e: VideoError| DatasetError::Video {
+            file: path.clone(),
             feature: camera.to_owned(),
-            file: self.root.join(file),
+            episode: ep.index,
+            timestamp: e.timestamp.map(|t| t - video.from_timestamp),
+            message: e.message,
+        };
+        let in_file: Vec<f64> = timestamps
+            .iter()
+            .map(|t| video.from_timestamp + t)
+            .collect();
+        let mut file = self.take_video(&path).map_err(err)?;
+        let codec = file.codec().to_owned();
+        let frames = file.frames_at(&in_file, TOLERANCE_S);
+        self.return_video(file);
+        let frames = frames.map_err(err)?;
+        if let Some((w, h)) = self.info.features.get(camera).and_then(frame_size)
+            && let Some((t, f)) = timestamps
+                .iter()
+                .zip(&frames)
+                .find(|(_, f)| (f.width as usize, f.height as usize) != (w, h))
+        {
+            return Err(DatasetError::Video {
+                file: path.clone(),
+                feature: camera.to_owned(),
+                episode: ep.index,
+                timestamp: Some(*t),
+                message: format!(
+                    "expected {w}x{h} frames (the feature's shape in meta/info.json), \
+                     found {}x{}",
+                    f.width, f.height
+                ),
+            });
+        }
+        Ok((frames, codec))
+    }
+
+    /// The open [`VideoFile`] for `path` (taken out of the cache), or a newly opened one.
+    fn take_video(&self, path: &Path) -> Result<VideoFile, VideoError> {
+        if let Ok(mut cache) = self.videos.lock()
+            && let Some(i) = cache.files.iter().position(|f| f.path() == path)
+        {
+            return Ok(cache.files.remove(i));
+        }
+        VideoFile::open(path)
+    }
+
+    fn return_video(&self, file: VideoFile) {
+        if let Ok(mut cache) = self.videos.lock() {
+            cache.files.push(file);
+            if cache.files.len() > OPEN_VIDEOS {
+                cache.files.remove(0);
+            }
+        }
+    }
+
+    /// The `timestamp` column of rows `[start, start + n)` of an episode (LeRobot picks
+    /// video frames by it), or `index / fps` where there is no such column.
+    fn timestamps_of(
+        &self,
+        path: &Path,
+        batch: &RecordBatch,
+        start: u64,
+    ) -> Result<Vec<f64>, DatasetError> {
+        if batch.column_by_name(keys::TIMESTAMP).is_some() {
+            float_column(path, batch, keys::TIMESTAMP)
+        } else {
+            Ok((0..batch.num_rows() as u64)
+                .map(|i| (start + i) as f64 / self.info.fps)
+                .collect())
         }
     }
 
@@ -322,7 +462,16 @@ impl Dataset {
         let ep = self.episode_info(episode)?;
         let feature = self.camera_feature(camera)?;
         if feature.dtype == "video" {
-            return Err(self.video_error(camera, ep));
+            return Err(DatasetError::invalid(
+                self.root.join(INFO_PATH),
+                format!("features.{camera}"),
+                "an image feature (frames stored one by one)",
+                format!(
+                    "a video feature (episode {episode} is in {}); decode its frames with \
+                     `frame`",
+                    self.episode_video(camera, ep)?.file.display()
+                ),
+            ));
         }
         if index >= ep.length {
             return Err(DatasetError::OutOfRange {
@@ -358,6 +507,30 @@ impl Dataset {
 
     /// Frame `index` of `episode` from `camera`, decoded to RGB8.
     pub fn frame(&self, camera: &str, episode: u64, index: u64) -> Result<Frame, DatasetError> {
+        if self.camera_feature(camera)?.dtype == "video" {
+            let ep = self.episode_info(episode)?;
+            if index >= ep.length {
+                return Err(DatasetError::OutOfRange {
+                    what: "frame",
+                    index,
+                    available: format!("episode {episode} has {} frames", ep.length),
+                });
+            }
+            let (path, reader) = self.rows(
+                ep,
+                index,
+                1,
+                &[keys::TIMESTAMP, keys::EPISODE_INDEX, keys::FRAME_INDEX],
+                1,
+            )?;
+            let batch = read_all(&path, reader)?;
+            self.check_rows(&path, ep, index, &batch)?;
+            let t = self.timestamps_of(&path, &batch, index)?;
+            return self
+                .video_frames(camera, ep, &t)?
+                .pop()
+                .ok_or_else(|| DatasetError::parquet(&path, "reading rows", "no row read"));
+        }
         let stored = self.frame_bytes(camera, episode, index)?;
         let path = self.root.join(&self.episode_info(episode)?.data_file);
         self.decode_checked(&path, camera, episode, index, &stored.bytes)
@@ -381,8 +554,8 @@ impl Dataset {
         };
         let frame = codec::decode(bytes).map_err(|e| image_err(e.expected, e.found))?;
         if let Some(f) = self.info.features.get(camera)
-            && let [h, w, _] = f.shape.as_slice()
-            && (frame.width as usize, frame.height as usize) != (*w, *h)
+            && let Some((w, h)) = frame_size(f)
+            && (frame.width as usize, frame.height as usize) != (w, h)
         {
             return Err(image_err(
                 format!("a {w}x{h} image (shape {:?} in meta/info.json)", f.shape),
@@ -431,11 +604,10 @@ impl Dataset {
     pub fn episode(&self, episode: u64) -> Result<EpisodeData, DatasetError> {
         let ep = self.episode_info(episode)?;
         let camera = self.default_camera().map(str::to_owned);
-        if let Some(cam) = &camera
-            && self.camera_feature(cam)?.dtype == "video"
-        {
-            return Err(self.video_error(cam, ep));
-        }
+        let video = match &camera {
+            Some(cam) => self.camera_feature(cam)?.dtype == "video",
+            None => false,
+        };
         let mut columns = vec![
             keys::STATE,
             keys::ACTION,
@@ -446,7 +618,9 @@ impl Dataset {
             keys::EPISODE_INDEX,
             keys::FRAME_INDEX,
         ];
-        if let Some(cam) = &camera {
+        if let Some(cam) = &camera
+            && !video
+        {
             columns.push(cam);
         }
         let (path, reader) = self.rows(ep, 0, ep.length, &columns, 1024)?;
@@ -484,6 +658,10 @@ impl Dataset {
                 .collect(),
         };
         let frames = match &camera {
+            Some(cam) if video => {
+                let t = self.timestamps_of(&path, &batch, 0)?;
+                self.video_frames(cam, ep, &t)?
+            }
             Some(cam) => self.decode_column(&path, cam, ep, &batch)?,
             None => Vec::new(),
         };
@@ -583,15 +761,19 @@ impl Dataset {
                 )
             })?
             .to_owned();
-        if self.camera_feature(&camera)?.dtype == "video" {
-            return Err(self.video_error(&camera, ep));
-        }
-        let (path, reader) =
-            self.rows(ep, 0, ep.length, &[&camera, keys::STATE, keys::ACTION], 32)?;
+        let video = self.camera_feature(&camera)?.dtype == "video";
+        let columns = if video {
+            [keys::TIMESTAMP, keys::STATE, keys::ACTION]
+        } else {
+            [camera.as_str(), keys::STATE, keys::ACTION]
+        };
+        let (path, reader) = self.rows(ep, 0, ep.length, &columns, 32)?;
         Ok(EpisodeIter {
             dataset: self,
             episode: ep.index,
             camera,
+            video,
+            video_frames: std::collections::VecDeque::new(),
             path,
             reader,
             batch: None,
@@ -626,7 +808,12 @@ impl Dataset {
                 keys::FRAME_INDEX,
                 keys::INDEX,
             ];
-            columns.extend(cams.iter().copied());
+            columns.extend(cams.iter().copied().filter(|c| {
+                self.info
+                    .features
+                    .get(c)
+                    .is_some_and(|f| f.dtype != "video")
+            }));
             let (path, reader) = self.rows(ep, 0, ep.length, &columns, 1024)?;
             let batch = read_all(&path, reader)?;
             if batch.num_rows() as u64 != ep.length {
@@ -665,8 +852,13 @@ impl Dataset {
             for cam in cams {
                 let feature = self.camera_feature(cam)?;
                 if feature.dtype == "video" {
-                    if !v.unchecked_videos.iter().any(|k| k == cam) {
-                        v.unchecked_videos.push(cam.to_owned());
+                    let t = self.timestamps_of(&path, &batch, 0)?;
+                    match self.video_frames_and_codec(cam, ep, &t) {
+                        Ok((frames, codec)) => {
+                            v.video_frames_decoded += frames.len() as u64;
+                            *v.video_codecs.entry(codec).or_default() += 1;
+                        }
+                        Err(e) => v.problems.push(e.to_string()),
                     }
                     continue;
                 }
@@ -745,6 +937,9 @@ pub struct EpisodeIter<'a> {
     dataset: &'a Dataset,
     episode: u64,
     camera: String,
+    /// The camera is a video feature: each batch's frames are decoded when it is read.
+    video: bool,
+    video_frames: std::collections::VecDeque<Frame>,
     path: PathBuf,
     reader: ParquetRecordBatchReader,
     batch: Option<RecordBatch>,
@@ -766,6 +961,12 @@ impl EpisodeIter<'_> {
                     return Err(DatasetError::parquet(&self.path, "reading rows", e));
                 }
                 Some(Ok(b)) => {
+                    if self.video {
+                        let d = self.dataset;
+                        let ep = d.episode_info(self.episode)?;
+                        let t = d.timestamps_of(&self.path, &b, self.next_index)?;
+                        self.video_frames = d.video_frames(&self.camera, ep, &t)?.into();
+                    }
                     self.batch = Some(b);
                     self.row = 0;
                 }
@@ -777,8 +978,14 @@ impl EpisodeIter<'_> {
         let r = self.row;
         let d = self.dataset;
         let path = &self.path;
-        let bytes = image_bytes(path, &self.camera, column(path, batch, &self.camera)?, r)?;
-        let frame = d.decode_checked(path, &self.camera, self.episode, self.next_index, bytes)?;
+        let frame = if self.video {
+            self.video_frames.pop_front().ok_or_else(|| {
+                DatasetError::parquet(path, "reading rows", "fewer frames decoded than rows")
+            })?
+        } else {
+            let bytes = image_bytes(path, &self.camera, column(path, batch, &self.camera)?, r)?;
+            d.decode_checked(path, &self.camera, self.episode, self.next_index, bytes)?
+        };
         let row = batch.slice(r, 1);
         let (_, state) = d.vector_column(path, &row, keys::STATE)?;
         let (_, action) = d.vector_column(path, &row, keys::ACTION)?;
@@ -811,7 +1018,20 @@ impl EpisodeInfo {
     pub fn video_file(&self, camera: &str) -> Option<&Path> {
         self.videos
             .iter()
-            .find(|(k, _)| k == camera)
-            .map(|(_, p)| p.as_path())
+            .find(|v| v.key == camera)
+            .map(|v| v.file.as_path())
+    }
+}
+
+/// A camera feature's frame size `(width, height)` from its shape: `[h, w, c]`, or `[c, h,
+/// w]` where the names say the channels come first (older datasets).
+fn frame_size(feature: &Feature) -> Option<(usize, usize)> {
+    let channels_first = feature
+        .name_list()
+        .and_then(|n| n.first().map(|f| f.starts_with("channel")))
+        .unwrap_or(false);
+    match (feature.shape.as_slice(), channels_first) {
+        ([_, h, w], true) | ([h, w, _], false) => Some((*w, *h)),
+        _ => None,
     }
 }

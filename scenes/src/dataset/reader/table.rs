@@ -118,6 +118,24 @@ pub(super) fn int_column(
         .collect()
 }
 
+/// Finite numbers of a column (any numeric type).
+pub(super) fn float_column(
+    path: &Path,
+    batch: &RecordBatch,
+    key: &str,
+) -> Result<Vec<f64>, DatasetError> {
+    let values = numeric_rows(path, key, column(path, batch, key)?, 1)?;
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        return Err(DatasetError::invalid(
+            path,
+            format!("column `{key}`"),
+            "finite numbers",
+            bad.to_string(),
+        ));
+    }
+    Ok(values)
+}
+
 pub(super) fn string_lists(
     path: &Path,
     batch: &RecordBatch,

@@ -6,8 +6,8 @@ use super::super::DatasetError;
 use super::super::info::{
     INFO_PATH, Info, LEGACY_EPISODES_PATH, LEGACY_TASKS_PATH, TemplateValue, format_template, show,
 };
-use super::EpisodeInfo;
 use super::v3::{check_episode_list, tasks_by_index};
+use super::{EpisodeInfo, EpisodeVideo};
 
 fn jsonl(path: &Path) -> Result<Vec<(usize, serde_json::Value)>, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
@@ -79,9 +79,9 @@ pub(super) fn read_legacy(
         let mut videos = Vec::new();
         for k in &video_keys {
             let template = info.video_path.as_deref().unwrap_or_default();
-            videos.push((
-                (*k).to_owned(),
-                format_template(
+            videos.push(EpisodeVideo {
+                key: (*k).to_owned(),
+                file: format_template(
                     template,
                     &[
                         ("episode_chunk", TemplateValue::Int(chunk)),
@@ -91,7 +91,8 @@ pub(super) fn read_legacy(
                     &info_file,
                     "video_path",
                 )?,
-            ));
+                from_timestamp: 0.0,
+            });
         }
         episodes.push(EpisodeInfo {
             index,

@@ -10,8 +10,10 @@ use arrow::datatypes::DataType;
 use super::super::DatasetError;
 use super::super::info::{INFO_PATH, Info, TASKS_PATH, TemplateValue, format_template};
 use super::super::keys;
-use super::EpisodeInfo;
-use super::table::{int_column, parquet_files, read_parquet_file, string_lists, utf8_values};
+use super::table::{
+    float_column, int_column, parquet_files, read_parquet_file, string_lists, utf8_values,
+};
+use super::{EpisodeInfo, EpisodeVideo};
 
 pub(super) fn read_tasks_parquet(root: &Path) -> Result<Vec<String>, DatasetError> {
     let path = root.join(TASKS_PATH);
@@ -79,6 +81,7 @@ pub(super) fn read_v3(root: &Path, info: &Info) -> Result<Listing, DatasetError>
     for k in &video_keys {
         wanted.push(format!("videos/{k}/chunk_index"));
         wanted.push(format!("videos/{k}/file_index"));
+        wanted.push(format!("videos/{k}/from_timestamp"));
     }
     let wanted_refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let mut episodes = Vec::new();
@@ -99,7 +102,8 @@ pub(super) fn read_v3(root: &Path, info: &Info) -> Result<Listing, DatasetError>
         for k in &video_keys {
             let c = int_column(&path, &batch, &format!("videos/{k}/chunk_index"))?;
             let f = int_column(&path, &batch, &format!("videos/{k}/file_index"))?;
-            videos.push((*k, c, f));
+            let t = float_column(&path, &batch, &format!("videos/{k}/from_timestamp"))?;
+            videos.push((*k, c, f, t));
         }
         let rel_meta = path.strip_prefix(root).unwrap_or(&path).to_owned();
         for r in 0..batch.num_rows() {
@@ -121,17 +125,18 @@ pub(super) fn read_v3(root: &Path, info: &Info) -> Result<Listing, DatasetError>
             ];
             let data_file = format_template(&info.data_path, &vals, &info_file, "data_path")?;
             let mut ep_videos = Vec::new();
-            for (k, c, f) in &videos {
+            for (k, c, f, t) in &videos {
                 let template = info.video_path.as_deref().unwrap_or_default();
                 let vals = [
                     ("video_key", TemplateValue::Str(k)),
                     ("chunk_index", TemplateValue::Int(c[r])),
                     ("file_index", TemplateValue::Int(f[r])),
                 ];
-                ep_videos.push((
-                    (*k).to_owned(),
-                    format_template(template, &vals, &info_file, "video_path")?,
-                ));
+                ep_videos.push(EpisodeVideo {
+                    key: (*k).to_owned(),
+                    file: format_template(template, &vals, &info_file, "video_path")?,
+                    from_timestamp: t[r],
+                });
             }
             let source = sources
                 .as_ref()

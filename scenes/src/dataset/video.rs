@@ -1,0 +1,366 @@
+//! Frames of MP4 video features, read through FFmpeg's libraries (libavformat demuxes,
+//! libavcodec decodes: dav1d for AV1, FFmpeg's own H.264 and HEVC decoders; libswscale
+//! converts to RGB8) by way of the `ffmpeg-next` binding.
+//!
+//! Frames are chosen as LeRobot chooses them: the decoded frame whose presentation time is
+//! nearest the requested timestamp, refused when it is farther than a tolerance (LeRobot's
+//! `tolerance_s`, 1e-4 s by default). A [`VideoFile`] keeps its demuxer and decoder between
+//! calls: reading forward continues decoding where the last call stopped, reading backward
+//! or far ahead seeks to the keyframe at or before the first timestamp.
+//!
+//! The YUV to RGB conversion is the one torchcodec (LeRobot's decoder) asks libswscale for:
+//! the coefficients of the frame's tagged colour space (BT.601 when untagged) at the range of
+//! its pixel format, with bilinear chroma as libswscale's unscaled converters do it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use ffmpeg_next as ff;
+
+use crate::Frame;
+
+/// LeRobot's default `tolerance_s`: a decoded frame farther than this from the requested
+/// timestamp is not the frame asked for.
+pub const TOLERANCE_S: f64 = 1e-4;
+
+/// Reading forward by at most this much decodes on; farther ahead, seeking to a keyframe is
+/// cheaper.
+const SEEK_AHEAD_S: f64 = 2.0;
+
+/// What went wrong reading a video file, and at which requested timestamp (seconds in the
+/// file) if at one.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VideoError {
+    pub message: String,
+    pub timestamp: Option<f64>,
+}
+
+impl VideoError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            timestamp: None,
+        }
+    }
+
+    fn at(message: impl Into<String>, timestamp: f64) -> Self {
+        Self {
+            message: message.into(),
+            timestamp: Some(timestamp),
+        }
+    }
+}
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // Errors reach the caller as values naming the file; FFmpeg's own log would repeat
+        // them on stderr.
+        ff::util::log::set_level(ff::util::log::Level::Quiet);
+        let _ = ff::init();
+    });
+}
+
+/// An open MP4 file's video stream: demuxer, decoder, and where decoding stands.
+pub(crate) struct VideoFile {
+    path: PathBuf,
+    input: ff::format::context::Input,
+    stream: usize,
+    /// Seconds per tick of the stream's time base.
+    time_base: f64,
+    decoder: ff::decoder::Video,
+    codec: String,
+    /// Presentation time of the last frame decoded and passed over or handed out.
+    position: Option<f64>,
+    /// A decoded frame not handed out yet (decoded past a requested timestamp).
+    pending: Option<(f64, ff::frame::Video)>,
+    /// The demuxer reached the end and the decoder was told so.
+    drained: bool,
+}
+
+impl std::fmt::Debug for VideoFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VideoFile({}, {})", self.path.display(), self.codec)
+    }
+}
+
+impl VideoFile {
+    pub fn open(path: &Path) -> Result<Self, VideoError> {
+        init();
+        if !path.is_file() {
+            return Err(VideoError::new("no such video file"));
+        }
+        let input = ff::format::input(&path)
+            .map_err(|e| VideoError::new(format!("cannot open as a video container: {e}")))?;
+        let stream = input
+            .streams()
+            .best(ff::media::Type::Video)
+            .ok_or_else(|| VideoError::new("the file has no video stream"))?;
+        let index = stream.index();
+        let tb = stream.time_base();
+        if tb.numerator() <= 0 || tb.denominator() <= 0 {
+            return Err(VideoError::new(format!(
+                "the video stream's time base is {}/{}",
+                tb.numerator(),
+                tb.denominator()
+            )));
+        }
+        let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator());
+        let params = stream.parameters();
+        let id = params.id();
+        let codec = id.name().to_owned();
+        let decoder = ff::codec::context::Context::from_parameters(params)
+            .and_then(|c| c.decoder().video())
+            .map_err(|e| {
+                VideoError::new(format!(
+                    "no decoder for codec `{codec}` in this FFmpeg build ({e}); \
+                     AV1, H.264 and HEVC are supported"
+                ))
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            input,
+            stream: index,
+            time_base,
+            decoder,
+            codec,
+            position: None,
+            pending: None,
+            drained: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The codec's FFmpeg name (`av1`, `h264`, `hevc`, ...).
+    pub fn codec(&self) -> &str {
+        &self.codec
+    }
+
+    /// The frames nearest to each of `timestamps` (seconds in the file, ascending), each
+    /// within `tolerance`, as RGB8.
+    pub fn frames_at(
+        &mut self,
+        timestamps: &[f64],
+        tolerance: f64,
+    ) -> Result<Vec<Frame>, VideoError> {
+        let Some(&first) = timestamps.first() else {
+            return Ok(Vec::new());
+        };
+        if timestamps.windows(2).any(|w| w[1] < w[0]) {
+            return Err(VideoError::new("timestamps requested out of order"));
+        }
+        // Decoding on can hand out frames after the last one passed over (or from the
+        // pending one on); anything earlier, or far ahead, needs a seek.
+        let seek = match (&self.pending, self.position) {
+            (Some((t, _)), _) => first < t - tolerance || first > t + SEEK_AHEAD_S,
+            (None, Some(p)) => first <= p + tolerance || first > p + SEEK_AHEAD_S,
+            (None, None) => first > SEEK_AHEAD_S,
+        };
+        if seek {
+            self.seek(first - tolerance)?;
+        }
+        let mut converter = Converter::default();
+        let mut out = Vec::with_capacity(timestamps.len());
+        for &t in timestamps {
+            loop {
+                let (pts, frame) = match self.pending.take() {
+                    Some(f) => f,
+                    None => match self.next_frame().map_err(|e| VideoError {
+                        timestamp: e.timestamp.or(Some(t)),
+                        ..e
+                    })? {
+                        Some(f) => f,
+                        None => {
+                            let last = self.position.map_or("it holds no frame".to_owned(), |p| {
+                                format!("its last frame is at {p:.4} s")
+                            });
+                            return Err(VideoError::at(
+                                format!("no frame at {t:.4} s: the video ends before it ({last})"),
+                                t,
+                            ));
+                        }
+                    },
+                };
+                if (pts - t).abs() <= tolerance {
+                    out.push(converter.rgb(&frame).map_err(|m| VideoError::at(m, t))?);
+                    self.position = Some(pts);
+                    break;
+                }
+                if pts > t {
+                    let before = self
+                        .position
+                        .map_or(String::new(), |p| format!("{p:.4} s and "));
+                    self.pending = Some((pts, frame));
+                    return Err(VideoError::at(
+                        format!(
+                            "no frame within {tolerance} s of {t:.4} s (the nearest decoded \
+                             frames are at {before}{pts:.4} s)"
+                        ),
+                        t,
+                    ));
+                }
+                self.position = Some(pts);
+            }
+        }
+        Ok(out)
+    }
+
+    fn seek(&mut self, seconds: f64) -> Result<(), VideoError> {
+        let target = if seconds.is_finite() {
+            (seconds.max(0.0) * f64::from(ff::ffi::AV_TIME_BASE)).floor() as i64
+        } else {
+            0
+        };
+        // The keyframe at or before `target`.
+        self.input
+            .seek(target, i64::MIN..target)
+            .or_else(|_| self.input.seek(0, i64::MIN..i64::MAX))
+            .map_err(|e| VideoError::at(format!("cannot seek: {e}"), seconds))?;
+        self.decoder.flush();
+        self.position = None;
+        self.pending = None;
+        self.drained = false;
+        Ok(())
+    }
+
+    /// The next decoded frame and its presentation time, or `None` at the end.
+    fn next_frame(&mut self) -> Result<Option<(f64, ff::frame::Video)>, VideoError> {
+        let mut frame = ff::frame::Video::empty();
+        loop {
+            match self.decoder.receive_frame(&mut frame) {
+                Ok(()) => {
+                    let pts = frame.timestamp().or(frame.pts()).ok_or_else(|| {
+                        VideoError::new("a decoded frame has no presentation time")
+                    })?;
+                    return Ok(Some((pts as f64 * self.time_base, frame)));
+                }
+                Err(ff::Error::Eof) => return Ok(None),
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {}
+                Err(e) => return Err(VideoError::new(format!("cannot decode a frame: {e}"))),
+            }
+            if self.drained {
+                return Ok(None);
+            }
+            let mut packet = ff::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    if packet.stream() == self.stream {
+                        self.decoder.send_packet(&packet).map_err(|e| {
+                            VideoError::new(format!(
+                                "cannot decode the packet at {}: {e}",
+                                packet
+                                    .pts()
+                                    .map_or("an unknown time".to_owned(), |p| format!(
+                                        "{:.4} s",
+                                        p as f64 * self.time_base
+                                    ))
+                            ))
+                        })?;
+                    }
+                }
+                Err(ff::Error::Eof) => {
+                    self.drained = true;
+                    // Ignoring a refusal here is right: the decoder was already drained.
+                    let _ = self.decoder.send_eof();
+                }
+                Err(e) => return Err(VideoError::new(format!("cannot read a packet: {e}"))),
+            }
+        }
+    }
+}
+
+/// YUV (or any decoded format) to RGB8, through a libswscale context made for the frames'
+/// format, size and colour space and kept while they stay the same.
+#[derive(Default)]
+struct Converter {
+    context: Option<(Key, ff::software::scaling::Context)>,
+    rgb: Option<ff::frame::Video>,
+}
+
+type Key = (ff::format::Pixel, u32, u32, ff::color::Space);
+
+impl Converter {
+    fn rgb(&mut self, frame: &ff::frame::Video) -> Result<Frame, String> {
+        let (w, h) = (frame.width(), frame.height());
+        if w == 0 || h == 0 {
+            return Err(format!("a decoded frame is {w}x{h}"));
+        }
+        let key = (frame.format(), w, h, frame.color_space());
+        if self.context.as_ref().is_none_or(|(k, _)| *k != key) {
+            let mut ctx = ff::software::scaling::Context::get(
+                key.0,
+                w,
+                h,
+                ff::format::Pixel::RGB24,
+                w,
+                h,
+                ff::software::scaling::Flags::BILINEAR,
+            )
+            .map_err(|e| format!("cannot convert {:?} frames to RGB: {e}", key.0))?;
+            set_colorspace(&mut ctx, key.3);
+            self.context = Some((key, ctx));
+            self.rgb = None;
+        }
+        let Some((_, ctx)) = self.context.as_mut() else {
+            return Err("no converter".into());
+        };
+        let out = self.rgb.get_or_insert_with(ff::frame::Video::empty);
+        ctx.run(frame, out)
+            .map_err(|e| format!("cannot convert a frame to RGB: {e}"))?;
+        let stride = out.stride(0);
+        let row = w as usize * 3;
+        let plane = out.data(0);
+        let mut data = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            data.extend_from_slice(&plane[y * stride..y * stride + row]);
+        }
+        Ok(Frame {
+            width: w,
+            height: h,
+            data,
+        })
+    }
+}
+
+/// The coefficients of the frame's colour space, at the ranges libswscale chose from the
+/// pixel formats (as torchcodec does).
+fn set_colorspace(ctx: &mut ff::software::scaling::Context, space: ff::color::Space) {
+    let space: ff::ffi::AVColorSpace = space.into();
+    // SAFETY: `ctx` owns a valid SwsContext; the pointers passed out are to locals that
+    // outlive the calls, and `sws_getCoefficients` returns a pointer to a static table
+    // (the default one for values it does not know).
+    unsafe {
+        let ptr = ctx.as_mut_ptr();
+        let mut inv_table: *mut i32 = std::ptr::null_mut();
+        let mut table: *mut i32 = std::ptr::null_mut();
+        let (mut src_range, mut dst_range, mut brightness, mut contrast, mut saturation) =
+            (0, 0, 0, 0, 0);
+        if ff::ffi::sws_getColorspaceDetails(
+            ptr,
+            &mut inv_table,
+            &mut src_range,
+            &mut table,
+            &mut dst_range,
+            &mut brightness,
+            &mut contrast,
+            &mut saturation,
+        ) < 0
+        {
+            return;
+        }
+        let coefficients = ff::ffi::sws_getCoefficients(space as i32);
+        ff::ffi::sws_setColorspaceDetails(
+            ptr,
+            coefficients,
+            src_range,
+            coefficients,
+            dst_range,
+            brightness,
+            contrast,
+            saturation,
+        );
+    }
+}
