@@ -113,6 +113,7 @@ fn open_gui(_args: GuiArgs) -> anyhow::Result<()> {
 pub fn main() -> ExitCode {
     quiet_on_closed_pipe();
     keep_freed_buffers();
+    quiet_video_encoder();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -146,6 +147,17 @@ fn quiet_on_closed_pipe() {
     // default disposition of SIGPIPE installs no handler code, so there is nothing to race with.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// SVT-AV1 (the AV1 encoder behind `record --video`) prints a 15-line banner to stderr for
+/// every file it encodes, one per episode, unless its `SVT_LOG` level says otherwise: keep its
+/// errors and warnings only. A level the user set is left alone.
+fn quiet_video_encoder() {
+    if std::env::var_os("SVT_LOG").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("SVT_LOG", "2") };
     }
 }
 

@@ -40,8 +40,11 @@ pub enum Command {
     ResyncNow,
     /// The model alone, without ground truth.
     EnterDream,
-    /// Record the model's frames into a new dataset under [`Outputs::recordings`].
-    StartRecording,
+    /// Record the model's frames into a new dataset under [`Outputs::recordings`], as AV1
+    /// video (LeRobot's default storage) or PNG images.
+    StartRecording {
+        video: bool,
+    },
     SaveEpisode,
     DiscardEpisode,
     StopRecording,
@@ -194,9 +197,9 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
             session.enter_dream_mode();
             Ok(())
         }
-        Command::StartRecording => {
+        Command::StartRecording { video } => {
             let dir = outputs.recording(stamp());
-            session.start_recording(Box::new(DatasetRecorder::create(&dir)))
+            session.start_recording(Box::new(DatasetRecorder::create(&dir).with_video(video)))
         }
         Command::SaveEpisode => session.save_episode().map(|_| ()),
         Command::DiscardEpisode => session.discard_episode(),

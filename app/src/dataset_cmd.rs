@@ -21,7 +21,7 @@ pub struct RecordArgs {
     /// A built-in scene name or a scene file (TOML).
     #[arg(long, default_value = "push-t")]
     pub scene: String,
-    /// Scripted policy: heuristic or random-walk.
+    /// Policy: heuristic, random-walk, or the user-like ones (jump, hold, circle, user-like).
     #[arg(long, default_value = "heuristic", value_parser = parse_policy)]
     pub policy: PolicyKind,
     /// Number of episodes the dataset holds when done (with --resume, those already
@@ -46,6 +46,11 @@ pub struct RecordArgs {
     /// Render frames at SIZE x SIZE pixels instead of the scene file's size.
     #[arg(long)]
     pub size: Option<u32>,
+    /// Store the camera as MP4 video the way LeRobot's recorder does (AV1 through SVT-AV1,
+    /// yuv420p, GOP 2, CRF 30; one file per episode) instead of PNG images. With --resume
+    /// the dataset's own storage is kept.
+    #[arg(long)]
+    pub video: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,8 +109,16 @@ fn default_task(scene: &str) -> String {
 
 pub fn record(args: &RecordArgs) -> anyhow::Result<()> {
     let mut scene = load_scene(&SceneSource::parse(&args.scene), args.size.map(|s| (s, s)))?;
-    let spec = DatasetSpec::from_scene(scene.spec());
-    let mut writer = if args.resume && args.out.join("meta/info.json").exists() {
+    let mut spec = DatasetSpec::from_scene(scene.spec());
+    spec.video = args.video;
+    let resuming = args.resume && args.out.join("meta/info.json").exists();
+    if resuming
+        && !args.video
+        && let Ok(Some(stored)) = dreamyard_scenes::dataset::read_dreamyard(&args.out)
+    {
+        spec.video = stored.spec.video;
+    }
+    let mut writer = if resuming {
         DatasetWriter::append(&args.out, &spec)
             .with_context(|| format!("cannot resume recording into {}", args.out.display()))?
     } else {

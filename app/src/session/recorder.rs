@@ -132,6 +132,8 @@ fn lock<R>(m: &std::sync::Mutex<R>) -> std::sync::MutexGuard<'_, R> {
 #[derive(Debug)]
 pub struct DatasetRecorder {
     root: PathBuf,
+    /// Store a new dataset's frames as AV1 video (LeRobot's default) instead of PNG images.
+    video: bool,
     /// Created at the first frame, when the frame size is known.
     writer: Option<DatasetWriter>,
     current: Option<(EpisodeMeta, EpisodeSource)>,
@@ -142,9 +144,17 @@ impl DatasetRecorder {
     pub fn create(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
+            video: false,
             writer: None,
             current: None,
         }
+    }
+
+    /// Stores a new dataset's frames as MP4 video the way LeRobot's recorder does (AV1,
+    /// frames of at least 64x64) instead of PNG images; an existing dataset keeps its own.
+    pub fn with_video(mut self, video: bool) -> Self {
+        self.video = video;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -157,7 +167,7 @@ impl DatasetRecorder {
         meta: &EpisodeMeta,
     ) -> anyhow::Result<&mut DatasetWriter> {
         if self.writer.is_none() {
-            let spec = DatasetSpec {
+            let mut spec = DatasetSpec {
                 fps: meta.fps,
                 frame_width: frame.width,
                 frame_height: frame.height,
@@ -165,9 +175,13 @@ impl DatasetRecorder {
                 action_space: meta.action_space.clone(),
                 rewards: false,
                 robot_type: None,
+                video: self.video,
                 scene: None,
             };
             let writer = if self.root.join("meta").join("info.json").exists() {
+                if let Ok(Some(stored)) = dreamyard_scenes::dataset::read_dreamyard(&self.root) {
+                    spec.video = stored.spec.video;
+                }
                 DatasetWriter::append(&self.root, &spec)
             } else {
                 DatasetWriter::create(&self.root, spec)

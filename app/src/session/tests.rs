@@ -755,3 +755,58 @@ fn dataset_recorder_writes_lerobot_episodes_that_say_they_are_imagined() {
     );
     assert_eq!(Dataset::open(&root).unwrap().episodes().len(), 3);
 }
+
+#[test]
+fn the_dataset_recorder_can_store_video() {
+    use super::recorder::{DatasetRecorder, EpisodeMeta, Recorder};
+    use dreamyard_scenes::dataset::Dataset;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("rec");
+    let meta = EpisodeMeta {
+        imagined: true,
+        model: "m".into(),
+        model_sha256: String::new(),
+        ground_truth: None,
+        fps: 10.0,
+        action_space: push_t_space(),
+        seed: 0,
+    };
+    let frames: Vec<Frame> = (0..6u8)
+        .map(|i| super::frames::solid(64, 64, [40 * i, 200 - 30 * i, 90]))
+        .collect();
+    let mut r = DatasetRecorder::create(&root).with_video(true);
+    r.begin_episode(&meta).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        r.push(f, &act(i as f32, 1.0)).unwrap();
+    }
+    assert_eq!(r.save_episode().unwrap(), 0);
+    r.finish().unwrap();
+    // A later recording without the option appends to the video dataset as video.
+    let mut r = DatasetRecorder::create(&root);
+    r.begin_episode(&meta).unwrap();
+    r.push(&frames[0], &act(0.0, 0.0)).unwrap();
+    r.save_episode().unwrap();
+    r.finish().unwrap();
+
+    let ds = Dataset::open(&root).unwrap();
+    assert_eq!(
+        ds.info().features.get("observation.image").unwrap().dtype,
+        "video"
+    );
+    assert!(ds.validate().unwrap().is_valid());
+    let ep = ds.episode(0).unwrap();
+    for (got, want) in ep.frames.iter().zip(&frames) {
+        let worst = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            worst <= 8,
+            "a flat colour survives AV1 within 8 levels: {worst}"
+        );
+    }
+    assert_eq!(ds.episode(1).unwrap().frames.len(), 1);
+}

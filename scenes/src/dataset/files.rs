@@ -35,12 +35,12 @@ impl Staged {
     pub fn write(&mut self, dest: PathBuf, bytes: &[u8]) -> Result<(), DatasetError> {
         let Some(parent) = dest.parent() else {
             return Err(DatasetError::io(
-                &dest,
+                dest,
                 std::io::Error::other("no parent folder"),
             ));
         };
         std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
-        let mut name = dest.clone().into_os_string();
+        let mut name = dest.as_os_str().to_owned();
         name.push(TMP_SUFFIX);
         let tmp = PathBuf::from(name);
         // Registered before writing so that a failed write is cleaned up too.
@@ -48,6 +48,32 @@ impl Staged {
         let mut f = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| DatasetError::io(&tmp, e))?;
         if self.durable {
+            f.sync_all().map_err(|e| DatasetError::io(&tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// Has `write` make a temporary file beside `dest` (e.g. an encoder writing an MP4), to
+    /// be renamed into place with the rest. An error from `write` names `dest`.
+    pub fn write_with(
+        &mut self,
+        dest: &Path,
+        write: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<(), DatasetError> {
+        let Some(parent) = dest.parent() else {
+            return Err(DatasetError::io(
+                dest,
+                std::io::Error::other("no parent folder"),
+            ));
+        };
+        std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
+        let mut name = dest.as_os_str().to_owned();
+        name.push(TMP_SUFFIX);
+        let tmp = PathBuf::from(name);
+        self.files.push((tmp.clone(), dest.to_owned()));
+        write(&tmp).map_err(|m| DatasetError::io(dest, std::io::Error::other(m)))?;
+        if self.durable {
+            let f = File::open(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
             f.sync_all().map_err(|e| DatasetError::io(&tmp, e))?;
         }
         Ok(())

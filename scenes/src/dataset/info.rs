@@ -19,6 +19,8 @@ pub const EPISODES_META_PATH: &str =
     "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
 /// LeRobot's defaults (`DEFAULT_CHUNK_SIZE`, `DEFAULT_*_FILE_SIZE_IN_MB`).
 pub const DEFAULT_CHUNKS_SIZE: u64 = 1000;
+pub const DEFAULT_VIDEO_PATH: &str =
+    "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
 const DEFAULT_DATA_FILE_SIZE_IN_MB: u64 = 100;
 const DEFAULT_VIDEO_FILE_SIZE_IN_MB: u64 = 200;
 

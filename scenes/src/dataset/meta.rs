@@ -31,6 +31,10 @@ pub struct DatasetSpec {
     /// imagined episode may not). `next.done` is always written.
     pub rewards: bool,
     pub robot_type: Option<String>,
+    /// Whether the camera is stored as MP4 video (LeRobot's default: AV1 through SVT-AV1,
+    /// `yuv420p`, GOP 2, CRF 30) instead of PNG images.
+    #[serde(default)]
+    pub video: bool,
     /// The scene the data comes from: its name steps a live twin, its object colours
     /// segment frames.
     pub scene: Option<SceneSpec>,
@@ -47,6 +51,7 @@ impl DatasetSpec {
             action_space: scene.action_space.clone(),
             rewards: true,
             robot_type: Some(scene.name.clone()),
+            video: false,
             scene: Some(scene.clone()),
         }
     }
@@ -60,14 +65,19 @@ impl DatasetSpec {
             names,
             info: None,
         };
-        let mut out = vec![(
-            keys::IMAGE.to_owned(),
-            f(
-                "image",
-                vec![self.frame_height as usize, self.frame_width as usize, 3],
-                json!(["height", "width", "channels"]),
-            ),
-        )];
+        let mut camera = f(
+            if self.video { "video" } else { "image" },
+            vec![self.frame_height as usize, self.frame_width as usize, 3],
+            json!(["height", "width", "channels"]),
+        );
+        if self.video {
+            camera.info = Some(super::video::VideoEncoding::default().info_json(
+                self.frame_width,
+                self.frame_height,
+                self.fps,
+            ));
+        }
+        let mut out = vec![(keys::IMAGE.to_owned(), camera)];
         if !self.state_names.is_empty() {
             out.push((
                 keys::STATE.to_owned(),

@@ -139,6 +139,23 @@ impl VideoFile {
         &self.codec
     }
 
+    /// Where the container says the video stream ends (seconds in the file: its start time
+    /// plus its duration, which in an MP4 is the edit list's), if it says.
+    pub fn declared_end(&self) -> Option<f64> {
+        let stream = self.input.stream(self.stream)?;
+        let duration = stream.duration();
+        if duration <= 0 {
+            return None;
+        }
+        let start = stream.start_time();
+        let start = if start == ff::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            start
+        };
+        Some((start + duration) as f64 * self.time_base)
+    }
+
     /// The frames nearest to each of `timestamps` (seconds in the file, ascending), each
     /// within `tolerance`, as RGB8.
     pub fn frames_at(
@@ -362,5 +379,194 @@ fn set_colorspace(ctx: &mut ff::software::scaling::Context, space: ff::color::Sp
             contrast,
             saturation,
         );
+    }
+}
+
+/// How Dreamyard encodes video: LeRobot's defaults (`libsvtav1`, `yuv420p`, GOP 2, CRF 30,
+/// preset 12), so its files are what LeRobot's own recorder writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoEncoding {
+    /// FFmpeg's encoder name.
+    pub encoder: &'static str,
+    /// The codec LeRobot's `info.json` names (`video.codec`).
+    pub codec: &'static str,
+    pub pix_fmt: &'static str,
+    pub gop: u32,
+    pub crf: u32,
+    pub preset: u32,
+}
+
+impl Default for VideoEncoding {
+    fn default() -> Self {
+        Self {
+            encoder: "libsvtav1",
+            codec: "av1",
+            pix_fmt: "yuv420p",
+            gop: 2,
+            crf: 30,
+            preset: 12,
+        }
+    }
+}
+
+impl VideoEncoding {
+    /// The smallest frame side SVT-AV1 encodes.
+    pub const MIN_SIDE: u32 = 64;
+
+    /// Whether frames of `width` x `height` can be encoded: `yuv420p` needs even sides, and
+    /// SVT-AV1 at least [`Self::MIN_SIDE`] pixels on each.
+    pub fn check_size(&self, width: u32, height: u32) -> Result<(), String> {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
+            return Err(format!(
+                "{width}x{height}: {} needs an even width and height",
+                self.pix_fmt
+            ));
+        }
+        if self.encoder == "libsvtav1" && (width < Self::MIN_SIDE || height < Self::MIN_SIDE) {
+            return Err(format!(
+                "{width}x{height}: SVT-AV1 encodes frames of at least {m}x{m}",
+                m = Self::MIN_SIDE
+            ));
+        }
+        Ok(())
+    }
+
+    /// The feature's `info` entry of `info.json`, as LeRobot writes it.
+    pub fn info_json(&self, width: u32, height: u32, fps: f64) -> serde_json::Value {
+        serde_json::json!({
+            "video.height": height,
+            "video.width": width,
+            "video.codec": self.codec,
+            "video.pix_fmt": self.pix_fmt,
+            "video.fps": fps,
+            "video.channels": 3,
+            "has_audio": false,
+            "video.g": self.gop,
+            "video.crf": self.crf,
+            "video.preset": self.preset,
+            "video.fast_decode": 0,
+            "is_depth_map": false,
+        })
+    }
+
+    /// Encodes `frames` (RGB8, all one size) at `fps` into an MP4 file at `path` (written in
+    /// place: the caller writes to a temporary name and renames it).
+    pub(crate) fn encode(&self, frames: &[Frame], fps: f64, path: &Path) -> Result<(), String> {
+        init();
+        let Some(first) = frames.first() else {
+            return Err("no frames to encode".into());
+        };
+        let (w, h) = (first.width, first.height);
+        self.check_size(w, h)?;
+        let codec = ff::encoder::find_by_name(self.encoder).ok_or_else(|| {
+            format!(
+                "this FFmpeg build has no `{}` encoder (Debian: libavcodec59 with SVT-AV1)",
+                self.encoder
+            )
+        })?;
+        let mut octx = ff::format::output_as(&path, "mp4")
+            .map_err(|e| format!("cannot create an MP4 file: {e}"))?;
+        let global_header = octx
+            .format()
+            .flags()
+            .contains(ff::format::flag::Flags::GLOBAL_HEADER);
+        let rate = ff::Rational::from(fps);
+        let time_base = rate.invert();
+        let mut enc = ff::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(|e| format!("cannot set up the {} encoder: {e}", self.encoder))?;
+        enc.set_width(w);
+        enc.set_height(h);
+        enc.set_format(ff::format::Pixel::YUV420P);
+        enc.set_time_base(time_base);
+        enc.set_frame_rate(Some(rate));
+        enc.set_gop(self.gop);
+        if global_header {
+            enc.set_flags(ff::codec::flag::Flags::GLOBAL_HEADER);
+        }
+        let mut options = ff::Dictionary::new();
+        options.set("crf", &self.crf.to_string());
+        options.set("preset", &self.preset.to_string());
+        let mut enc = enc.open_with(options).map_err(|e| {
+            format!(
+                "the {} encoder refuses {w}x{h} frames at {fps} fps: {e}",
+                self.encoder
+            )
+        })?;
+        let mut stream = octx
+            .add_stream(codec)
+            .map_err(|e| format!("cannot add a video stream: {e}"))?;
+        stream.set_parameters(&enc);
+        stream.set_time_base(time_base);
+        let mut muxer_options = ff::Dictionary::new();
+        muxer_options.set("movflags", "+faststart");
+        octx.write_header_with(muxer_options)
+            .map_err(|e| format!("cannot write the MP4 header: {e}"))?;
+        let stream_tb = octx
+            .stream(0)
+            .map(|s| s.time_base())
+            .ok_or("the MP4 has no stream")?;
+
+        let mut scaler = ff::software::scaling::Context::get(
+            ff::format::Pixel::RGB24,
+            w,
+            h,
+            ff::format::Pixel::YUV420P,
+            w,
+            h,
+            ff::software::scaling::Flags::BILINEAR,
+        )
+        .map_err(|e| format!("cannot convert RGB to {}: {e}", self.pix_fmt))?;
+        let mut rgb = ff::frame::Video::new(ff::format::Pixel::RGB24, w, h);
+        let write_packets = |enc: &mut ff::encoder::Video,
+                             octx: &mut ff::format::context::Output|
+         -> Result<(), String> {
+            let mut packet = ff::Packet::empty();
+            while enc.receive_packet(&mut packet).is_ok() {
+                packet.set_stream(0);
+                // Every frame lasts one frame period. Without it the muxer gives the last
+                // packet no duration, and the MP4's edit list then ends a frame early:
+                // decoders that honour it (PyAV's, so LeRobot's) never return the last frame.
+                packet.set_duration(1);
+                packet.rescale_ts(time_base, stream_tb);
+                packet
+                    .write_interleaved(octx)
+                    .map_err(|e| format!("cannot write a packet: {e}"))?;
+            }
+            Ok(())
+        };
+        for (i, f) in frames.iter().enumerate() {
+            if (f.width, f.height) != (w, h) || f.data.len() != (w * h * 3) as usize {
+                return Err(format!(
+                    "frame {i} is {}x{} ({} bytes); the first is {w}x{h} RGB8",
+                    f.width,
+                    f.height,
+                    f.data.len()
+                ));
+            }
+            let stride = rgb.stride(0);
+            let row = w as usize * 3;
+            let plane = rgb.data_mut(0);
+            for y in 0..h as usize {
+                plane[y * stride..y * stride + row]
+                    .copy_from_slice(&f.data[y * row..(y + 1) * row]);
+            }
+            // A new frame each time: the encoder may still hold a reference to the last one.
+            let mut yuv = ff::frame::Video::empty();
+            scaler
+                .run(&rgb, &mut yuv)
+                .map_err(|e| format!("cannot convert frame {i} to {}: {e}", self.pix_fmt))?;
+            yuv.set_pts(Some(i as i64));
+            enc.send_frame(&yuv)
+                .map_err(|e| format!("cannot encode frame {i}: {e}"))?;
+            write_packets(&mut enc, &mut octx)?;
+        }
+        enc.send_eof()
+            .map_err(|e| format!("cannot finish encoding: {e}"))?;
+        write_packets(&mut enc, &mut octx)?;
+        octx.write_trailer()
+            .map_err(|e| format!("cannot finish the MP4 file: {e}"))?;
+        Ok(())
     }
 }

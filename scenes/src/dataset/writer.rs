@@ -3,6 +3,12 @@
 //! Layout (`chunks_size` = 1000): episode `e` goes to
 //! `data/chunk-{e/1000:03}/file-{e%1000:03}.parquet` (one row group, pages of 16 rows for
 //! random access) and its metadata row to the same-numbered file under `meta/episodes/`;
+//! with video storage its frames go to the same-numbered
+//! `videos/observation.image/chunk-XXX/file-XXX.mp4` (AV1 as LeRobot encodes it). An MP4
+//! cannot be appended to in place without rewriting its index, so each episode gets its own
+//! file, written in full beside the others and renamed into place with the episode's other
+//! files; LeRobot's v3.0 metadata (`videos/<key>/file_index`, `from_timestamp`) says where
+//! each episode is, so readers need no more.
 //! `meta/tasks.parquet`, `meta/stats.json` and `meta/info.json` are replaced after every
 //! episode. `info.json` is renamed last and is the commit record: readers only list the
 //! episodes it counts, and [`DatasetWriter::append`] removes anything beyond them.
@@ -27,11 +33,13 @@ use serde_json::json;
 use super::columns::{arrow_type, hf_feature};
 use super::files::{Staged, parquet_bytes, remove_temporaries};
 use super::info::{
-    CodebaseVersion, DEFAULT_CHUNKS_SIZE, DEFAULT_DATA_PATH, DREAMYARD_PATH, EPISODES_META_PATH,
-    Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue, format_template, pretty,
+    CodebaseVersion, DEFAULT_CHUNKS_SIZE, DEFAULT_DATA_PATH, DEFAULT_VIDEO_PATH, DREAMYARD_PATH,
+    EPISODES_META_PATH, Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue,
+    format_template, pretty,
 };
 use super::meta::{DREAMYARD_FORMAT, DatasetSpec, DreamyardMeta, EpisodeSource, read_dreamyard};
 use super::stats::{FeatureStats, STAT_KEYS, StatsShape};
+use super::video::VideoEncoding;
 use super::{DatasetError, codec, keys};
 use crate::policy::Policy;
 use crate::{Action, ActionSpace, Frame, Observation, Scene};
@@ -108,7 +116,7 @@ impl DatasetWriter {
             total_tasks: 0,
             chunks_size: DEFAULT_CHUNKS_SIZE,
             data_path: DEFAULT_DATA_PATH.into(),
-            video_path: None,
+            video_path: spec.video.then(|| DEFAULT_VIDEO_PATH.to_owned()),
             robot_type: spec.robot_type.clone(),
         };
         let meta = DreamyardMeta {
@@ -164,6 +172,7 @@ impl DatasetWriter {
         }
         remove_temporaries(&root.join("data"))?;
         remove_temporaries(&root.join("meta"))?;
+        remove_temporaries(&root.join("videos"))?;
         remove_uncommitted(root, &info)?;
         let dataset = super::Dataset::open(root)?;
         let tasks = dataset.tasks().to_vec();
@@ -336,7 +345,11 @@ impl DatasetWriter {
         };
         let new_task = task_index == self.tasks.len();
 
-        let pngs = self.encode_frames()?;
+        let pngs = if self.spec.video {
+            Vec::new()
+        } else {
+            self.encode_frames()?
+        };
         let columns = self.data_columns(&pngs, episode, from, task_index as i64)?;
         let ep_stats = self.episode_stats(&columns);
 
@@ -356,6 +369,20 @@ impl DatasetWriter {
         };
         let data_rel = place(&self.info.data_path, "data_path")?;
         let meta_rel = place(EPISODES_META_PATH, "episodes path")?;
+        let video_rel = match &self.info.video_path {
+            Some(template) if self.spec.video => Some(format_template(
+                template,
+                &[
+                    ("video_key", TemplateValue::Str(keys::IMAGE)),
+                    ("chunk_index", TemplateValue::Int(chunk)),
+                    ("file_index", TemplateValue::Int(file)),
+                ],
+                &info_file,
+                "video_path",
+            )?),
+            _ => None,
+        };
+        let duration = n as f64 / self.spec.fps;
 
         let data_path = self.root.join(&data_rel);
         let batch = self.data_batch(columns)?;
@@ -369,6 +396,7 @@ impl DatasetWriter {
             n as u64,
             (chunk, file),
             from,
+            video_rel.as_ref().map(|_| duration),
             &ep_stats,
             &self.info.features,
             source,
@@ -387,6 +415,13 @@ impl DatasetWriter {
         info.total_tasks = tasks.len() as u64;
 
         let mut staged = Staged::new(self.durable);
+        if let Some(rel) = &video_rel {
+            let frames = &self.pending.frames;
+            let fps = self.spec.fps;
+            staged.write_with(&self.root.join(rel), |tmp| {
+                VideoEncoding::default().encode(frames, fps, tmp)
+            })?;
+        }
         staged.write(data_path, &data_bytes)?;
         staged.write(meta_path, &meta_bytes)?;
         if new_task {
@@ -456,20 +491,22 @@ impl DatasetWriter {
         from: u64,
         task_index: i64,
     ) -> Result<Vec<(String, ArrayRef)>, DatasetError> {
-        let n = pngs.len();
         let p = &self.pending;
+        let n = p.frames.len();
         let mut out: Vec<(String, ArrayRef)> = Vec::new();
-        let bytes = BinaryArray::from_iter_values(pngs.iter());
-        let paths = StringArray::from_iter_values((0..n).map(|i| format!("frame-{i:06}.png")));
-        let image = StructArray::new(
-            match super::columns::image_type() {
-                DataType::Struct(f) => f,
-                _ => return Err(self.internal("image type")),
-            },
-            vec![Arc::new(bytes), Arc::new(paths)],
-            None,
-        );
-        out.push((keys::IMAGE.into(), Arc::new(image)));
+        if !self.spec.video {
+            let bytes = BinaryArray::from_iter_values(pngs.iter());
+            let paths = StringArray::from_iter_values((0..n).map(|i| format!("frame-{i:06}.png")));
+            let image = StructArray::new(
+                match super::columns::image_type() {
+                    DataType::Struct(f) => f,
+                    _ => return Err(self.internal("image type")),
+                },
+                vec![Arc::new(bytes), Arc::new(paths)],
+                None,
+            );
+            out.push((keys::IMAGE.into(), Arc::new(image)));
+        }
         let fixed = |values: &[f32], dim: usize| -> Result<ArrayRef, DatasetError> {
             let field = Arc::new(Field::new("item", DataType::Float32, true));
             FixedSizeListArray::try_new(
@@ -566,7 +603,7 @@ impl DatasetWriter {
                 self.spec.frame_height as usize,
             ),
         );
-        for (key, array) in columns.iter().skip(1) {
+        for (key, array) in columns.iter().filter(|(k, _)| k != keys::IMAGE) {
             let dim = match array.data_type() {
                 DataType::FixedSizeList(_, d) => *d as usize,
                 _ => 1,
@@ -638,6 +675,17 @@ fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
             format!("{}x{}", spec.frame_width, spec.frame_height),
         ));
     }
+    if spec.video {
+        VideoEncoding::default()
+            .check_size(spec.frame_width, spec.frame_height)
+            .map_err(|found| {
+                bad(
+                    "frame size for video storage",
+                    "even sides of at least 64 pixels (or image storage)",
+                    found,
+                )
+            })?;
+    }
     if let ActionSpace::Continuous { names, .. } = &spec.action_space
         && names.is_empty()
     {
@@ -648,11 +696,16 @@ fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
 
 fn describe_spec(spec: &DatasetSpec) -> String {
     format!(
-        "scene {}, {}x{} frames at {} fps, {} state values, {} action values",
+        "scene {}, {}x{} frames at {} fps stored as {}, {} state values, {} action values",
         spec.scene.as_ref().map_or("(none)", |s| s.name.as_str()),
         spec.frame_width,
         spec.frame_height,
         spec.fps,
+        if spec.video {
+            "AV1 video"
+        } else {
+            "PNG images"
+        },
         spec.state_names.len(),
         spec.action_space.dim()
     )
@@ -681,8 +734,19 @@ fn remove_uncommitted(root: &Path, info: &Info) -> Result<(), DatasetError> {
             &info_file,
             "episodes",
         )?);
+        let mut paths = vec![data, meta];
+        if let Some(template) = &info.video_path {
+            for key in info.features.video_keys() {
+                let vals = [
+                    ("video_key", TemplateValue::Str(key)),
+                    ("chunk_index", TemplateValue::Int(chunk)),
+                    ("file_index", TemplateValue::Int(file)),
+                ];
+                paths.push(root.join(format_template(template, &vals, &info_file, "video_path")?));
+            }
+        }
         let mut found = false;
-        for path in [data, meta] {
+        for path in paths {
             if path.exists() {
                 std::fs::remove_file(&path).map_err(|err| DatasetError::io(&path, err))?;
                 found = true;
@@ -756,6 +820,7 @@ fn episode_batch(
     length: u64,
     (chunk, file): (u64, u64),
     from: u64,
+    video_duration: Option<f64>,
     stats: &BTreeMap<String, FeatureStats>,
     features: &Features,
     source: &EpisodeSource,
@@ -778,6 +843,30 @@ fn episode_batch(
     int("data/file_index", file, &mut fields, &mut columns);
     int("dataset_from_index", from, &mut fields, &mut columns);
     int("dataset_to_index", from + length, &mut fields, &mut columns);
+    if let Some(duration) = video_duration {
+        // Each episode has its own file, from its start.
+        let key = keys::IMAGE;
+        int(
+            &format!("videos/{key}/chunk_index"),
+            chunk,
+            &mut fields,
+            &mut columns,
+        );
+        int(
+            &format!("videos/{key}/file_index"),
+            file,
+            &mut fields,
+            &mut columns,
+        );
+        for (stat, v) in [("from_timestamp", 0.0), ("to_timestamp", duration)] {
+            fields.push(Field::new(
+                format!("videos/{key}/{stat}"),
+                DataType::Float64,
+                true,
+            ));
+            columns.push(Arc::new(arrow::array::Float64Array::from(vec![v])));
+        }
+    }
     for (key, _) in features.iter() {
         let Some(s) = stats.get(key) else { continue };
         for stat in STAT_KEYS {

@@ -462,6 +462,7 @@ fn model_frames_and_discrete_actions_go_through_the_generic_writer() {
         },
         rewards: false,
         robot_type: None,
+        video: false,
         scene: None,
     };
     let mut w = DatasetWriter::create(&dir, spec).unwrap();

@@ -22,6 +22,16 @@ fn json_after(stdout: &str, start: char) -> serde_json::Value {
 }
 
 fn record_args<'a>(out: &'a str, episodes: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    record_args_at(out, episodes, "32", extra)
+}
+
+/// [`record_args`] at `size` x `size` pixels (video storage needs at least 64).
+fn record_args_at<'a>(
+    out: &'a str,
+    episodes: &'a str,
+    size: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut v = vec![
         "record",
         "--scene",
@@ -35,7 +45,7 @@ fn record_args<'a>(out: &'a str, episodes: &'a str, extra: &[&'a str]) -> Vec<&'
         "--max-steps",
         "20",
         "--size",
-        "32",
+        size,
         "--out",
         out,
     ];
@@ -224,7 +234,20 @@ fn wait_for_progress(child: &mut Child, dir: &Path, past: u64) {
 
 #[test]
 fn killed_recording_keeps_finished_episodes_and_resumes() {
+    kill_resume_and_compare("32", &[]);
+}
+
+#[test]
+fn killed_video_recording_keeps_finished_episodes_and_resumes() {
+    kill_resume_and_compare("64", &["--video"]);
+}
+
+/// Records 14 episodes at `size` with `extra` arguments, killed (SIGKILL) at seeded random
+/// moments and resumed, and checks it ends as the dataset an uninterrupted run writes.
+fn kill_resume_and_compare(size: &str, extra: &[&str]) {
     const EPISODES: &str = "14";
+    let video = extra.contains(&"--video");
+    let resume: Vec<&str> = extra.iter().copied().chain(["--resume"]).collect();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("killed");
     let d = dir.to_str().unwrap();
@@ -232,7 +255,7 @@ fn killed_recording_keeps_finished_episodes_and_resumes() {
     let mut seen = 0;
     let mut kills = 0;
     for _round in 0..5 {
-        let mut proc = child(&record_args(d, EPISODES, &["--resume"]))
+        let mut proc = child(&record_args_at(d, EPISODES, size, &resume))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -258,35 +281,42 @@ fn killed_recording_keeps_finished_episodes_and_resumes() {
         );
         let v = ds.validate().unwrap();
         assert_eq!(v.episodes, n);
-        assert_eq!(v.images_decoded, ds.num_frames());
+        let decoded = if video {
+            v.video_frames_decoded
+        } else {
+            v.images_decoded
+        };
+        assert_eq!(decoded, ds.num_frames());
+        assert!(v.is_valid(), "{:?}", v.problems);
         seen = n;
     }
     // How many kills landed mid-run depends on the machine's speed; every round checks the
     // same invariants either way.
     eprintln!("{kills} of 5 rounds killed the recorder mid-run");
 
-    let (ok, stdout, stderr) = run_cli(&record_args(d, EPISODES, &["--resume"]));
+    let (ok, stdout, stderr) = run_cli(&record_args_at(d, EPISODES, size, &resume));
     assert!(ok, "{stdout}{stderr}");
     let ds = Dataset::open(&dir).unwrap();
     assert_eq!((ds.episodes().len(), ds.uncommitted_episodes()), (14, 0));
-    ds.validate().unwrap();
+    assert!(ds.validate().unwrap().is_valid());
 
-    // The interrupted and resumed dataset is the one an uninterrupted run writes.
+    // The interrupted and resumed dataset is the one an uninterrupted run writes (SVT-AV1
+    // encodes the same frames into the same bytes on the same machine).
     let clean = tmp.path().join("clean");
-    assert!(run_cli(&record_args(clean.to_str().unwrap(), EPISODES, &[])).0);
+    assert!(
+        run_cli(&record_args_at(
+            clean.to_str().unwrap(),
+            EPISODES,
+            size,
+            extra
+        ))
+        .0
+    );
     let files = |root: &Path| {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_owned()];
-        while let Some(p) = stack.pop() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                let e = e.unwrap().path();
-                if e.is_dir() {
-                    stack.push(e);
-                } else {
-                    out.push(e.strip_prefix(root).unwrap().to_owned());
-                }
-            }
-        }
+        let mut out: Vec<_> = walk(root)
+            .into_iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_owned())
+            .collect();
         out.sort();
         out
     };
@@ -415,5 +445,146 @@ fn copy_tree(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&p, &dst).unwrap();
         }
+    }
+}
+
+#[test]
+fn video_recording_is_lerobot_video_storage_of_the_same_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (img, vid) = (tmp.path().join("img"), tmp.path().join("vid"));
+    let (i, v) = (img.to_str().unwrap(), vid.to_str().unwrap());
+    let (ok, stdout, stderr) = run_cli(&record_args_at(i, "3", "64", &[]));
+    assert!(ok, "{stdout}{stderr}");
+    // Two episodes with --video, then a resume without the flag keeps the dataset's storage.
+    let (ok, stdout, stderr) = run_cli(&record_args_at(v, "2", "64", &["--video"]));
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run_cli(&record_args_at(v, "3", "64", &["--resume"]));
+    assert!(ok, "{stdout}{stderr}");
+
+    // LeRobot's v3.0 video layout and metadata.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vid.join("meta/info.json")).unwrap())
+            .unwrap();
+    let camera = &info["features"]["observation.image"];
+    assert_eq!(camera["dtype"], "video");
+    assert_eq!(camera["info"]["video.codec"], "av1");
+    assert_eq!(camera["info"]["video.pix_fmt"], "yuv420p");
+    assert_eq!(camera["info"]["video.g"], 2);
+    assert_eq!(
+        info["video_path"],
+        "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    );
+    for e in 0..3 {
+        let mp4 = vid.join(format!(
+            "videos/observation.image/chunk-000/file-{e:03}.mp4"
+        ));
+        assert!(mp4.is_file(), "{}", mp4.display());
+    }
+
+    let (ok, stdout, stderr) = run_cli(&["dataset", "validate", v]);
+    assert!(ok, "{stdout}{stderr}");
+    let report = json_after(&stdout, '{');
+    let (a, b) = (Dataset::open(&img).unwrap(), Dataset::open(&vid).unwrap());
+    assert_eq!(report["video_frames_decoded"], b.num_frames());
+    assert_eq!(report["video_codecs"], serde_json::json!({"av1": 3}));
+    assert_eq!(b.episodes()[2].videos[0].from_timestamp, 0.0);
+
+    // The same episodes as image storage, within AV1's CRF 30 loss; random access returns the
+    // frames a whole-episode decode does.
+    let (mut se, mut n) = (0.0f64, 0usize);
+    for e in 0..3 {
+        let (ea, eb) = (a.episode(e).unwrap(), b.episode(e).unwrap());
+        assert_eq!((ea.actions, ea.states), (eb.actions.clone(), eb.states));
+        assert_eq!(ea.frames.len(), eb.frames.len());
+        for (fa, fb) in ea.frames.iter().zip(&eb.frames) {
+            for (x, y) in fa.data.iter().zip(&fb.data) {
+                se += (*x as f64 - *y as f64).powi(2);
+            }
+            n += fa.data.len();
+        }
+        let last = eb.frames.len() as u64 - 1;
+        for t in [last, 0, last / 2] {
+            assert_eq!(
+                b.frame("observation.image", e, t).unwrap(),
+                eb.frames[t as usize]
+            );
+        }
+    }
+    let psnr = 10.0 * (255.0f64 * 255.0 / (se / n as f64)).log10();
+    eprintln!("AV1 CRF 30 against the rendered frames: {psnr:.2} dB");
+    assert!(psnr > 30.0, "{psnr:.2} dB");
+    let bytes =
+        |root: &Path| -> u64 { walk(root).iter().map(|p| p.metadata().unwrap().len()).sum() };
+    assert!(bytes(&vid.join("data")) < bytes(&img.join("data")) / 2);
+
+    // Frames SVT-AV1 cannot encode are refused before anything is written.
+    let small = tmp.path().join("small");
+    let (ok, stdout, stderr) = run_cli(&record_args_at(
+        small.to_str().unwrap(),
+        "1",
+        "32",
+        &["--video"],
+    ));
+    assert!(!ok && stdout.contains("at least 64x64"), "{stdout}{stderr}");
+    assert!(!small.join("meta/info.json").exists());
+}
+
+/// Every file under `root`.
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                stack.push(e);
+            } else {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn validate_reports_a_video_whose_declared_end_cuts_its_last_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cut");
+    let d = dir.to_str().unwrap();
+    let (ok, stdout, stderr) = run_cli(&[
+        "record",
+        "--video",
+        "--episodes",
+        "1",
+        "--max-steps",
+        "30",
+        "--size",
+        "96",
+        "--seed",
+        "7",
+        "--out",
+        d,
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(Dataset::open(&dir).unwrap().num_frames(), 30);
+    let (ok, stdout, _) = run_cli(&["dataset", "validate", d]);
+    assert!(ok, "{stdout}");
+
+    let mp4 = dir.join("videos/observation.image/chunk-000/file-000.mp4");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/last-frame-cut.mp4");
+    std::fs::copy(fixture, &mp4).unwrap();
+    let (ok, stdout, _) = run_cli(&["dataset", "validate", d]);
+    let v = json_after(&stdout, '{');
+    assert!(!ok && v["valid"] == false, "{stdout}");
+    let problem = v["problems"][0].as_str().unwrap();
+    assert!(
+        problem.contains("file-000.mp4")
+            && problem.contains("episode 0")
+            && problem.contains("2.9000 s"),
+        "{problem}"
+    );
+    // FFmpeg 5 (Debian 12's) still decodes the last frame: the declared end gives it away.
+    if v["video_frames_decoded"] == 30 {
+        assert!(problem.contains("edit list"), "{problem}");
     }
 }

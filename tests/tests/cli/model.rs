@@ -306,6 +306,7 @@ fn fixture_dataset(root: &Path, inputs: &HashMap<String, Tensor>) {
         },
         rewards: false,
         robot_type: None,
+        video: false,
         scene: None,
     };
     let mut writer = DatasetWriter::create(root, spec).unwrap();

@@ -264,8 +264,14 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     )
                     .clicked()
                 {
-                    state.commands.push(Command::StartRecording);
+                    state.commands.push(Command::StartRecording {
+                        video: state.view.record_video,
+                    });
                 }
+                ui.checkbox(&mut state.view.record_video, "as video").on_hover_text(
+                    "store frames as AV1 in MP4 (LeRobot's default; push-t frames take about 7x less disk) \
+                     instead of PNG images; needs frames of at least 64x64",
+                );
             });
         }
         Some(status) => {

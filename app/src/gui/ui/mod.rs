@@ -50,6 +50,8 @@ pub(super) struct ViewState {
     pub show_psnr: bool,
     pub show_ssim: bool,
     pub show_iou: bool,
+    /// Record as AV1 video instead of PNG images.
+    pub record_video: bool,
 }
 
 impl Default for ViewState {
@@ -58,6 +60,7 @@ impl Default for ViewState {
             show_psnr: true,
             show_ssim: true,
             show_iou: true,
+            record_video: false,
         }
     }
 }

@@ -302,13 +302,14 @@ impl Dataset {
         Ok(self.video_frames_and_codec(camera, ep, timestamps)?.0)
     }
 
-    /// [`Self::video_frames`], with the name of the file's codec.
+    /// [`Self::video_frames`], with the name of the file's codec and where the file says
+    /// its video stream ends (seconds, episode time).
     fn video_frames_and_codec(
         &self,
         camera: &str,
         ep: &EpisodeInfo,
         timestamps: &[f64],
-    ) -> Result<(Vec<Frame>, String), DatasetError> {
+    ) -> Result<(Vec<Frame>, String, Option<f64>), DatasetError> {
         let video = self.episode_video(camera, ep)?;
         let path = self.root.join(&video.file);
         let err = |e: VideoError| DatasetError::Video {
@@ -324,6 +325,7 @@ impl Dataset {
             .collect();
         let mut file = self.take_video(&path).map_err(err)?;
         let codec = file.codec().to_owned();
+        let end = file.declared_end().map(|t| t - video.from_timestamp);
         let frames = file.frames_at(&in_file, TOLERANCE_S);
         self.return_video(file);
         let frames = frames.map_err(err)?;
@@ -345,7 +347,7 @@ impl Dataset {
                 ),
             });
         }
-        Ok((frames, codec))
+        Ok((frames, codec, end))
     }
 
     /// The open [`VideoFile`] for `path` (taken out of the cache), or a newly opened one.
@@ -854,9 +856,31 @@ impl Dataset {
                 if feature.dtype == "video" {
                     let t = self.timestamps_of(&path, &batch, 0)?;
                     match self.video_frames_and_codec(cam, ep, &t) {
-                        Ok((frames, codec)) => {
+                        Ok((frames, codec, end)) => {
                             v.video_frames_decoded += frames.len() as u64;
                             *v.video_codecs.entry(codec).or_default() += 1;
+                            // FFmpeg 5 decodes frames past the stream's declared end;
+                            // newer ones (PyAV's, so LeRobot's) drop them.
+                            if let (Some(end), Some(&last)) = (end, t.last())
+                                && end <= last + TOLERANCE_S
+                            {
+                                let video = self.episode_video(cam, ep)?;
+                                v.problems.push(
+                                    DatasetError::Video {
+                                        file: self.root.join(&video.file),
+                                        feature: cam.to_owned(),
+                                        episode: ep.index,
+                                        timestamp: Some(last),
+                                        message: format!(
+                                            "the video stream is declared to end at {end:.4} s \
+                                             (episode time), not after this frame: decoders \
+                                             that honour the MP4's edit list (PyAV, so \
+                                             LeRobot's) do not return it"
+                                        ),
+                                    }
+                                    .to_string(),
+                                );
+                            }
                         }
                         Err(e) => v.problems.push(e.to_string()),
                     }
