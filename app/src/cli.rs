@@ -56,6 +56,10 @@ pub enum BenchCommand {
     Model(model_cmd::BenchModelArgs),
     /// Frames per second recording a scene to a dataset and reading it back; prints JSON.
     Record(dataset_cmd::BenchRecordArgs),
+    /// Frames per second writing a recorded dataset's frames as video (AV1, LeRobot's
+    /// encoding) and decoding them back, whole episodes and at random; sizes on disk. Prints
+    /// JSON; `scripts/bench-video.sh` runs LeRobot's own code on the same frames beside it.
+    Video(dataset_cmd::BenchVideoArgs),
 }
 
 /// Runs the command line `args` (program name first), printing results to stdout.
@@ -75,6 +79,7 @@ where
         Some(Command::Bench(BenchCommand::Scene(args))) => scene_cmd::bench(&args),
         Some(Command::Bench(BenchCommand::Model(args))) => model_cmd::bench(&args),
         Some(Command::Bench(BenchCommand::Record(args))) => dataset_cmd::bench(&args),
+        Some(Command::Bench(BenchCommand::Video(args))) => dataset_cmd::bench_video(&args),
         Some(Command::Predict(args)) => predict_cmd::predict(&args),
         Some(Command::Convert(args)) => predict_cmd::convert(&args),
         Some(Command::Train(args)) => train_cmd::run(&args),

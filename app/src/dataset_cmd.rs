@@ -534,6 +534,158 @@ pub fn bench(args: &BenchRecordArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Args)]
+pub struct BenchVideoArgs {
+    /// A dataset Dreamyard recorded with image storage: its frames, states and actions are
+    /// written again with video storage.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Keep the video dataset here instead of a temporary folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Frames read at random.
+    #[arg(long, default_value_t = 200)]
+    pub random: u64,
+}
+
+/// Writes `args.dataset`'s episodes as a video dataset (timed: AV1 encoding, parquet,
+/// metadata, fsync per episode), then reads every episode back (`Dataset::episode`) and
+/// `args.random` frames at random (`Dataset::frame`).
+pub fn bench_video(args: &BenchVideoArgs) -> anyhow::Result<()> {
+    use dreamyard_scenes::dataset::Step;
+    use dreamyard_scenes::{Action, ActionSpace};
+
+    let src = Dataset::open(&args.dataset)
+        .with_context(|| format!("{}: cannot open the dataset", args.dataset.display()))?;
+    let mut spec = src
+        .dreamyard()
+        .with_context(|| {
+            format!(
+                "{}: not recorded by Dreamyard (meta/dreamyard.json gives the spec to write \
+                 it again with)",
+                args.dataset.display()
+            )
+        })?
+        .spec
+        .clone();
+    anyhow::ensure!(
+        !spec.video,
+        "{}: already stored as video; record one with image storage (without --video)",
+        args.dataset.display()
+    );
+    spec.video = true;
+    let discrete = matches!(spec.action_space, ActionSpace::Discrete { .. });
+    // Everything decoded and converted before the clock starts.
+    struct Episode {
+        data: dreamyard_scenes::dataset::EpisodeData,
+        states: Vec<Vec<f64>>,
+        actions: Vec<Action>,
+        task: String,
+        source: EpisodeSource,
+    }
+    let mut episodes = Vec::new();
+    for info in src.episodes() {
+        let data = src.episode(info.index)?;
+        let states = (0..data.len())
+            .map(|t| data.state(t).iter().map(|&v| f64::from(v)).collect())
+            .collect();
+        let actions = (0..data.len())
+            .map(|t| {
+                let a = data.action(t);
+                if discrete {
+                    Action::Discrete(a.first().copied().unwrap_or(0.0) as u32)
+                } else {
+                    Action::Continuous(a.to_vec())
+                }
+            })
+            .collect();
+        episodes.push(Episode {
+            data,
+            states,
+            actions,
+            task: info.tasks.first().cloned().unwrap_or_else(|| "task".into()),
+            source: info.source.clone().unwrap_or(EpisodeSource::Scene {
+                scene: "unknown".into(),
+                policy: "unknown".into(),
+                seed: info.index,
+            }),
+        });
+    }
+
+    let tmp;
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => {
+            tmp = TempDir::new()?;
+            tmp.0.join("bench-video")
+        }
+    };
+    let start = Instant::now();
+    let mut writer = DatasetWriter::create(&dir, spec)?;
+    for ep in &episodes {
+        for t in 0..ep.data.len() {
+            writer.add_frame(Step {
+                frame: &ep.data.frames[t],
+                state: &ep.states[t],
+                action: &ep.actions[t],
+                reward: ep.data.rewards.as_ref().map(|r| f64::from(r[t])),
+                success: ep.data.success.as_ref().map(|s| s[t]),
+            })?;
+        }
+        writer.save_episode(&ep.task, &ep.source)?;
+    }
+    let write_secs = start.elapsed().as_secs_f64();
+    let frames = writer.num_frames();
+
+    let start = Instant::now();
+    let ds = Dataset::open(&dir)?;
+    let camera = ds.default_camera().context("no camera")?.to_owned();
+    let mut read = 0u64;
+    for e in 0..ds.episodes().len() as u64 {
+        read += ds.episode(e)?.len() as u64;
+    }
+    let read_secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..args.random {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ep = &ds.episodes()[(x % ds.episodes().len() as u64) as usize];
+        ds.frame(&camera, ep.index, (x >> 20) % ep.length)?;
+    }
+    let random_secs = start.elapsed().as_secs_f64();
+    let image_bytes = dir_size(&args.dataset);
+    let video_bytes = dir_size(&dir);
+    let first = &episodes
+        .first()
+        .context("the dataset has no episodes")?
+        .data;
+    let size = first.frames.first().map_or((0, 0), |f| (f.width, f.height));
+    println!(
+        "{}",
+        json!({
+            "bench": "video",
+            "dataset": args.dataset,
+            "frame": [size.0, size.1],
+            "episodes": episodes.len(),
+            "frames": frames,
+            "encoding": "libsvtav1 yuv420p g=2 crf=30 preset=12",
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "write_seconds": write_secs,
+            "write_frames_per_s": frames as f64 / write_secs,
+            "read_seconds": read_secs,
+            "read_frames_per_s": read as f64 / read_secs,
+            "random_frames": args.random,
+            "random_frames_per_s": args.random as f64 / random_secs,
+            "image_dataset_bytes": image_bytes,
+            "video_dataset_bytes": video_bytes,
+            "image_over_video": image_bytes as f64 / video_bytes.max(1) as f64,
+        })
+    );
+    Ok(())
+}
+
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -117,6 +117,34 @@ impl Drop for Staged {
 }
 
 /// Serialises one record batch as a parquet file in memory.
+/// Every row of a parquet file, as one batch.
+pub fn read_parquet(file: &Path) -> Result<RecordBatch, DatasetError> {
+    let err = |what: &str, e: parquet::errors::ParquetError| DatasetError::Parquet {
+        file: file.to_owned(),
+        what: what.into(),
+        message: e.to_string(),
+    };
+    let f = File::open(file).map_err(|e| DatasetError::io(file, e))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| err("footer and schema", e))?
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| err("reading rows", e))?;
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DatasetError::Parquet {
+            file: file.to_owned(),
+            what: "reading rows".into(),
+            message: e.to_string(),
+        })?;
+    arrow::compute::concat_batches(&schema, &batches).map_err(|e| DatasetError::Parquet {
+        file: file.to_owned(),
+        what: "reading rows".into(),
+        message: e.to_string(),
+    })
+}
+
 pub fn parquet_bytes(
     batch: &RecordBatch,
     props: WriterProperties,

@@ -110,7 +110,13 @@ impl VideoFile {
         let id = params.id();
         let codec = id.name().to_owned();
         let decoder = ff::codec::context::Context::from_parameters(params)
-            .and_then(|c| c.decoder().video())
+            .and_then(|mut c| {
+                // One thread: a decoder's thread pool costs more to start than the small
+                // frames of robot datasets take to decode, and frame threading delays every
+                // frame by the number of threads (each random access pays for it).
+                c.set_threading(ff::codec::threading::Config::count(1));
+                c.decoder().video()
+            })
             .map_err(|e| {
                 VideoError::new(format!(
                     "no decoder for codec `{codec}` in this FFmpeg build ({e}); \
@@ -137,6 +143,15 @@ impl VideoFile {
     /// The codec's FFmpeg name (`av1`, `h264`, `hevc`, ...).
     pub fn codec(&self) -> &str {
         &self.codec
+    }
+
+    /// Bytes of one decoded frame (YUV 4:2:0 at the stream's size).
+    pub fn frame_bytes(&self) -> usize {
+        let (w, h) = (
+            self.decoder.width() as usize,
+            self.decoder.height() as usize,
+        );
+        w * h * 3 / 2
     }
 
     /// Where the container says the video stream ends (seconds in the file: its start time
@@ -488,6 +503,12 @@ impl VideoEncoding {
         let mut options = ff::Dictionary::new();
         options.set("crf", &self.crf.to_string());
         options.set("preset", &self.preset.to_string());
+        if self.encoder == "libsvtav1" {
+            // Closed GOPs: every `gop`-th frame a key frame the MP4 marks as a sync sample, as
+            // LeRobot's files have. SVT-AV1 1.4 (Debian 12) defaults to forward key frames,
+            // which are not: a reader then decodes from the file's first frame on every seek.
+            options.set("svtav1-params", "irefresh-type=2");
+        }
         let mut enc = enc.open_with(options).map_err(|e| {
             format!(
                 "the {} encoder refuses {w}x{h} frames at {fps} fps: {e}",
@@ -568,5 +589,54 @@ impl VideoEncoding {
         octx.write_trailer()
             .map_err(|e| format!("cannot finish the MP4 file: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packets the MP4 marks as key frames (sync samples), and all packets.
+    fn key_packets(path: &Path) -> (usize, usize) {
+        let mut input = ff::format::input(&path).unwrap();
+        let (mut keys, mut all) = (0, 0);
+        for (_, packet) in input.packets() {
+            all += 1;
+            keys += usize::from(packet.is_key());
+        }
+        (keys, all)
+    }
+
+    #[test]
+    fn every_gop_starts_with_a_key_frame_a_seek_can_land_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v.mp4");
+        let frames: Vec<Frame> = (0..10u8)
+            .map(|i| Frame {
+                width: 64,
+                height: 64,
+                data: (0..64 * 64 * 3)
+                    .map(|p| (p as u8).wrapping_mul(i))
+                    .collect(),
+            })
+            .collect();
+        VideoEncoding::default()
+            .encode(&frames, 10.0, &path)
+            .unwrap();
+        assert_eq!(key_packets(&path), (5, 10), "GOP 2: frames 0, 2, 4, 6, 8");
+
+        let mut file = VideoFile::open(&path).unwrap();
+        assert_eq!(file.declared_end(), Some(1.0), "the last frame lasts 0.1 s");
+        let got = file.frames_at(&[0.7, 0.9], TOLERANCE_S).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(file.frames_at(&[1.0], TOLERANCE_S).is_err());
+    }
+
+    #[test]
+    fn frames_svt_av1_cannot_take_are_refused_before_encoding() {
+        let e = VideoEncoding::default();
+        assert!(e.check_size(64, 64).is_ok());
+        assert!(e.check_size(32, 64).unwrap_err().contains("at least 64x64"));
+        assert!(e.check_size(65, 64).unwrap_err().contains("even"));
     }
 }

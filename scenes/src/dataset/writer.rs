@@ -1,18 +1,22 @@
 //! Writing LeRobot v3.0 datasets, one episode at a time, crash-safe.
 //!
-//! Layout (`chunks_size` = 1000): episode `e` goes to
-//! `data/chunk-{e/1000:03}/file-{e%1000:03}.parquet` (one row group, pages of 16 rows for
-//! random access) and its metadata row to the same-numbered file under `meta/episodes/`;
-//! with video storage its frames go to the same-numbered
-//! `videos/observation.image/chunk-XXX/file-XXX.mp4` (AV1 as LeRobot encodes it). An MP4
-//! cannot be appended to in place without rewriting its index, so each episode gets its own
-//! file, written in full beside the others and renamed into place with the episode's other
-//! files; LeRobot's v3.0 metadata (`videos/<key>/file_index`, `from_timestamp`) says where
-//! each episode is, so readers need no more.
+//! Layout, as LeRobot packs it: episodes' rows go to `data/chunk-XXX/file-XXX.parquet` (one
+//! row group, pages of 16 rows for random access) and their metadata rows to
+//! `meta/episodes/chunk-XXX/file-XXX.parquet`, many episodes per file. A parquet file cannot
+//! be appended to in place crash-safely (its footer, the index of everything, is at the end),
+//! so saving an episode writes its file anew beside the old one, the old rows then the new,
+//! and renames it over the old one. That costs a rewrite of the file per episode, so a file
+//! takes episodes only until it reaches [`DATA_FILE_BYTES`] / [`META_FILE_BYTES`], then the
+//! next file index starts (LeRobot's own limit, 100 MB, would rewrite up to 100 MB per save).
+//! With video storage episode `e`'s frames go to
+//! `videos/observation.image/chunk-{e/1000:03}/file-{e%1000:03}.mp4` (AV1 as LeRobot encodes
+//! it): an MP4 cannot be appended to without rewriting and re-muxing all of it, so each
+//! episode gets its own file; LeRobot's v3.0 metadata (`videos/<key>/file_index`,
+//! `from_timestamp`) says where each episode is, so readers need no more.
 //! `meta/tasks.parquet`, `meta/stats.json` and `meta/info.json` are replaced after every
 //! episode. `info.json` is renamed last and is the commit record: readers only list the
-//! episodes it counts, and [`DatasetWriter::append`] removes anything beyond them.
-//! Finished episodes' files are never rewritten.
+//! episodes it counts, and [`DatasetWriter::append`] removes anything beyond them (rows of an
+//! uncommitted episode at the end of a file included).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +35,7 @@ use parquet::schema::types::ColumnPath;
 use serde_json::json;
 
 use super::columns::{arrow_type, hf_feature};
-use super::files::{Staged, parquet_bytes, remove_temporaries};
+use super::files::{Staged, parquet_bytes, read_parquet, remove_temporaries};
 use super::info::{
     CodebaseVersion, DEFAULT_CHUNKS_SIZE, DEFAULT_DATA_PATH, DEFAULT_VIDEO_PATH, DREAMYARD_PATH,
     EPISODES_META_PATH, Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue,
@@ -56,6 +60,73 @@ pub struct Step<'a> {
     /// Required when the spec has `rewards`, ignored otherwise.
     pub reward: Option<f64>,
     pub success: Option<bool>,
+}
+
+/// A data file takes episodes until it holds this many bytes (each save rewrites it whole).
+pub const DATA_FILE_BYTES: u64 = 8 << 20;
+/// An episode-metadata file takes episodes until it holds this many bytes.
+pub const META_FILE_BYTES: u64 = 1 << 20;
+
+/// The file being filled with episodes: its place and its size on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Filling {
+    chunk: u64,
+    file: u64,
+    bytes: u64,
+}
+
+/// Where the next episode's rows go after `at`: into it (`true`: appended) while it is under
+/// `limit`, else into the next file index (LeRobot's numbering: a new chunk after
+/// `chunks_size` files).
+fn next_place(at: Option<Filling>, limit: u64, chunks_size: u64) -> (u64, u64, bool) {
+    match at {
+        None => (0, 0, false),
+        Some(f) if f.bytes < limit => (f.chunk, f.file, true),
+        Some(f) if f.file + 1 >= chunks_size => (f.chunk + 1, 0, false),
+        Some(f) => (f.chunk, f.file + 1, false),
+    }
+}
+
+/// Where an episode's rows went: the file's (chunk, file) numbers, its path and new bytes.
+struct Packed {
+    place: (u64, u64),
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// The chunk and file numbers of a `.../chunk-XXX/file-YYY.ext` path.
+fn place_of(path: &Path) -> Option<(u64, u64)> {
+    let num = |s: &std::ffi::OsStr, prefix: &str| -> Option<u64> {
+        let s = s.to_str()?;
+        let s = s.strip_prefix(prefix)?;
+        let s = s.split('.').next()?;
+        s.parse().ok()
+    };
+    let file = num(path.file_name()?, "file-")?;
+    let chunk = num(path.parent()?.file_name()?, "chunk-")?;
+    Some((chunk, file))
+}
+
+/// The bytes of `path` with `batch`'s rows after the rows it holds (`append`), or of
+/// `batch` alone. `None` when the file's columns are not `batch`'s (then the rows go to a
+/// new file).
+fn packed_bytes(
+    path: &Path,
+    append: bool,
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<Option<Vec<u8>>, DatasetError> {
+    if !append {
+        return parquet_bytes(batch, props, path).map(Some);
+    }
+    let old = read_parquet(path)?;
+    if old.schema().fields() != batch.schema().fields() {
+        return Ok(None);
+    }
+    let err = |e: arrow::error::ArrowError| DatasetError::parquet(path, "appending rows", e);
+    let old = RecordBatch::try_new(batch.schema(), old.columns().to_vec()).map_err(err)?;
+    let both = arrow::compute::concat_batches(&batch.schema(), [&old, batch]).map_err(err)?;
+    parquet_bytes(&both, props, path).map(Some)
 }
 
 /// What `save_episode` committed.
@@ -85,6 +156,9 @@ pub struct DatasetWriter {
     tasks: Vec<String>,
     stats: BTreeMap<String, FeatureStats>,
     pending: Pending,
+    /// The data and episode-metadata files being filled.
+    data_at: Option<Filling>,
+    meta_at: Option<Filling>,
     durable: bool,
     threads: usize,
 }
@@ -173,7 +247,7 @@ impl DatasetWriter {
         remove_temporaries(&root.join("data"))?;
         remove_temporaries(&root.join("meta"))?;
         remove_temporaries(&root.join("videos"))?;
-        remove_uncommitted(root, &info)?;
+        let (data_at, meta_at) = remove_uncommitted(root, &info)?;
         let dataset = super::Dataset::open(root)?;
         let tasks = dataset.tasks().to_vec();
         let mut stats = BTreeMap::new();
@@ -181,7 +255,10 @@ impl DatasetWriter {
             let ep = dataset.episode_stats(e)?;
             fold_stats(&mut stats, &ep);
         }
-        Ok(Self::new(root, meta.spec, info, tasks, stats))
+        let mut writer = Self::new(root, meta.spec, info, tasks, stats);
+        writer.data_at = data_at;
+        writer.meta_at = meta_at;
+        Ok(writer)
     }
 
     fn new(
@@ -198,6 +275,8 @@ impl DatasetWriter {
             tasks,
             stats,
             pending: Pending::default(),
+            data_at: None,
+            meta_at: None,
             durable: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
@@ -354,54 +433,61 @@ impl DatasetWriter {
         let ep_stats = self.episode_stats(&columns);
 
         let chunks = self.info.chunks_size;
-        let (chunk, file) = (episode / chunks, episode % chunks);
         let info_file = self.root.join(INFO_PATH);
-        let place = |template: &str, field: &str| {
-            format_template(
-                template,
-                &[
-                    ("chunk_index", TemplateValue::Int(chunk)),
-                    ("file_index", TemplateValue::Int(file)),
-                ],
-                &info_file,
-                field,
-            )
-        };
-        let data_rel = place(&self.info.data_path, "data_path")?;
-        let meta_rel = place(EPISODES_META_PATH, "episodes path")?;
         let video_rel = match &self.info.video_path {
             Some(template) if self.spec.video => Some(format_template(
                 template,
                 &[
                     ("video_key", TemplateValue::Str(keys::IMAGE)),
-                    ("chunk_index", TemplateValue::Int(chunk)),
-                    ("file_index", TemplateValue::Int(file)),
+                    ("chunk_index", TemplateValue::Int(episode / chunks)),
+                    ("file_index", TemplateValue::Int(episode % chunks)),
                 ],
                 &info_file,
                 "video_path",
             )?),
             _ => None,
         };
+        let video_place = (episode / chunks, episode % chunks);
         let duration = n as f64 / self.spec.fps;
 
-        let data_path = self.root.join(&data_rel);
         let batch = self.data_batch(columns)?;
         let hf = batch.schema().metadata().get("huggingface").cloned();
-        let props = data_props(hf.as_ref());
-        let data_bytes = parquet_bytes(&batch, props, &data_path)?;
-        let meta_path = self.root.join(&meta_rel);
-        let meta_batch = episode_batch(
-            episode,
-            task,
-            n as u64,
-            (chunk, file),
-            from,
-            video_rel.as_ref().map(|_| duration),
-            &ep_stats,
-            &self.info.features,
-            source,
+        let Packed {
+            place: data_place,
+            path: data_path,
+            bytes: data_bytes,
+        } = self.pack(
+            (&self.info.data_path, "data_path"),
+            self.data_at,
+            DATA_FILE_BYTES,
+            |_| Ok(batch.clone()),
+            || data_props(hf.as_ref()),
         )?;
-        let meta_bytes = parquet_bytes(&meta_batch, meta_props(), &meta_path)?;
+        // The metadata row names its own file.
+        let Packed {
+            place: meta_place,
+            path: meta_path,
+            bytes: meta_bytes,
+        } = self.pack(
+            (EPISODES_META_PATH, "episodes path"),
+            self.meta_at,
+            META_FILE_BYTES,
+            |place| {
+                episode_batch(
+                    episode,
+                    task,
+                    n as u64,
+                    data_place,
+                    place,
+                    from,
+                    video_rel.as_ref().map(|_| (video_place, duration)),
+                    &ep_stats,
+                    &self.info.features,
+                    source,
+                )
+            },
+            meta_props,
+        )?;
 
         let mut tasks = self.tasks.clone();
         if new_task {
@@ -424,6 +510,13 @@ impl DatasetWriter {
         }
         staged.write(data_path, &data_bytes)?;
         staged.write(meta_path, &meta_bytes)?;
+        let filled = |(chunk, file): (u64, u64), bytes: &[u8]| Filling {
+            chunk,
+            file,
+            bytes: bytes.len() as u64,
+        };
+        let data_at = filled(data_place, &data_bytes);
+        let meta_at = filled(meta_place, &meta_bytes);
         if new_task {
             let tasks_path = self.root.join(TASKS_PATH);
             let bytes = tasks_parquet(&tasks, &tasks_path)?;
@@ -436,10 +529,62 @@ impl DatasetWriter {
         self.info = info;
         self.tasks = tasks;
         self.stats = stats;
+        self.data_at = Some(data_at);
+        self.meta_at = Some(meta_at);
         self.pending = Pending::default();
         Ok(SavedEpisode {
             episode_index: episode,
             length: n as u64,
+        })
+    }
+
+    /// Places an episode's rows (`rows(place)`) in the file being filled (`at`, after its
+    /// rows) or a new one: the place, the file and its new bytes.
+    fn pack(
+        &self,
+        (template, field): (&str, &str),
+        at: Option<Filling>,
+        limit: u64,
+        rows: impl Fn((u64, u64)) -> Result<RecordBatch, DatasetError>,
+        props: impl Fn() -> WriterProperties,
+    ) -> Result<Packed, DatasetError> {
+        let info_file = self.root.join(INFO_PATH);
+        let path_of = |chunk: u64, file: u64| -> Result<PathBuf, DatasetError> {
+            let rel = format_template(
+                template,
+                &[
+                    ("chunk_index", TemplateValue::Int(chunk)),
+                    ("file_index", TemplateValue::Int(file)),
+                ],
+                &info_file,
+                field,
+            )?;
+            Ok(self.root.join(rel))
+        };
+        let chunks = self.info.chunks_size;
+        let (chunk, file, append) = next_place(at, limit, chunks);
+        let path = path_of(chunk, file)?;
+        let batch = rows((chunk, file))?;
+        if let Some(bytes) = packed_bytes(&path, append, &batch, props())? {
+            return Ok(Packed {
+                place: (chunk, file),
+                path,
+                bytes,
+            });
+        }
+        // The file's columns are not these rows' (written by another version): a new file.
+        let full = at.map(|f| Filling {
+            bytes: u64::MAX,
+            ..f
+        });
+        let (chunk, file, _) = next_place(full, limit, chunks);
+        let path = path_of(chunk, file)?;
+        let batch = rows((chunk, file))?;
+        let bytes = parquet_bytes(&batch, props(), &path)?;
+        Ok(Packed {
+            place: (chunk, file),
+            path,
+            bytes,
         })
     }
 
@@ -711,51 +856,128 @@ fn describe_spec(spec: &DatasetSpec) -> String {
     )
 }
 
-/// Deletes data and episode-metadata files of episodes that `info.json` does not count
-/// (written by a writer killed between its renames).
-fn remove_uncommitted(root: &Path, info: &Info) -> Result<(), DatasetError> {
+/// Removes what a writer killed between its renames left of an episode that `info.json`
+/// does not count: its MP4s, its rows at the end of the data and episode-metadata files being
+/// filled, and any file it started. Returns those two files as the next episode finds them.
+fn remove_uncommitted(
+    root: &Path,
+    info: &Info,
+) -> Result<(Option<Filling>, Option<Filling>), DatasetError> {
     let info_file = root.join(INFO_PATH);
-    let mut e = info.total_episodes;
+    let chunks = info.chunks_size;
+    // MP4s are numbered by episode.
+    if let Some(template) = &info.video_path {
+        let mut e = info.total_episodes;
+        loop {
+            let mut found = false;
+            for key in info.features.video_keys() {
+                let vals = [
+                    ("video_key", TemplateValue::Str(key)),
+                    ("chunk_index", TemplateValue::Int(e / chunks)),
+                    ("file_index", TemplateValue::Int(e % chunks)),
+                ];
+                let path = root.join(format_template(template, &vals, &info_file, "video_path")?);
+                if path.exists() {
+                    std::fs::remove_file(&path).map_err(|err| DatasetError::io(&path, err))?;
+                    found = true;
+                }
+            }
+            if !found {
+                break;
+            }
+            e += 1;
+        }
+    }
+    // The reader lists committed episodes only.
+    let dataset = super::Dataset::open(root)?;
+    let episodes = dataset.episodes();
+    let filling = |rel: &Path, keep: u64, props: &dyn Fn(&RecordBatch) -> WriterProperties| {
+        let path = root.join(rel);
+        let (chunk, file) = place_of(rel).ok_or_else(|| {
+            DatasetError::invalid(
+                &path,
+                "(file name)",
+                "chunk-XXX/file-XXX, as Dreamyard writes",
+                rel.display().to_string(),
+            )
+        })?;
+        let bytes = truncate_rows(&path, keep, props)?;
+        Ok::<_, DatasetError>(Filling { chunk, file, bytes })
+    };
+    let data_at = match episodes.last() {
+        Some(ep) => Some(filling(&ep.data_file, ep.first_row + ep.length, &|b| {
+            data_props(b.schema().metadata().get("huggingface"))
+        })?),
+        None => None,
+    };
+    remove_files_after(root, (&info.data_path, "data_path"), data_at, chunks)?;
+    let meta_at = match episodes.last().and_then(|ep| ep.meta_file()) {
+        Some(rel) => {
+            let keep = episodes
+                .iter()
+                .filter(|e| e.meta_file() == Some(rel))
+                .count() as u64;
+            Some(filling(rel, keep, &|_| meta_props())?)
+        }
+        None => None,
+    };
+    remove_files_after(root, (EPISODES_META_PATH, "episodes path"), meta_at, chunks)?;
+    Ok((data_at, meta_at))
+}
+
+/// Keeps the first `keep` rows of the parquet file at `path` (renaming a new file over it
+/// when it holds more); its size in bytes.
+fn truncate_rows(
+    path: &Path,
+    keep: u64,
+    props: &dyn Fn(&RecordBatch) -> WriterProperties,
+) -> Result<u64, DatasetError> {
+    let batch = read_parquet(path)?;
+    if batch.num_rows() as u64 > keep {
+        let kept = batch.slice(0, keep as usize);
+        let bytes = parquet_bytes(&kept, props(&kept), path)?;
+        let mut staged = Staged::new(true);
+        staged.write(path.to_owned(), &bytes)?;
+        staged.commit()?;
+        return Ok(bytes.len() as u64);
+    }
+    let meta = std::fs::metadata(path).map_err(|e| DatasetError::io(path, e))?;
+    Ok(meta.len())
+}
+
+/// Deletes the files after `at` in `template`'s numbering (from the first when `at` is
+/// `None`) as far as they go: files an uncommitted episode started.
+fn remove_files_after(
+    root: &Path,
+    (template, field): (&str, &str),
+    at: Option<Filling>,
+    chunks: u64,
+) -> Result<(), DatasetError> {
+    let info_file = root.join(INFO_PATH);
+    let full = |f: Filling| Filling {
+        bytes: u64::MAX,
+        ..f
+    };
+    let (mut chunk, mut file, _) = next_place(at.map(full), 0, chunks);
     loop {
-        let (chunk, file) = (e / info.chunks_size, e % info.chunks_size);
         let vals = [
             ("chunk_index", TemplateValue::Int(chunk)),
             ("file_index", TemplateValue::Int(file)),
         ];
-        let data = root.join(format_template(
-            &info.data_path,
-            &vals,
-            &info_file,
-            "data_path",
-        )?);
-        let meta = root.join(format_template(
-            EPISODES_META_PATH,
-            &vals,
-            &info_file,
-            "episodes",
-        )?);
-        let mut paths = vec![data, meta];
-        if let Some(template) = &info.video_path {
-            for key in info.features.video_keys() {
-                let vals = [
-                    ("video_key", TemplateValue::Str(key)),
-                    ("chunk_index", TemplateValue::Int(chunk)),
-                    ("file_index", TemplateValue::Int(file)),
-                ];
-                paths.push(root.join(format_template(template, &vals, &info_file, "video_path")?));
-            }
-        }
-        let mut found = false;
-        for path in paths {
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(|err| DatasetError::io(&path, err))?;
-                found = true;
-            }
-        }
-        if !found {
+        let path = root.join(format_template(template, &vals, &info_file, field)?);
+        if !path.exists() {
             return Ok(());
         }
-        e += 1;
+        std::fs::remove_file(&path).map_err(|err| DatasetError::io(&path, err))?;
+        (chunk, file, _) = next_place(
+            Some(Filling {
+                chunk,
+                file,
+                bytes: u64::MAX,
+            }),
+            0,
+            chunks,
+        );
     }
 }
 
@@ -819,8 +1041,9 @@ fn episode_batch(
     task: &str,
     length: u64,
     (chunk, file): (u64, u64),
+    (meta_chunk, meta_file): (u64, u64),
     from: u64,
-    video_duration: Option<f64>,
+    video: Option<((u64, u64), f64)>,
     stats: &BTreeMap<String, FeatureStats>,
     features: &Features,
     source: &EpisodeSource,
@@ -843,18 +1066,18 @@ fn episode_batch(
     int("data/file_index", file, &mut fields, &mut columns);
     int("dataset_from_index", from, &mut fields, &mut columns);
     int("dataset_to_index", from + length, &mut fields, &mut columns);
-    if let Some(duration) = video_duration {
+    if let Some(((video_chunk, video_file), duration)) = video {
         // Each episode has its own file, from its start.
         let key = keys::IMAGE;
         int(
             &format!("videos/{key}/chunk_index"),
-            chunk,
+            video_chunk,
             &mut fields,
             &mut columns,
         );
         int(
             &format!("videos/{key}/file_index"),
-            file,
+            video_file,
             &mut fields,
             &mut columns,
         );
@@ -906,11 +1129,16 @@ fn episode_batch(
     }
     int(
         "meta/episodes/chunk_index",
-        chunk,
+        meta_chunk,
         &mut fields,
         &mut columns,
     );
-    int("meta/episodes/file_index", file, &mut fields, &mut columns);
+    int(
+        "meta/episodes/file_index",
+        meta_file,
+        &mut fields,
+        &mut columns,
+    );
     fields.push(Field::new(keys::DREAMYARD_SOURCE, DataType::Utf8, true));
     let source_json = serde_json::to_string(source).unwrap_or_default();
     columns.push(Arc::new(StringArray::from(vec![source_json])));

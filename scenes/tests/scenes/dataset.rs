@@ -130,9 +130,11 @@ fn written_files_follow_lerobot_v3() {
     }
     assert_eq!(f["timestamp"]["dtype"], "float32");
 
-    // Data: one file per episode, LeRobot's column types and the `datasets` metadata.
-    let (batch, kv) = parquet(&dir.join("data/chunk-000/file-001.parquet"));
-    assert_eq!(batch.num_rows(), 12);
+    // Data: episodes packed into one file as LeRobot does, its column types and the
+    // `datasets` metadata.
+    assert!(!dir.join("data/chunk-000/file-001.parquet").exists());
+    let (batch, kv) = parquet(&dir.join("data/chunk-000/file-000.parquet"));
+    assert_eq!(batch.num_rows(), 24);
     let schema = batch.schema();
     let ty = |k: &str| schema.field_with_name(k).unwrap().data_type().clone();
     assert_eq!(
@@ -171,7 +173,7 @@ fn written_files_follow_lerobot_v3() {
         .unwrap()
         .as_primitive::<arrow::datatypes::Int64Type>();
     assert_eq!(
-        index.value(0),
+        index.value(12),
         12,
         "episode 1 starts after episode 0's 12 frames"
     );
@@ -189,20 +191,24 @@ fn written_files_follow_lerobot_v3() {
         "frame-000003.png"
     );
     let done = batch.column_by_name("next.done").unwrap().as_boolean();
-    assert!(!done.value(10) && done.value(11));
+    assert!(!done.value(10) && done.value(11) && done.value(23));
 
-    // Episodes metadata: LeRobot's columns and per-episode stats.
-    let (ep, _) = parquet(&dir.join("meta/episodes/chunk-000/file-001.parquet"));
-    assert_eq!(ep.num_rows(), 1);
+    // Episodes metadata, packed too: LeRobot's columns and per-episode stats.
+    assert!(
+        !dir.join("meta/episodes/chunk-000/file-001.parquet")
+            .exists()
+    );
+    let (ep, _) = parquet(&dir.join("meta/episodes/chunk-000/file-000.parquet"));
+    assert_eq!(ep.num_rows(), 2);
     let int = |k: &str| {
         ep.column_by_name(k)
             .unwrap_or_else(|| panic!("{k}"))
             .as_primitive::<arrow::datatypes::Int64Type>()
-            .value(0)
+            .value(1)
     };
     assert_eq!(int("episode_index"), 1);
     assert_eq!(int("length"), 12);
-    assert_eq!((int("data/chunk_index"), int("data/file_index")), (0, 1));
+    assert_eq!((int("data/chunk_index"), int("data/file_index")), (0, 0));
     assert_eq!(
         (int("dataset_from_index"), int("dataset_to_index")),
         (12, 24)
@@ -212,13 +218,13 @@ fn written_files_follow_lerobot_v3() {
             int("meta/episodes/chunk_index"),
             int("meta/episodes/file_index")
         ),
-        (0, 1)
+        (0, 0)
     );
     let tasks = ep
         .column_by_name("tasks")
         .unwrap()
         .as_list::<i32>()
-        .value(0);
+        .value(1);
     assert_eq!(tasks.as_string::<i32>().value(0), TASK);
     for stat in [
         "min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99",
@@ -246,7 +252,7 @@ fn written_files_follow_lerobot_v3() {
         ep.column_by_name("dreamyard/source")
             .unwrap()
             .as_string::<i32>()
-            .value(0),
+            .value(1),
     )
     .unwrap();
     assert_eq!(
@@ -372,24 +378,15 @@ fn appending_keeps_finished_episodes_and_equals_one_run() {
     let twice = tmp.path().join("twice");
     record(&once, 4, 10);
     record(&twice, 2, 10);
-    let first = std::fs::read(twice.join("data/chunk-000/file-000.parquet")).unwrap();
-    let modified = std::fs::metadata(twice.join("data/chunk-000/file-000.parquet"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let before = Dataset::open(&twice).unwrap().episode(1).unwrap();
     record(&twice, 4, 10);
-    let path = twice.join("data/chunk-000/file-000.parquet");
-    assert_eq!(std::fs::read(&path).unwrap(), first);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().modified().unwrap(),
-        modified
-    );
+    assert_eq!(Dataset::open(&twice).unwrap().episode(1).unwrap(), before);
     for rel in [
         "meta/info.json",
         "meta/stats.json",
         "meta/tasks.parquet",
-        "data/chunk-000/file-003.parquet",
-        "meta/episodes/chunk-000/file-003.parquet",
+        "data/chunk-000/file-000.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
     ] {
         assert_eq!(
             std::fs::read(once.join(rel)).unwrap(),
@@ -446,6 +443,20 @@ fn leftovers_of_a_killed_writer_are_ignored_then_removed() {
     let ds = Dataset::open(&dir).unwrap();
     assert_eq!((ds.episodes().len(), ds.uncommitted_episodes()), (5, 0));
     ds.validate().unwrap();
+    // The uncommitted episode's rows were cut from the packed files: what is left is what
+    // recording in one go writes.
+    let once = tmp.path().join("once");
+    record(&once, 5, 8);
+    for rel in [
+        "data/chunk-000/file-000.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
+    ] {
+        assert_eq!(
+            std::fs::read(once.join(rel)).unwrap(),
+            std::fs::read(dir.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
 }
 
 #[test]

@@ -200,6 +200,45 @@ fn bench_record_reports_frames_per_second() {
     }
 }
 
+#[test]
+fn bench_video_writes_a_recording_as_video_and_reads_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, out) = (tmp.path().join("img"), tmp.path().join("vid"));
+    let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
+    assert!(run_cli(&record_args_at(s, "2", "64", &[])).0);
+    let (ok, stdout, stderr) = run_cli(&[
+        "bench",
+        "video",
+        "--dataset",
+        s,
+        "--out",
+        o,
+        "--random",
+        "5",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let v = json_after(&stdout, '{');
+    assert_eq!(v["bench"], "video");
+    let a = Dataset::open(&src).unwrap();
+    let b = Dataset::open(&out).unwrap();
+    assert_eq!(v["frames"], a.num_frames());
+    assert_eq!(b.episode(1).unwrap().actions, a.episode(1).unwrap().actions);
+    assert!(v["image_over_video"].as_f64().unwrap() > 1.0, "{v}");
+    for k in [
+        "write_frames_per_s",
+        "read_frames_per_s",
+        "random_frames_per_s",
+    ] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    // A video dataset is refused as the source: there are no images to write again.
+    let (ok, stdout, _) = run_cli(&["bench", "video", "--dataset", o]);
+    assert!(
+        !ok && stdout.contains("already stored as video"),
+        "{stdout}"
+    );
+}
+
 /// A small xorshift generator: the kill moments are random but reproducible.
 struct Rng(u64);
 

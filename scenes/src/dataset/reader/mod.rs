@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, RecordBatch};
 use parquet::arrow::ProjectionMask;
@@ -51,6 +51,13 @@ pub struct EpisodeInfo {
     /// The file holding its metadata row (v3.0), for its statistics.
     meta_file: Option<PathBuf>,
     pub source: Option<EpisodeSource>,
+}
+
+impl EpisodeInfo {
+    /// The file holding its metadata row (v3.0), relative to the dataset root.
+    pub(crate) fn meta_file(&self) -> Option<&Path> {
+        self.meta_file.as_deref()
+    }
 }
 
 /// Where one video feature's frames of one episode are.
@@ -142,6 +149,9 @@ impl Validation {
 #[derive(Default)]
 struct VideoCache {
     files: Vec<VideoFile>,
+    /// Per episode, the `timestamp` of every frame (checked against `episode_index` and
+    /// `frame_index` when read), so a random video frame reads no parquet.
+    timestamps: std::collections::HashMap<u64, Arc<Vec<f64>>>,
 }
 
 impl std::fmt::Debug for VideoCache {
@@ -150,9 +160,16 @@ impl std::fmt::Debug for VideoCache {
     }
 }
 
-/// How many video files a dataset keeps open (a v3.0 dataset with a few cameras needs one
-/// per camera; v2.1 one per camera and episode).
-const OPEN_VIDEOS: usize = 8;
+/// How much decoder memory a dataset's open video files may hold. Opening a file (demuxer,
+/// decoder) costs more than decoding a small frame, and Dreamyard writes one file per episode,
+/// so random access over many episodes wants many open: as many as fit, at about ten frames
+/// of memory each (reference frames and the frame being decoded), from 4 to 64.
+const OPEN_VIDEO_BYTES: usize = 256 << 20;
+
+/// How many files like `file` stay open.
+fn open_videos(file: &VideoFile) -> usize {
+    (OPEN_VIDEO_BYTES / (10 * file.frame_bytes()).max(1)).clamp(4, 64)
+}
 
 /// An open LeRobot dataset (v3.0, v2.1 or v2.0).
 #[derive(Debug)]
@@ -360,10 +377,42 @@ impl Dataset {
         VideoFile::open(path)
     }
 
+    /// Every frame's `timestamp` of `ep`, read once.
+    fn episode_timestamps(&self, ep: &EpisodeInfo) -> Result<Arc<Vec<f64>>, DatasetError> {
+        if let Ok(cache) = self.videos.lock()
+            && let Some(t) = cache.timestamps.get(&ep.index)
+        {
+            return Ok(t.clone());
+        }
+        let (path, reader) = self.rows(
+            ep,
+            0,
+            ep.length,
+            &[keys::TIMESTAMP, keys::EPISODE_INDEX, keys::FRAME_INDEX],
+            4096,
+        )?;
+        let batch = read_all(&path, reader)?;
+        self.check_rows(&path, ep, 0, &batch)?;
+        let t = Arc::new(self.timestamps_of(&path, &batch, 0)?);
+        if t.len() as u64 != ep.length {
+            return Err(DatasetError::invalid(
+                &path,
+                format!("rows of episode {}", ep.index),
+                ep.length.to_string(),
+                t.len().to_string(),
+            ));
+        }
+        if let Ok(mut cache) = self.videos.lock() {
+            cache.timestamps.insert(ep.index, t.clone());
+        }
+        Ok(t)
+    }
+
     fn return_video(&self, file: VideoFile) {
         if let Ok(mut cache) = self.videos.lock() {
+            let keep = open_videos(&file);
             cache.files.push(file);
-            if cache.files.len() > OPEN_VIDEOS {
+            while cache.files.len() > keep {
                 cache.files.remove(0);
             }
         }
@@ -518,20 +567,11 @@ impl Dataset {
                     available: format!("episode {episode} has {} frames", ep.length),
                 });
             }
-            let (path, reader) = self.rows(
-                ep,
-                index,
-                1,
-                &[keys::TIMESTAMP, keys::EPISODE_INDEX, keys::FRAME_INDEX],
-                1,
-            )?;
-            let batch = read_all(&path, reader)?;
-            self.check_rows(&path, ep, index, &batch)?;
-            let t = self.timestamps_of(&path, &batch, index)?;
-            return self
-                .video_frames(camera, ep, &t)?
-                .pop()
-                .ok_or_else(|| DatasetError::parquet(&path, "reading rows", "no row read"));
+            let all = self.episode_timestamps(ep)?;
+            let t = all[index as usize];
+            return self.video_frames(camera, ep, &[t])?.pop().ok_or_else(|| {
+                DatasetError::parquet(self.root.join(&ep.data_file), "reading rows", "no row")
+            });
         }
         let stored = self.frame_bytes(camera, episode, index)?;
         let path = self.root.join(&self.episode_info(episode)?.data_file);
