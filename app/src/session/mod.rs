@@ -144,7 +144,13 @@ pub struct Session {
     episodes_saved: usize,
     /// Frames that seed a rollout without ground truth (dream mode).
     dream_seed: Option<Vec<Arc<Frame>>>,
+    /// When the latest model steps finished, oldest first (for the achieved step rate).
+    finished: std::collections::VecDeque<Instant>,
 }
+
+/// Model steps kept for the achieved rate, and the window it is measured over.
+const RATE_STEPS: usize = 64;
+const RATE_WINDOW: Duration = Duration::from_secs(3);
 
 const MAX_NOTICES: usize = 50;
 
@@ -172,6 +178,7 @@ impl Session {
             recording: None,
             episodes_saved: 0,
             dream_seed: None,
+            finished: std::collections::VecDeque::new(),
         }
     }
 
@@ -368,6 +375,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.generation += 1;
         self.pending = None;
+        self.finished.clear();
         let mut branch = self.timeline.new_main();
         let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
         let seed = self.config.seed;
@@ -591,13 +599,32 @@ impl Session {
                 }
                 (_, Reply::Loaded(Ok(_))) => {}
                 (from_loading, Reply::Step { id, result }) => {
-                    if !from_loading {
-                        out.steps_finished += usize::from(self.finish_step(id, result));
+                    if !from_loading && self.finish_step(id, result) {
+                        out.steps_finished += 1;
+                        self.finished.push_back(Instant::now());
+                        if self.finished.len() > RATE_STEPS {
+                            self.finished.pop_front();
+                        }
                     }
                 }
             }
         }
         out
+    }
+
+    /// Model steps per second finished over the last few seconds (what playback achieves,
+    /// beside the requested `config.steps_per_sec`): `None` until two have finished in that
+    /// window.
+    pub fn achieved_rate(&self) -> Option<f64> {
+        let now = Instant::now();
+        let mut recent = self
+            .finished
+            .iter()
+            .filter(|t| now.duration_since(**t) <= RATE_WINDOW);
+        let first = recent.next()?;
+        let (n, last) = recent.fold((1usize, first), |(n, _), t| (n + 1, t));
+        let span = last.duration_since(*first).as_secs_f64();
+        (n >= 2 && span > 0.0).then(|| (n - 1) as f64 / span)
     }
 
     /// Polls until the model is idle or `timeout` passes (tests, headless runs, exports).

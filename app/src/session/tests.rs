@@ -204,6 +204,38 @@ fn lockstep_live_scene_and_model() {
 }
 
 #[test]
+fn following_the_head_shows_the_newest_complete_step_while_the_next_computes() {
+    let (mut fake, _) = Fake::new(push_t_space());
+    fake.delay = Duration::from_millis(150);
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "slow".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    s.set_truth(Box::new(LiveScene::new(push_t(), 1)));
+    assert_eq!(s.achieved_rate(), None);
+    for _ in 0..4 {
+        s.step(&act(100.0, 100.0)).unwrap();
+        assert!(s.wait_idle(WAIT));
+    }
+    s.step(&act(120.0, 100.0)).unwrap();
+    assert!(s.is_pending());
+    let head = s.active_branch().steps.len() - 1;
+    assert!(s.active_branch().steps[head].is_pending());
+    // Truth, model and error show the step before, complete, not a blank model panel.
+    assert_eq!(s.view_step(), Some(head - 1));
+    let shown = &s.active_branch().steps[head - 1];
+    assert!(shown.model.is_some() && shown.truth.is_some() && shown.metrics.is_some());
+    assert!(s.wait_idle(WAIT));
+    assert_eq!(s.view_step(), Some(head), "then the step once it is ready");
+    // Two imagined steps finished: the achieved rate is measured.
+    assert!(s.achieved_rate().is_some_and(|r| r > 0.0));
+    s.reset();
+    assert_eq!(s.achieved_rate(), None);
+}
+
+#[test]
 fn a_step_in_flight_refuses_the_next_and_reset_drops_it() {
     let (mut fake, _) = Fake::new(push_t_space());
     fake.delay = Duration::from_millis(300);

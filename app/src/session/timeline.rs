@@ -227,10 +227,19 @@ impl Timeline {
         Branch::empty(id, "main".into(), None)
     }
 
-    /// The step the views show.
+    /// The step the views show: the scrubbed one, or, following the head, the newest step
+    /// whose model frame is ready. A step being computed shows once it is, so truth, model and
+    /// error panels always show one and the same complete step, never a blank model panel.
     pub fn view_step(&self) -> Option<usize> {
-        let head = self.active().head()?;
-        Some(self.cursor.map_or(head, |c| c.min(head)))
+        let branch = self.active();
+        let head = branch.head()?;
+        Some(match self.cursor {
+            Some(c) => c.min(head),
+            None => (0..=head)
+                .rev()
+                .find(|&i| !branch.steps[i].is_pending())
+                .unwrap_or(head),
+        })
     }
 
     /// Shows step `step` (clamped); scrubbing to the head follows new steps again.

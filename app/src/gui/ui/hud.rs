@@ -31,6 +31,13 @@ pub(super) fn hud_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
     let fmt = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0} ms"));
     chip(ui, "latency", &fmt(last.and_then(|r| r.latency_ms)));
     chip(ui, "model step", &fmt(last.and_then(|r| r.compute_ms)));
+    // Achieved against requested: a slow model (or machine) lowers the first, not the second.
+    let rate = match (session.transport.playing, session.achieved_rate()) {
+        (true, Some(r)) => format!("{r:.1} / {:.0}", session.config.steps_per_sec),
+        (true, None) => format!("— / {:.0}", session.config.steps_per_sec),
+        (false, _) => "paused".to_owned(),
+    };
+    chip(ui, "steps/s", &rate);
     if let Some(t) = session.pending_for() {
         ui.label(
             egui::RichText::new(format!("imagining… {:.0} ms", t.as_secs_f64() * 1e3))
