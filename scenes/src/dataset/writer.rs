@@ -73,6 +73,9 @@ struct Filling {
     chunk: u64,
     file: u64,
     bytes: u64,
+    /// Committed rows. A save whose renames failed partway may have left more in the file;
+    /// the next save keeps only these.
+    rows: u64,
 }
 
 /// Where the next episode's rows go after `at`: into it (`true`: appended) while it is under
@@ -92,6 +95,8 @@ struct Packed {
     place: (u64, u64),
     path: PathBuf,
     bytes: Vec<u8>,
+    /// Rows in the file with these.
+    rows: u64,
 }
 
 /// The chunk and file numbers of a `.../chunk-XXX/file-YYY.ext` path.
@@ -112,14 +117,23 @@ fn place_of(path: &Path) -> Option<(u64, u64)> {
 /// new file).
 fn packed_bytes(
     path: &Path,
-    append: bool,
+    append: Option<u64>,
     batch: &RecordBatch,
     props: WriterProperties,
 ) -> Result<Option<Vec<u8>>, DatasetError> {
-    if !append {
+    let Some(rows) = append else {
         return parquet_bytes(batch, props, path).map(Some);
-    }
+    };
     let old = read_parquet(path)?;
+    if (old.num_rows() as u64) < rows {
+        return Err(DatasetError::invalid(
+            path,
+            "number of rows",
+            format!("at least {rows} (the committed episodes' rows)"),
+            old.num_rows().to_string(),
+        ));
+    }
+    let old = old.slice(0, rows as usize);
     if old.schema().fields() != batch.schema().fields() {
         return Ok(None);
     }
@@ -251,8 +265,7 @@ impl DatasetWriter {
         let dataset = super::Dataset::open(root)?;
         let tasks = dataset.tasks().to_vec();
         let mut stats = BTreeMap::new();
-        for e in 0..info.total_episodes {
-            let ep = dataset.episode_stats(e)?;
+        for ep in dataset.all_episode_stats()? {
             fold_stats(&mut stats, &ep);
         }
         let mut writer = Self::new(root, meta.spec, info, tasks, stats);
@@ -456,6 +469,7 @@ impl DatasetWriter {
             place: data_place,
             path: data_path,
             bytes: data_bytes,
+            rows: data_rows,
         } = self.pack(
             (&self.info.data_path, "data_path"),
             self.data_at,
@@ -468,6 +482,7 @@ impl DatasetWriter {
             place: meta_place,
             path: meta_path,
             bytes: meta_bytes,
+            rows: meta_rows,
         } = self.pack(
             (EPISODES_META_PATH, "episodes path"),
             self.meta_at,
@@ -510,13 +525,14 @@ impl DatasetWriter {
         }
         staged.write(data_path, &data_bytes)?;
         staged.write(meta_path, &meta_bytes)?;
-        let filled = |(chunk, file): (u64, u64), bytes: &[u8]| Filling {
+        let filled = |(chunk, file): (u64, u64), bytes: &[u8], rows: u64| Filling {
             chunk,
             file,
             bytes: bytes.len() as u64,
+            rows,
         };
-        let data_at = filled(data_place, &data_bytes);
-        let meta_at = filled(meta_place, &meta_bytes);
+        let data_at = filled(data_place, &data_bytes, data_rows);
+        let meta_at = filled(meta_place, &meta_bytes, meta_rows);
         if new_task {
             let tasks_path = self.root.join(TASKS_PATH);
             let bytes = tasks_parquet(&tasks, &tasks_path)?;
@@ -565,11 +581,13 @@ impl DatasetWriter {
         let (chunk, file, append) = next_place(at, limit, chunks);
         let path = path_of(chunk, file)?;
         let batch = rows((chunk, file))?;
-        if let Some(bytes) = packed_bytes(&path, append, &batch, props())? {
+        let before = at.filter(|_| append).map(|f| f.rows);
+        if let Some(bytes) = packed_bytes(&path, before, &batch, props())? {
             return Ok(Packed {
                 place: (chunk, file),
                 path,
                 bytes,
+                rows: before.unwrap_or(0) + batch.num_rows() as u64,
             });
         }
         // The file's columns are not these rows' (written by another version): a new file.
@@ -585,6 +603,7 @@ impl DatasetWriter {
             place: (chunk, file),
             path,
             bytes,
+            rows: batch.num_rows() as u64,
         })
     }
 
@@ -902,7 +921,12 @@ fn remove_uncommitted(
             )
         })?;
         let bytes = truncate_rows(&path, keep, props)?;
-        Ok::<_, DatasetError>(Filling { chunk, file, bytes })
+        Ok::<_, DatasetError>(Filling {
+            chunk,
+            file,
+            bytes,
+            rows: keep,
+        })
     };
     let data_at = match episodes.last() {
         Some(ep) => Some(filling(&ep.data_file, ep.first_row + ep.length, &|b| {
@@ -922,6 +946,19 @@ fn remove_uncommitted(
         None => None,
     };
     remove_files_after(root, (EPISODES_META_PATH, "episodes path"), meta_at, chunks)?;
+    // A task the uncommitted episode added (tasks are only ever appended).
+    let committed = info.total_tasks as usize;
+    let tasks_path = root.join(TASKS_PATH);
+    if dataset.tasks().len() > committed {
+        if committed == 0 {
+            std::fs::remove_file(&tasks_path).map_err(|e| DatasetError::io(&tasks_path, e))?;
+        } else {
+            let bytes = tasks_parquet(&dataset.tasks()[..committed], &tasks_path)?;
+            let mut staged = Staged::new(true);
+            staged.write(tasks_path, &bytes)?;
+            staged.commit()?;
+        }
+    }
     Ok((data_at, meta_at))
 }
 
@@ -974,6 +1011,7 @@ fn remove_files_after(
                 chunk,
                 file,
                 bytes: u64::MAX,
+                rows: 0,
             }),
             0,
             chunks,

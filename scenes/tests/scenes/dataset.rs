@@ -999,3 +999,82 @@ fn writing_into_a_folder_with_other_files_is_refused() {
         "mine"
     );
 }
+
+#[test]
+fn a_save_whose_renames_failed_partway_can_be_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ds");
+    let mut w = record(&dir, 2, 8);
+    // stats.json cannot be replaced (a non-empty folder stands in its way): the episode's data
+    // and metadata files are renamed, stats.json and info.json are not.
+    let stats = dir.join("meta/stats.json");
+    let saved = std::fs::read(&stats).unwrap();
+    std::fs::remove_file(&stats).unwrap();
+    std::fs::create_dir(&stats).unwrap();
+    std::fs::write(stats.join("x"), b"x").unwrap();
+    let mut scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+    let mut policy = scene.scripted_policy(PolicyKind::Heuristic);
+    let plan = EpisodePlan {
+        policy_name: "heuristic",
+        seed: 2,
+        max_steps: 8,
+        task: TASK,
+    };
+    assert!(record_scene_episode(&mut w, scene.as_mut(), policy.as_mut(), &plan, |_| {}).is_err());
+    std::fs::remove_dir_all(&stats).unwrap();
+    std::fs::write(&stats, saved).unwrap();
+    assert_eq!(Dataset::open(&dir).unwrap().episodes().len(), 2);
+
+    // The retry keeps only the committed rows of the files it appends to.
+    record_scene_episode(&mut w, scene.as_mut(), policy.as_mut(), &plan, |_| {}).unwrap();
+    let ds = Dataset::open(&dir).unwrap();
+    assert_eq!((ds.episodes().len(), ds.uncommitted_episodes()), (3, 0));
+    ds.validate().unwrap();
+    let once = tmp.path().join("once");
+    record(&once, 3, 8);
+    for rel in [
+        "data/chunk-000/file-000.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
+        "meta/info.json",
+    ] {
+        assert_eq!(
+            std::fs::read(once.join(rel)).unwrap(),
+            std::fs::read(dir.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+}
+
+#[test]
+fn a_task_only_an_uncommitted_episode_used_is_dropped_on_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ds");
+    let mut w = record(&dir, 2, 8);
+    let committed_info = std::fs::read(dir.join("meta/info.json")).unwrap();
+    let mut scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+    let mut policy = scene.scripted_policy(PolicyKind::Heuristic);
+    let plan = EpisodePlan {
+        policy_name: "heuristic",
+        seed: 2,
+        max_steps: 8,
+        task: "another task",
+    };
+    record_scene_episode(&mut w, scene.as_mut(), policy.as_mut(), &plan, |_| {}).unwrap();
+    drop(w);
+    // As if killed before info.json was renamed.
+    std::fs::write(dir.join("meta/info.json"), committed_info).unwrap();
+    assert_eq!(
+        Dataset::open(&dir).unwrap().tasks().len(),
+        2,
+        "a leftover task"
+    );
+
+    record(&dir, 3, 8);
+    let once = tmp.path().join("once");
+    record(&once, 3, 8);
+    assert_eq!(Dataset::open(&dir).unwrap().tasks(), [TASK.to_owned()]);
+    assert_eq!(
+        std::fs::read(once.join("meta/tasks.parquet")).unwrap(),
+        std::fs::read(dir.join("meta/tasks.parquet")).unwrap()
+    );
+}

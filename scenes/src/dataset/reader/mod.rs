@@ -954,6 +954,32 @@ impl Dataset {
         let path = self.root.join(meta);
         let batch = read_parquet_file(&path, None)?;
         let row = find_episode_row(&path, &batch, episode)?;
+        Ok(self.stats_of_row(&batch, row))
+    }
+
+    /// Every episode's stored statistics, in episode order, reading each metadata file once
+    /// (many episodes share one).
+    pub fn all_episode_stats(&self) -> Result<Vec<BTreeMap<String, FeatureStats>>, DatasetError> {
+        let mut out = vec![BTreeMap::new(); self.episodes.len()];
+        let mut files: BTreeMap<&Path, Vec<usize>> = BTreeMap::new();
+        for (i, ep) in self.episodes.iter().enumerate() {
+            if let Some(meta) = &ep.meta_file {
+                files.entry(meta.as_path()).or_default().push(i);
+            }
+        }
+        for (meta, eps) in files {
+            let path = self.root.join(meta);
+            let batch = read_parquet_file(&path, None)?;
+            for i in eps {
+                let row = find_episode_row(&path, &batch, self.episodes[i].index)?;
+                out[i] = self.stats_of_row(&batch, row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `stats/<feature>/<stat>` columns of one row of an episode-metadata file.
+    fn stats_of_row(&self, batch: &RecordBatch, row: usize) -> BTreeMap<String, FeatureStats> {
         let mut out = BTreeMap::new();
         for (key, feature) in self.info.features.iter() {
             let shape = if feature.is_visual() {
@@ -991,7 +1017,7 @@ impl Dataset {
                 out.insert(key.to_owned(), s);
             }
         }
-        Ok(out)
+        out
     }
 }
 
