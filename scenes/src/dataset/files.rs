@@ -31,8 +31,9 @@ impl Staged {
         }
     }
 
-    /// Writes `bytes` to a temporary file beside `dest`.
-    pub fn write(&mut self, dest: PathBuf, bytes: &[u8]) -> Result<(), DatasetError> {
+    /// The temporary name beside `dest` (its folder created), registered to be renamed into
+    /// place, before anything is written, so that a failed write is cleaned up too.
+    fn stage(&mut self, dest: PathBuf) -> Result<PathBuf, DatasetError> {
         let Some(parent) = dest.parent() else {
             return Err(DatasetError::io(
                 dest,
@@ -43,8 +44,13 @@ impl Staged {
         let mut name = dest.as_os_str().to_owned();
         name.push(TMP_SUFFIX);
         let tmp = PathBuf::from(name);
-        // Registered before writing so that a failed write is cleaned up too.
         self.files.push((tmp.clone(), dest));
+        Ok(tmp)
+    }
+
+    /// Writes `bytes` to a temporary file beside `dest`.
+    pub fn write(&mut self, dest: PathBuf, bytes: &[u8]) -> Result<(), DatasetError> {
+        let tmp = self.stage(dest)?;
         let mut f = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| DatasetError::io(&tmp, e))?;
         if self.durable {
@@ -60,17 +66,7 @@ impl Staged {
         dest: &Path,
         write: impl FnOnce(&Path) -> Result<(), String>,
     ) -> Result<(), DatasetError> {
-        let Some(parent) = dest.parent() else {
-            return Err(DatasetError::io(
-                dest,
-                std::io::Error::other("no parent folder"),
-            ));
-        };
-        std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
-        let mut name = dest.as_os_str().to_owned();
-        name.push(TMP_SUFFIX);
-        let tmp = PathBuf::from(name);
-        self.files.push((tmp.clone(), dest.to_owned()));
+        let tmp = self.stage(dest.to_owned())?;
         write(&tmp).map_err(|m| DatasetError::io(dest, std::io::Error::other(m)))?;
         if self.durable {
             let f = File::open(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
