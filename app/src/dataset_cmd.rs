@@ -10,7 +10,7 @@ use dreamyard_scenes::dataset::{
     record_scene_episode,
 };
 use dreamyard_scenes::policy::PolicyKind;
-use dreamyard_scenes::{SceneSource, load_scene};
+use dreamyard_scenes::{SceneSource, SceneSpec, load_scene};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -98,13 +98,12 @@ pub struct BenchRecordArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The task text for a built-in scene.
-fn default_task(scene: &str) -> String {
-    match scene {
-        "push-t" => "push the T onto the target".into(),
-        "arm-push" => "push the puck onto the goal".into(),
-        other => format!("complete the {other} task"),
-    }
+/// The task text of a scene's episodes: the one its spec names (lerobot/pusht's for push-t),
+/// else one made from its name.
+fn default_task(spec: &SceneSpec) -> String {
+    spec.task
+        .clone()
+        .unwrap_or_else(|| format!("complete the {} task", spec.name))
 }
 
 pub fn record(args: &RecordArgs) -> anyhow::Result<()> {
@@ -137,7 +136,7 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<()> {
     let task = args
         .task
         .clone()
-        .unwrap_or_else(|| default_task(&scene.spec().name));
+        .unwrap_or_else(|| default_task(scene.spec()));
     let mut policy = scene.scripted_policy(args.policy);
     let already = writer.num_episodes();
     let bar = ProgressBar::new(args.episodes);
@@ -301,6 +300,12 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<()> {
         println!("  {i:>3}  {t}");
     }
     println!("features");
+    let width = info
+        .features
+        .iter()
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(0);
     for (k, f) in info.features.iter() {
         let names = f.name_list().map(|n| n.join(", ")).unwrap_or_default();
         let note = match f.info.as_ref().filter(|_| f.dtype == "video") {
@@ -312,7 +317,7 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<()> {
             None => String::new(),
         };
         println!(
-            "  {k:<22} {:<8} {:<14} {names}{note}",
+            "  {k:<width$} {:<8} {:<14} {names}{note}",
             f.dtype,
             format!("{:?}", f.shape)
         );
@@ -476,7 +481,7 @@ pub fn bench(args: &BenchRecordArgs) -> anyhow::Result<()> {
     )?;
     let mut policy = scene.scripted_policy(args.policy);
     let mut writer = DatasetWriter::create(&dir, DatasetSpec::from_scene(scene.spec()))?;
-    let task = default_task(&scene.spec().name);
+    let task = default_task(scene.spec());
     let start = Instant::now();
     for e in 0..args.episodes {
         let plan = EpisodePlan {
@@ -587,7 +592,7 @@ pub fn bench_video(args: &BenchVideoArgs) -> anyhow::Result<()> {
     for info in src.episodes() {
         let data = src.episode(info.index)?;
         let states = (0..data.len())
-            .map(|t| data.state(t).iter().map(|&v| f64::from(v)).collect())
+            .map(|t| data.scene_state(t).iter().map(|&v| f64::from(v)).collect())
             .collect();
         let actions = (0..data.len())
             .map(|t| {

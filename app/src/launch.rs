@@ -252,7 +252,7 @@ pub fn scene_truth(session: &mut Session, name: &str) -> Option<Box<dyn GroundTr
 }
 
 /// Reads episode `index` of the LeRobot dataset (v3.0 or v2.1) in `dir` as a replay episode:
-/// its camera frames, actions and, when present, states.
+/// its camera frames, actions and, when present, the scene's full states (for take-over).
 ///
 /// The action space is the recording scene's (datasets Dreamyard recorded keep it in
 /// `meta/dreamyard.json`); for other datasets it is a continuous box spanning the episode's
@@ -281,9 +281,9 @@ pub fn read_episode(dir: &Path, index: usize) -> anyhow::Result<Episode> {
     let scene = ds.dreamyard().and_then(|m| m.spec.scene.clone());
     let action_space = bridge::dataset_action_space(&ds, dim, [data.actions.as_slice()])?;
     let actions = bridge::actions_from_rows(&data.actions, dim, &action_space);
-    let states = (data.state_dim > 0).then(|| {
-        data.states
-            .chunks_exact(data.state_dim)
+    let states = (data.scene_state_dim > 0).then(|| {
+        data.scene_states
+            .chunks_exact(data.scene_state_dim)
             .map(|s| s.iter().map(|&v| f64::from(v)).collect())
             .collect()
     });

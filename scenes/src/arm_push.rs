@@ -14,7 +14,9 @@ use crate::physics::Physics;
 use crate::policy::{self, Policy, PolicyKind, RandomWalk, RestAction, push_target, v2};
 use crate::policy_mix::PolicyMix;
 use crate::render::Canvas;
-use crate::spec::{Action, ActionSpace, ObjectSpec, Observation, Rgb, SceneSpec};
+use crate::spec::{
+    Action, ActionSpace, EnvironmentState, ObjectSpec, Observation, Rgb, SceneSpec, StateLayout,
+};
 use crate::{Scene, SceneError};
 
 /// The contents of an arm-push scene file (see `scenes/data/arm-push.toml`).
@@ -195,6 +197,15 @@ impl ArmPushConfig {
             frame_height: self.frame.height,
             background: self.world.background,
             objects,
+            // The arm senses its joints; the puck is the world.
+            layout: Some(StateLayout {
+                robot: (0..n).collect(),
+                environment: EnvironmentState::Entries {
+                    indices: vec![n, n + 1],
+                },
+            }),
+            task: Some("Push the puck onto the goal.".into()),
+            robot_type: Some(format!("{n}-link planar arm")),
         }
     }
 

@@ -29,7 +29,9 @@ pub use error::SceneError;
 pub use registry::{BUILTIN_SCENES, SceneSource, builtin_toml, load_scene, load_scene_file};
 pub use render::Frame;
 pub use rollout::{RolloutDigest, run_policy};
-pub use spec::{Action, ActionSpace, ObjectSpec, Observation, Rgb, SceneSpec};
+pub use spec::{
+    Action, ActionSpace, EnvironmentState, ObjectSpec, Observation, Rgb, SceneSpec, StateLayout,
+};
 
 /// A seeded, deterministic ground-truth world.
 ///

@@ -28,7 +28,9 @@ use crate::physics::Physics;
 use crate::policy::{self, Policy, PolicyKind, RandomWalk, RestAction, push_target};
 use crate::policy_mix::PolicyMix;
 use crate::render::Canvas;
-use crate::spec::{Action, ActionSpace, ObjectSpec, Observation, Rgb, SceneSpec};
+use crate::spec::{
+    Action, ActionSpace, EnvironmentState, ObjectSpec, Observation, Rgb, SceneSpec, StateLayout,
+};
 use crate::{Scene, SceneError};
 
 /// The contents of a push-t scene file (see `scenes/data/push-t.toml`).
@@ -165,6 +167,25 @@ impl PushTConfig {
         ]
     }
 
+    /// The T's eight keypoints in the block's body frame, in gym-pusht's order: pymunk
+    /// stores each part's vertices as its convex hull, counter-clockwise (y up) from the
+    /// lowest x (then lowest y), so `get_keypoints` yields the bar's then the stem's in that
+    /// order, not as the parts were given.
+    pub fn tee_keypoints(&self) -> Vec<[f64; 2]> {
+        let s = self.block.scale;
+        let l = self.block.length;
+        vec![
+            [-l * s / 2.0, 0.0],
+            [l * s / 2.0, 0.0],
+            [l * s / 2.0, s],
+            [-l * s / 2.0, s],
+            [-s / 2.0, s],
+            [s / 2.0, s],
+            [s / 2.0, l * s],
+            [-s / 2.0, l * s],
+        ]
+    }
+
     pub fn spec(&self) -> SceneSpec {
         let size = self.world.size as f32;
         SceneSpec {
@@ -199,6 +220,18 @@ impl PushTConfig {
                     colors: vec![self.walls.color],
                 },
             ],
+            // As gym-pusht observes it and lerobot's pusht datasets store it: the pointer's
+            // position, and the block's keypoints (`pusht_keypoints`).
+            layout: Some(StateLayout {
+                robot: vec![0, 1],
+                environment: EnvironmentState::Keypoints {
+                    pose: [2, 3, 4],
+                    points: self.tee_keypoints(),
+                },
+            }),
+            // lerobot/pusht's task text and robot type.
+            task: Some("Push the T-shaped block onto the T-shaped target.".into()),
+            robot_type: Some("unknown".into()),
         }
     }
 }

@@ -103,12 +103,103 @@ pub struct ObjectSpec {
 pub struct SceneSpec {
     pub name: String,
     pub action_space: ActionSpace,
+    /// The full state (what `reset_to` takes), privileged: the robot's own state and the
+    /// world's.
     pub state_names: Vec<String>,
     pub fps: f64,
     pub frame_width: u32,
     pub frame_height: u32,
     pub background: Rgb,
     pub objects: Vec<ObjectSpec>,
+    /// What of the state a robot observes, as LeRobot datasets split it; `None`: no split
+    /// (specs stored before the layout existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<StateLayout>,
+    /// The task as datasets of this scene name it (LeRobot's `meta/tasks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// LeRobot's `robot_type` for datasets of this scene.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_type: Option<String>,
+}
+
+/// How a scene's full state splits into what LeRobot datasets store as observations: the
+/// robot's own state (`observation.state`, e.g. the pointer's position) and what it senses of
+/// the world (`observation.environment_state`, e.g. the T block's keypoints), as gym-pusht's
+/// `environment_state_agent_pos` observation does. The full state is privileged (a real robot
+/// does not know the block's pose exactly); datasets keep it apart, for `reset_to`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateLayout {
+    /// Indices into the full state of the robot's own state, in order.
+    pub robot: Vec<usize>,
+    pub environment: EnvironmentState,
+}
+
+/// What `observation.environment_state` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EnvironmentState {
+    /// These entries of the full state, in order.
+    Entries { indices: Vec<usize> },
+    /// Points fixed to a rigid body whose pose (x, y, angle in radians) is at `pose` in the
+    /// full state, in world coordinates: `[x0, y0, x1, y1, ...]` with point `i` at
+    /// `(x, y) + R(angle) points[i]` (gym-pusht's `get_keypoints`).
+    Keypoints {
+        pose: [usize; 3],
+        points: Vec<[f64; 2]>,
+    },
+}
+
+impl StateLayout {
+    /// The robot's own state out of the full `state`.
+    pub fn robot_state(&self, state: &[f64]) -> Vec<f64> {
+        self.robot.iter().map(|&i| state[i]).collect()
+    }
+
+    /// The environment state out of the full `state`.
+    pub fn environment_state(&self, state: &[f64]) -> Vec<f64> {
+        match &self.environment {
+            EnvironmentState::Entries { indices } => indices.iter().map(|&i| state[i]).collect(),
+            EnvironmentState::Keypoints { pose, points } => {
+                let (x, y, a) = (state[pose[0]], state[pose[1]], state[pose[2]]);
+                let (sin, cos) = a.sin_cos();
+                points
+                    .iter()
+                    .flat_map(|[px, py]| [x + cos * px - sin * py, y + sin * px + cos * py])
+                    .collect()
+            }
+        }
+    }
+
+    /// Names of the robot's state values, from the full state's `names`.
+    pub fn robot_names(&self, names: &[String]) -> Vec<String> {
+        self.robot.iter().map(|&i| names[i].clone()).collect()
+    }
+
+    /// Names of the environment state values.
+    pub fn environment_names(&self, names: &[String]) -> Vec<String> {
+        match &self.environment {
+            EnvironmentState::Entries { indices } => {
+                indices.iter().map(|&i| names[i].clone()).collect()
+            }
+            EnvironmentState::Keypoints { points, .. } => (0..points.len())
+                .flat_map(|i| [format!("keypoint{i}_x"), format!("keypoint{i}_y")])
+                .collect(),
+        }
+    }
+
+    /// An index at or beyond `state_len`, if the layout has one (a layout read from a file).
+    pub fn bad_index(&self, state_len: usize) -> Option<usize> {
+        let env: &[usize] = match &self.environment {
+            EnvironmentState::Entries { indices } => indices,
+            EnvironmentState::Keypoints { pose, .. } => pose,
+        };
+        self.robot
+            .iter()
+            .chain(env)
+            .copied()
+            .find(|&i| i >= state_len)
+    }
 }
 
 impl SceneSpec {

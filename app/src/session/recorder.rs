@@ -172,6 +172,7 @@ impl DatasetRecorder {
                 frame_width: frame.width,
                 frame_height: frame.height,
                 state_names: Vec::new(),
+                layout: None,
                 action_space: meta.action_space.clone(),
                 rewards: false,
                 robot_type: None,

@@ -11,10 +11,11 @@ use serde_json::json;
 use super::DatasetError;
 use super::info::{DREAMYARD_PATH, Feature, Features};
 use super::keys;
-use crate::{ActionSpace, SceneSpec};
+use crate::{ActionSpace, SceneSpec, StateLayout};
 
-/// Version of `meta/dreamyard.json`.
-pub(super) const DREAMYARD_FORMAT: u32 = 1;
+/// Version of `meta/dreamyard.json`. Format 2 added the state layout; format 1 files (no
+/// layout: the full state in `observation.state`) are still read.
+pub(super) const DREAMYARD_FORMAT: u32 = 2;
 
 /// What a recorded dataset holds. Stored in `meta/dreamyard.json` (LeRobot ignores the file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,8 +23,14 @@ pub struct DatasetSpec {
     pub fps: f64,
     pub frame_width: u32,
     pub frame_height: u32,
-    /// Names of `observation.state`; empty: no state feature.
+    /// Names of the state a step carries (a scene's full state); empty: no state.
     pub state_names: Vec<String>,
+    /// How the state is stored. `None`: all of it as `observation.state`. `Some`: as LeRobot
+    /// stores a robot's observations, the robot's part as `observation.state` and the world's
+    /// as `observation.environment_state`, and the full state (privileged, for `reset_to`) as
+    /// [`keys::SCENE_STATE`], which LeRobot's policies do not take as an input.
+    #[serde(default)]
+    pub layout: Option<StateLayout>,
     /// Continuous: `action` is a float32 vector named after the dimensions. Discrete: `action`
     /// is an int64 scalar (LeRobot's shape `[1]` convention), the index into `names`.
     pub action_space: ActionSpace,
@@ -48,16 +55,22 @@ impl DatasetSpec {
             frame_width: scene.frame_width,
             frame_height: scene.frame_height,
             state_names: scene.state_names.clone(),
+            layout: scene.layout.clone(),
             action_space: scene.action_space.clone(),
             rewards: true,
-            robot_type: Some(scene.name.clone()),
+            robot_type: Some(
+                scene
+                    .robot_type
+                    .clone()
+                    .unwrap_or_else(|| scene.name.clone()),
+            ),
             video: false,
             scene: Some(scene.clone()),
         }
     }
 
-    /// The LeRobot features, in column order: camera, state, action, rewards, then
-    /// LeRobot's `DEFAULT_FEATURES`.
+    /// The LeRobot features, in column order: camera, state (the robot's, the environment's,
+    /// the full state), action, rewards, then LeRobot's `DEFAULT_FEATURES`.
     pub fn features(&self) -> Features {
         let f = |dtype: &str, shape: Vec<usize>, names: serde_json::Value| Feature {
             dtype: dtype.into(),
@@ -78,15 +91,24 @@ impl DatasetSpec {
             ));
         }
         let mut out = vec![(keys::IMAGE.to_owned(), camera)];
-        if !self.state_names.is_empty() {
-            out.push((
-                keys::STATE.to_owned(),
-                f(
-                    "float32",
-                    vec![self.state_names.len()],
-                    json!(self.state_names),
-                ),
-            ));
+        let vector = |names: Vec<String>| f("float32", vec![names.len()], json!(names));
+        match &self.layout {
+            _ if self.state_names.is_empty() => {}
+            None => out.push((keys::STATE.to_owned(), vector(self.state_names.clone()))),
+            Some(layout) => {
+                out.push((
+                    keys::STATE.to_owned(),
+                    vector(layout.robot_names(&self.state_names)),
+                ));
+                out.push((
+                    keys::ENVIRONMENT_STATE.to_owned(),
+                    vector(layout.environment_names(&self.state_names)),
+                ));
+                out.push((
+                    keys::SCENE_STATE.to_owned(),
+                    vector(self.state_names.clone()),
+                ));
+            }
         }
         out.push((
             keys::ACTION.to_owned(),
@@ -158,12 +180,21 @@ pub fn read_dreamyard(root: &Path) -> Result<Option<DreamyardMeta>, DatasetError
         file: file.clone(),
         message: e.to_string(),
     })?;
-    if meta.format != DREAMYARD_FORMAT {
+    if !(1..=DREAMYARD_FORMAT).contains(&meta.format) {
         return Err(DatasetError::invalid(
             file,
             "format",
-            DREAMYARD_FORMAT.to_string(),
+            format!("1 to {DREAMYARD_FORMAT}"),
             meta.format.to_string(),
+        ));
+    }
+    let len = meta.spec.state_names.len();
+    if let Some(i) = meta.spec.layout.as_ref().and_then(|l| l.bad_index(len)) {
+        return Err(DatasetError::invalid(
+            file,
+            "spec.layout",
+            format!("state indices below {len} (the length of spec.state_names)"),
+            format!("index {i}"),
         ));
     }
     Ok(Some(meta))

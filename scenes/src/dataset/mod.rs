@@ -37,7 +37,13 @@ pub use writer::{DatasetWriter, EpisodePlan, SavedEpisode, Step, record_scene_ep
 /// Column names Dreamyard writes (LeRobot's conventions).
 pub mod keys {
     pub const IMAGE: &str = "observation.image";
+    /// The robot's own state (LeRobot's convention; gym-pusht's `agent_pos`).
     pub const STATE: &str = "observation.state";
+    /// What the robot senses of the world (gym-pusht's `environment_state`).
+    pub const ENVIRONMENT_STATE: &str = "observation.environment_state";
+    /// A scene's full state, privileged (the T block's exact pose): what `reset_to` takes.
+    /// Not under `observation.`, so LeRobot does not make it a policy input.
+    pub const SCENE_STATE: &str = "scene.state";
     pub const ACTION: &str = "action";
     pub const REWARD: &str = "next.reward";
     pub const SUCCESS: &str = "next.success";

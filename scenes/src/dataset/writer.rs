@@ -153,7 +153,8 @@ pub struct SavedEpisode {
 #[derive(Debug, Default)]
 struct Pending {
     frames: Vec<Frame>,
-    states: Vec<f32>,
+    /// Full states, row after row (kept at f64 until split: keypoints are computed from them).
+    states: Vec<f64>,
     actions: Vec<f32>,
     discrete: Vec<i64>,
     rewards: Vec<f32>,
@@ -243,12 +244,17 @@ impl DatasetWriter {
         })?;
         let meta_file = root.join(DREAMYARD_PATH);
         if &meta.spec != spec {
-            return Err(DatasetError::invalid(
-                meta_file,
-                "spec",
-                describe_spec(spec),
-                describe_spec(&meta.spec),
-            ));
+            let (expected, mut found) = (describe_spec(spec), describe_spec(&meta.spec));
+            if expected == found {
+                found.push_str(", other scene details (task, objects, ...) differ");
+            }
+            if meta.format < DREAMYARD_FORMAT {
+                found.push_str(&format!(
+                    " (written by an older Dreamyard, format {}: record into a new folder)",
+                    meta.format
+                ));
+            }
+            return Err(DatasetError::invalid(meta_file, "spec", expected, found));
         }
         if info.features != spec.features() {
             return Err(DatasetError::invalid(
@@ -396,7 +402,7 @@ impl DatasetWriter {
         };
         let p = &mut self.pending;
         p.frames.push(step.frame.clone());
-        p.states.extend(step.state.iter().map(|&v| v as f32));
+        p.states.extend_from_slice(step.state);
         match step.action {
             Action::Continuous(v) => p.actions.extend(v),
             Action::Discrete(i) => p.discrete.push(i64::from(*i)),
@@ -682,11 +688,27 @@ impl DatasetWriter {
             .map(|a| Arc::new(a) as ArrayRef)
             .map_err(|e| self.internal(&e.to_string()))
         };
-        if !self.spec.state_names.is_empty() {
-            out.push((
-                keys::STATE.into(),
-                fixed(&p.states, self.spec.state_names.len())?,
-            ));
+        let dim = self.spec.state_names.len();
+        match &self.spec.layout {
+            _ if dim == 0 => {}
+            None => out.push((keys::STATE.into(), fixed(&to_f32(&p.states), dim)?)),
+            Some(layout) => {
+                let (mut robot, mut env) = (Vec::new(), Vec::new());
+                for state in p.states.chunks_exact(dim) {
+                    robot.extend(layout.robot_state(state));
+                    env.extend(layout.environment_state(state));
+                }
+                let env_dim = env.len() / n.max(1);
+                out.push((
+                    keys::STATE.into(),
+                    fixed(&to_f32(&robot), layout.robot.len())?,
+                ));
+                out.push((
+                    keys::ENVIRONMENT_STATE.into(),
+                    fixed(&to_f32(&env), env_dim)?,
+                ));
+                out.push((keys::SCENE_STATE.into(), fixed(&to_f32(&p.states), dim)?));
+            }
         }
         match &self.spec.action_space {
             ActionSpace::Continuous { names, .. } => {
@@ -822,6 +844,10 @@ fn has_foreign_files_in_meta(meta: &Path) -> Result<bool, DatasetError> {
     Ok(false)
 }
 
+fn to_f32(values: &[f64]) -> Vec<f32> {
+    values.iter().map(|&v| v as f32).collect()
+}
+
 fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
     let bad = |what: &str, expected: &str, found: String| DatasetError::BadInput {
         dir: root.to_owned(),
@@ -855,12 +881,20 @@ fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
     {
         return Err(bad("action space", "at least one dimension", "none".into()));
     }
+    let len = spec.state_names.len();
+    if let Some(i) = spec.layout.as_ref().and_then(|l| l.bad_index(len)) {
+        return Err(bad(
+            "state layout",
+            "indices into the state vector",
+            format!("index {i} of a state of {len} values"),
+        ));
+    }
     Ok(())
 }
 
 fn describe_spec(spec: &DatasetSpec) -> String {
     format!(
-        "scene {}, {}x{} frames at {} fps stored as {}, {} state values, {} action values",
+        "scene {}, {}x{} frames at {} fps stored as {}, {}, {} action values",
         spec.scene.as_ref().map_or("(none)", |s| s.name.as_str()),
         spec.frame_width,
         spec.frame_height,
@@ -870,7 +904,18 @@ fn describe_spec(spec: &DatasetSpec) -> String {
         } else {
             "PNG images"
         },
-        spec.state_names.len(),
+        match &spec.layout {
+            None => format!(
+                "{} state values as observation.state",
+                spec.state_names.len()
+            ),
+            Some(l) => format!(
+                "{} state values split into observation.state ({}) and \
+                 observation.environment_state",
+                spec.state_names.len(),
+                l.robot.len()
+            ),
+        },
         spec.action_space.dim()
     )
 }

@@ -112,8 +112,24 @@ fn written_files_follow_lerobot_v3() {
         f["observation.image"],
         json!({"dtype": "image", "shape": [32, 32, 3], "names": ["height", "width", "channels"]})
     );
-    assert_eq!(f["observation.state"]["dtype"], "float32");
-    assert_eq!(f["observation.state"]["shape"], json!([5]));
+    // LeRobot's pusht layout: the pointer's position is the robot's state, the block's
+    // keypoints the environment's (as `pusht_keypoints`); the full state apart, for reset_to.
+    assert_eq!(info["robot_type"], "unknown", "as lerobot/pusht");
+    assert_eq!(
+        f["observation.state"],
+        json!({"dtype": "float32", "shape": [2], "names": ["agent_x", "agent_y"]})
+    );
+    assert_eq!(f["observation.environment_state"]["dtype"], "float32");
+    assert_eq!(f["observation.environment_state"]["shape"], json!([16]));
+    assert_eq!(
+        f["observation.environment_state"]["names"][15],
+        "keypoint7_y"
+    );
+    assert_eq!(
+        f["scene.state"],
+        json!({"dtype": "float32", "shape": [5],
+               "names": ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]})
+    );
     assert_eq!(f["action"]["shape"], json!([2]));
     assert_eq!(
         f["next.reward"],
@@ -144,10 +160,11 @@ fn written_files_follow_lerobot_v3() {
             Field::new("path", DataType::Utf8, true),
         ]))
     );
-    assert_eq!(
-        ty("observation.state"),
-        DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 5)
-    );
+    let floats =
+        |n| DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), n);
+    assert_eq!(ty("observation.state"), floats(2));
+    assert_eq!(ty("observation.environment_state"), floats(16));
+    assert_eq!(ty("scene.state"), floats(5));
     assert_eq!(ty("next.reward"), DataType::Float32);
     assert_eq!(ty("next.done"), DataType::Boolean);
     assert_eq!(ty("index"), DataType::Int64);
@@ -162,7 +179,7 @@ fn written_files_follow_lerobot_v3() {
     assert_eq!(hf["observation.image"], json!({"_type": "Image"}));
     assert_eq!(
         hf["observation.state"],
-        json!({"feature": {"dtype": "float32", "_type": "Value"}, "length": 5, "_type": "List"})
+        json!({"feature": {"dtype": "float32", "_type": "Value"}, "length": 2, "_type": "List"})
     );
     assert_eq!(
         hf["next.success"],
@@ -232,6 +249,8 @@ fn written_files_follow_lerobot_v3() {
         for feat in [
             "observation.image",
             "observation.state",
+            "observation.environment_state",
+            "scene.state",
             "action",
             "next.reward",
             "index",
@@ -296,10 +315,40 @@ fn written_files_follow_lerobot_v3() {
     assert_eq!(stats["index"]["min"], json!([0.0]));
     assert_eq!(stats["index"]["max"], json!([23.0]));
     assert_eq!(stats["index"]["count"], json!([24]));
-    assert_eq!(
-        stats["observation.state"]["mean"].as_array().unwrap().len(),
-        5
-    );
+    for (feat, dim) in [
+        ("observation.state", 2),
+        ("observation.environment_state", 16),
+        ("scene.state", 5),
+    ] {
+        assert_eq!(stats[feat]["mean"].as_array().unwrap().len(), dim, "{feat}");
+    }
+
+    // The environment state is the block's keypoints at the recorded pose.
+    let (first, _) = parquet(&dir.join("data/chunk-000/file-000.parquet"));
+    let row = |key: &str, r: usize| -> Vec<f32> {
+        let list = first.column_by_name(key).unwrap().as_fixed_size_list();
+        list.value(r)
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .values()
+            .to_vec()
+    };
+    let layout = load_scene(&SceneSource::parse("push-t"), Some((32, 32)))
+        .unwrap()
+        .spec()
+        .layout
+        .clone()
+        .unwrap();
+    for r in [0, 5, 23] {
+        let full: Vec<f64> = row("scene.state", r)
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_eq!(row("observation.state", r), row("scene.state", r)[..2]);
+        let kp = layout.environment_state(&full);
+        for (a, b) in row("observation.environment_state", r).iter().zip(&kp) {
+            assert!((f64::from(*a) - b).abs() < 1e-3, "row {r}: {a} vs {b}");
+        }
+    }
 }
 
 #[test]
@@ -328,7 +377,8 @@ fn reading_back_gives_what_the_scene_produced() {
         );
         for t in 0..15 {
             let s: Vec<f32> = states[t].iter().map(|&v| v as f32).collect();
-            assert_eq!(data.state(t), s.as_slice());
+            assert_eq!(data.scene_state(t), s.as_slice(), "the full state");
+            assert_eq!(data.state(t), &s[..2], "the pointer's position");
             assert_eq!(data.action(t), actions[t].as_slice());
             assert_eq!(data.timestamps[t], t as f32 / 10.0);
         }
@@ -369,6 +419,58 @@ fn reading_back_gives_what_the_scene_produced() {
         ds.frame("observation.image", 0, 15),
         Err(DatasetError::OutOfRange { what: "frame", .. })
     ));
+}
+
+#[test]
+fn datasets_of_the_older_format_keep_the_full_state_in_observation_state() {
+    // Format 1 of meta/dreamyard.json had no state layout: the whole scene state was
+    // `observation.state`. Such a dataset still reads (its full state included, for
+    // take-over); appending the new layout to it is refused with a reason.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("old");
+    let mut scene = load_scene(&SceneSource::parse("push-t"), Some((32, 32))).unwrap();
+    let mut policy = scene.scripted_policy(PolicyKind::Heuristic);
+    let mut spec = DatasetSpec::from_scene(scene.spec());
+    spec.layout = None;
+    let mut w = DatasetWriter::create(&dir, spec).unwrap();
+    let plan = EpisodePlan {
+        policy_name: "heuristic",
+        seed: 0,
+        max_steps: 8,
+        task: TASK,
+    };
+    record_scene_episode(&mut w, scene.as_mut(), policy.as_mut(), &plan, |_| {}).unwrap();
+    drop(w);
+    let meta_file = dir.join("meta/dreamyard.json");
+    let mut meta = json_file(&meta_file);
+    meta["format"] = json!(1);
+    for path in ["/spec", "/spec/scene"] {
+        let m = meta.pointer_mut(path).unwrap().as_object_mut().unwrap();
+        for k in ["layout", "task", "robot_type"] {
+            m.remove(k);
+        }
+    }
+    meta["spec"]["robot_type"] = json!("push-t");
+    std::fs::write(&meta_file, meta.to_string()).unwrap();
+    let info = json_file(&dir.join("meta/info.json"));
+    assert_eq!(info["features"]["observation.state"]["shape"], json!([5]));
+    assert!(info["features"].get("scene.state").is_none());
+
+    let ds = Dataset::open(&dir).unwrap();
+    let data = ds.episode(0).unwrap();
+    let (_, states, _) = rerun(0, 8);
+    for (t, s) in states.iter().enumerate() {
+        let s: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+        assert_eq!(data.state(t), s.as_slice());
+        assert_eq!(data.scene_state(t), s.as_slice());
+    }
+    let e = DatasetWriter::append(&dir, &DatasetSpec::from_scene(scene.spec()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dreamyard.json") && e.contains("format 1") && e.contains("new folder"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -468,6 +570,7 @@ fn model_frames_and_discrete_actions_go_through_the_generic_writer() {
         frame_width: 8,
         frame_height: 6,
         state_names: vec![],
+        layout: None,
         action_space: ActionSpace::Discrete {
             names: vec!["left".into(), "right".into(), "jump".into()],
         },

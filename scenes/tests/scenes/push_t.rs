@@ -225,3 +225,44 @@ fn random_walk_is_smooth_and_in_bounds() {
     })
     .unwrap();
 }
+
+#[test]
+fn environment_state_is_gym_pushts_keypoints() {
+    // gym-pusht's own `environment_state` for six poses (tests/fixtures/README.md says how
+    // it was made): same points, same order.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/gym-pusht-keypoints.json"
+    );
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let spec = push_t().spec().clone();
+    let layout = spec.layout.as_ref().unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 6);
+    for case in cases {
+        let state = floats(&case["state"]);
+        assert_eq!(layout.robot_state(&state), floats(&case["agent_pos"]));
+        let ours = layout.environment_state(&state);
+        let theirs = floats(&case["environment_state"]);
+        assert_eq!(ours.len(), 16);
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-9,
+                "state {state:?} value {i}: {a} vs {b}"
+            );
+        }
+    }
+    assert_eq!(
+        spec.task.as_deref(),
+        Some("Push the T-shaped block onto the T-shaped target."),
+        "lerobot/pusht's task text"
+    );
+}

@@ -87,8 +87,14 @@ fn record_then_inspect_with_info_and_frame() {
         .map(|f| f["key"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
-        keys[..3],
-        ["observation.image", "observation.state", "action"]
+        keys[..5],
+        [
+            "observation.image",
+            "observation.state",
+            "observation.environment_state",
+            "scene.state",
+            "action"
+        ]
     );
 
     let (ok, stdout, _) = run_cli(&["dataset", "info", d]);

@@ -301,6 +301,7 @@ fn fixture_dataset(root: &Path, inputs: &HashMap<String, Tensor>) {
         frame_width: 64,
         frame_height: 64,
         state_names: Vec::new(),
+        layout: None,
         action_space: ActionSpace::Discrete {
             names: (0..4).map(|i| i.to_string()).collect(),
         },

@@ -85,8 +85,15 @@ pub struct EpisodeData {
     pub index: u64,
     pub frames: Vec<Frame>,
     pub state_dim: usize,
-    /// `len x state_dim`, row-major (empty without an `observation.state` feature).
+    /// `len x state_dim`, row-major (empty without an `observation.state` feature): the
+    /// robot's own state.
     pub states: Vec<f32>,
+    pub scene_state_dim: usize,
+    /// `len x scene_state_dim`: the full state of the scene that recorded the episode, what
+    /// `reset_to` takes. From `scene.state`; in datasets Dreamyard wrote without a state
+    /// layout (before it existed, or with no scene) the whole state is `observation.state`.
+    /// Empty when the dataset has no such state (datasets of other tools).
+    pub scene_states: Vec<f32>,
     pub action_dim: usize,
     /// `len x action_dim`, row-major (a discrete action is its index as a float).
     pub actions: Vec<f32>,
@@ -111,6 +118,11 @@ impl EpisodeData {
 
     pub fn action(&self, t: usize) -> &[f32] {
         &self.actions[t * self.action_dim..(t + 1) * self.action_dim]
+    }
+
+    /// The scene's full state at frame `t` (empty when the dataset has none).
+    pub fn scene_state(&self, t: usize) -> &[f32] {
+        &self.scene_states[t * self.scene_state_dim..(t + 1) * self.scene_state_dim]
     }
 }
 
@@ -652,6 +664,7 @@ impl Dataset {
         };
         let mut columns = vec![
             keys::STATE,
+            keys::SCENE_STATE,
             keys::ACTION,
             keys::REWARD,
             keys::SUCCESS,
@@ -677,6 +690,18 @@ impl Dataset {
         }
         self.check_rows(&path, ep, 0, &batch)?;
         let (state_dim, states) = self.vector_column(&path, &batch, keys::STATE)?;
+        let (scene_state_dim, scene_states) =
+            match self.vector_column(&path, &batch, keys::SCENE_STATE)? {
+                (0, _)
+                    if self
+                        .dreamyard
+                        .as_ref()
+                        .is_some_and(|m| m.spec.layout.is_none()) =>
+                {
+                    (state_dim, states.clone())
+                }
+                found => found,
+            };
         let (action_dim, actions) = self.vector_column(&path, &batch, keys::ACTION)?;
         let rewards = match column(&path, &batch, keys::REWARD) {
             Ok(a) => Some(to_f32(numeric_rows(&path, keys::REWARD, a, 1)?)),
@@ -712,6 +737,8 @@ impl Dataset {
             frames,
             state_dim,
             states,
+            scene_state_dim,
+            scene_states,
             action_dim,
             actions,
             rewards,
