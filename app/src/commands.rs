@@ -22,7 +22,7 @@ pub enum Command {
     SetPlaying(bool),
     /// One step with this action (pauses playback).
     Step(Action),
-    /// Restart the episode from the session's seed.
+    /// Restart the episode from the session's seed (the branches it drops can be undone).
     Reset,
     /// The next seed's episode.
     NewEpisode,
@@ -34,6 +34,8 @@ pub enum Command {
     Fork(usize),
     SwitchBranch(BranchId),
     DeleteBranch(BranchId),
+    /// Take back the last reset or branch deletion (Ctrl+Z).
+    Undo,
     /// Leave a replay's recorded actions and drive from the shown step.
     TakeOver,
     /// The next step starts from the last real frames.
@@ -163,12 +165,13 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
             session.step(&action).map_err(|r| refused_text(&r))
         }
         Command::Reset => {
-            session.reset();
+            reset_undoably(session, |_| {});
             Ok(())
         }
         Command::NewEpisode => {
-            session.config.seed = session.config.seed.wrapping_add(1);
-            session.reset();
+            reset_undoably(session, |s| {
+                s.config.seed = s.config.seed.wrapping_add(1);
+            });
             Ok(())
         }
         Command::SetConfig(config) => {
@@ -187,7 +190,13 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
                 Err(format!("no branch {}", id.0))
             }
         }
-        Command::DeleteBranch(id) => session.delete_branch(id),
+        Command::DeleteBranch(id) => session.delete_branch(id).map(|()| {
+            session.notify(
+                Level::Info,
+                "branch deleted; Ctrl+Z (Edit > Undo) brings it back".into(),
+            );
+        }),
+        Command::Undo => session.undo(),
         Command::TakeOver => session.take_over(),
         Command::ResyncNow => {
             session.resync_now();
@@ -238,6 +247,25 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         session.notify(Level::Error, text);
     }
     None
+}
+
+/// Resets (after `before`, e.g. a new seed), saying how to take it back when it dropped steps:
+/// nothing is lost by a stray Enter.
+fn reset_undoably(session: &mut Session, before: impl FnOnce(&mut Session)) {
+    let branches = session.branches().len();
+    let had_steps = session.can_undo_reset();
+    before(session);
+    session.reset();
+    if had_steps {
+        session.notify(
+            Level::Info,
+            format!(
+                "reset: {branches} branch{} set aside; Ctrl+Z (Edit > Undo) brings {} back",
+                if branches == 1 { "" } else { "es" },
+                if branches == 1 { "it" } else { "them" }
+            ),
+        );
+    }
 }
 
 /// Applies the model thread's finished work (call every frame). When a new model has loaded
@@ -577,6 +605,35 @@ mod tests {
         apply(&mut s, &mut out, Command::SetDevice("cpu".into()));
         assert_eq!(out.device, "cpu");
         assert!(s.model_loading().is_some(), "the model is loading again");
+    }
+
+    #[test]
+    fn a_reset_that_drops_steps_says_how_to_undo_it() {
+        let mut s = push_t();
+        let mut out = Outputs::default();
+        apply(&mut s, &mut out, Command::Undo);
+        assert!(last_error(&s).contains("nothing to undo"));
+        apply(&mut s, &mut out, Command::Reset);
+        assert!(
+            s.notices().iter().all(|n| !n.text.contains("Ctrl+Z")),
+            "nothing dropped"
+        );
+        for _ in 0..3 {
+            apply(
+                &mut s,
+                &mut out,
+                Command::Step(Action::Continuous(vec![200.0, 200.0])),
+            );
+        }
+        apply(&mut s, &mut out, Command::NewEpisode);
+        assert_eq!(s.config.seed, 1);
+        let text = &s.notices().last().unwrap().text;
+        assert!(
+            text.contains("1 branch set aside") && text.contains("Ctrl+Z"),
+            "{text}"
+        );
+        apply(&mut s, &mut out, Command::Undo);
+        assert_eq!(s.active_branch().steps.len(), 4, "the three steps are back");
     }
 
     #[test]

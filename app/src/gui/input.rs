@@ -93,6 +93,15 @@ fn keyboard(
     if keys.just_pressed(KeyCode::Enter) {
         queue.push(Command::Reset);
     }
+    let ctrl = keys.any_pressed([
+        KeyCode::ControlLeft,
+        KeyCode::ControlRight,
+        KeyCode::SuperLeft,
+        KeyCode::SuperRight,
+    ]);
+    if ctrl && keys.just_pressed(KeyCode::KeyZ) {
+        queue.push(Command::Undo);
+    }
     if keys.just_pressed(KeyCode::Period) || keys.just_pressed(KeyCode::Space) {
         queue.push(Command::SetPlaying(!session.transport.playing));
     }

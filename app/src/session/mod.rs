@@ -361,11 +361,63 @@ impl Session {
     /// Deletes branch `id` (not the last one); the active branch moves to its parent or the
     /// first branch. A step in flight on it is dropped.
     pub fn delete_branch(&mut self, id: BranchId) -> Result<(), String> {
-        self.timeline.delete(id)?;
-        if self.pending.as_ref().is_some_and(|p| p.branch == id) {
-            self.pending = None;
+        if self.timeline.branches().len() > 1
+            && self.pending.as_ref().is_some_and(|p| p.branch == id)
+        {
+            self.abandon_pending();
         }
+        self.timeline.delete(id)?;
         Ok(())
+    }
+
+    /// Takes back the last reset or branch deletion (Ctrl+Z): the branches come back as they
+    /// were, ground truth and model states included.
+    pub fn undo(&mut self) -> Result<(), String> {
+        if !self.timeline.can_undo() {
+            return Err("nothing to undo (resets and branch deletions can be undone)".into());
+        }
+        self.abandon_pending();
+        match self.timeline.undo() {
+            Some(undone) => {
+                let text = match undone {
+                    timeline::Undone::Reset(n) => {
+                        format!("undone: the reset ({n} branches back)")
+                    }
+                    timeline::Undone::Delete(name) => format!("undone: deleting `{name}`"),
+                };
+                self.notify(Level::Info, text);
+                Ok(())
+            }
+            None => Err("nothing to undo (resets and branch deletions can be undone)".into()),
+        }
+    }
+
+    /// Whether a reset now would drop steps the user took (and so be worth an undo).
+    pub fn can_undo_reset(&self) -> bool {
+        self.timeline.has_user_steps()
+    }
+
+    /// Whether [`Session::undo`] has something to take back.
+    pub fn can_undo(&self) -> bool {
+        self.timeline.can_undo()
+    }
+
+    /// Drops the step in flight: its job's reply will be ignored, and its record (with the
+    /// truth's step) leaves its branch, which stays whole for an undo.
+    fn abandon_pending(&mut self) {
+        self.generation += 1;
+        if let Some(p) = self.pending.take()
+            && let Some(branch) = self.timeline.branch_mut(p.branch)
+            && let Err(e) = branch.drop_pending_head()
+        {
+            self.notify(
+                Level::Error,
+                format!(
+                    "the step in flight could not be taken back: {}",
+                    crate::error_chain(e.as_ref())
+                ),
+            );
+        }
     }
 
     // ----- stepping --------------------------------------------------------------------------
@@ -373,8 +425,7 @@ impl Session {
     /// Starts a new rollout from the ground truth's first frame (or the dream seed), dropping
     /// every branch.
     pub fn reset(&mut self) {
-        self.generation += 1;
-        self.pending = None;
+        self.abandon_pending();
         self.finished.clear();
         let mut branch = self.timeline.new_main();
         let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
@@ -721,14 +772,8 @@ impl Session {
                 true
             }
             Err(e) => {
-                branch.steps.truncate(p.step);
-                // Undo the ground truth's step too, so both sides stay in lockstep.
-                let start = branch.truth.last().map_or(0, |(s, _)| *s);
-                if let Some((_, Some(t))) = branch.truth.last_mut()
-                    && let Ok(back) = t.fork_at(p.step.saturating_sub(1).saturating_sub(start))
-                {
-                    *t = back;
-                }
+                // The ground truth's step goes too, so both sides stay in lockstep.
+                let _ = branch.truncate(p.step);
                 self.transport.playing = false;
                 self.notify(Level::Error, format!("model step failed: {e}"));
                 false

@@ -842,3 +842,104 @@ fn the_dataset_recorder_can_store_video() {
     }
     assert_eq!(ds.episode(1).unwrap().frames.len(), 1);
 }
+
+/// Truth and model frames of every step of the active branch.
+fn frames_of(s: &Session) -> Vec<(Option<Arc<Frame>>, Option<Arc<Frame>>)> {
+    s.active_branch()
+        .steps
+        .iter()
+        .map(|r| (r.truth.clone(), r.model.clone()))
+        .collect()
+}
+
+#[test]
+fn a_reset_and_a_deletion_can_be_undone_and_the_branches_go_on_exactly() {
+    let actions: Vec<Action> = (0..9)
+        .map(|i| act(150.0 + 20.0 * i as f32, 200.0))
+        .collect();
+    let (mut reference, _) = live_session();
+    for a in &actions {
+        step_wait(&mut reference, a);
+    }
+
+    let (mut s, _) = live_session();
+    assert!(!s.can_undo(), "a fresh session has nothing to undo");
+    for a in &actions[..6] {
+        step_wait(&mut s, a);
+    }
+    let main = s.active_id();
+    let fork = s.fork(5).unwrap();
+    step_wait(&mut s, &act(20.0, 20.0));
+    // A stray reset drops both branches...
+    s.reset();
+    assert_eq!(s.branches().len(), 1);
+    assert_eq!(s.active_branch().steps.len(), 1);
+    // ...and undo brings them back as they were, the fork active.
+    s.undo().unwrap();
+    assert_eq!(s.branches().len(), 2);
+    assert_eq!(s.active_id(), fork);
+    assert_eq!(s.active_branch().steps.len(), 7);
+    // The main branch goes on exactly as if no reset had happened: its scene and model state
+    // came back with it.
+    assert!(s.switch_branch(main));
+    for a in &actions[6..] {
+        step_wait(&mut s, a);
+    }
+    assert_eq!(frames_of(&s), frames_of(&reference));
+
+    // A deleted branch comes back where it was.
+    s.delete_branch(fork).unwrap();
+    assert_eq!(s.branches().len(), 1);
+    s.undo().unwrap();
+    let ids: Vec<BranchId> = s.branches().iter().map(|b| b.id).collect();
+    assert_eq!(ids, [main, fork]);
+    assert_eq!(
+        s.active_id(),
+        main,
+        "deleting an inactive branch left main active"
+    );
+    assert!(s.undo().is_err(), "each reset or deletion is undone once");
+    // A reset of a session with nothing in it is not worth an undo entry.
+    let (mut empty, _) = live_session();
+    empty.reset();
+    assert!(!empty.can_undo());
+}
+
+#[test]
+fn a_reset_while_a_step_computes_can_be_undone_without_that_step() {
+    let slow = || {
+        let (mut fake, _) = Fake::new(push_t_space());
+        fake.delay = Duration::from_millis(200);
+        let mut s = Session::default();
+        s.load_model(
+            ModelWorker::with_backend(Box::new(fake)).unwrap(),
+            "slow".into(),
+        );
+        assert!(s.wait_idle(WAIT));
+        s.set_truth(Box::new(LiveScene::new(push_t(), 0)));
+        s
+    };
+    let actions: Vec<Action> = (0..7)
+        .map(|i| act(100.0 + 15.0 * i as f32, 120.0))
+        .collect();
+    let mut reference = slow();
+    for a in &actions {
+        step_wait(&mut reference, a);
+    }
+    let mut s = slow();
+    for a in &actions[..6] {
+        step_wait(&mut s, a);
+    }
+    let done = frames_of(&s);
+    s.step(&actions[6]).unwrap();
+    assert!(s.is_pending());
+    s.reset();
+    std::thread::sleep(Duration::from_millis(300));
+    s.poll();
+    s.undo().unwrap();
+    // The abandoned step is gone, its truth step with it: the branch is as it was before,
+    // and goes on in step with the scene.
+    assert_eq!(frames_of(&s), done);
+    step_wait(&mut s, &actions[6]);
+    assert_eq!(frames_of(&s), frames_of(&reference));
+}

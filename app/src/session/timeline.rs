@@ -131,6 +131,33 @@ impl Branch {
         self.current_truth().map(|t| t.kind())
     }
 
+    /// Cuts the branch back to its first `len` steps, the ground truth with it (positioned at
+    /// the new head again), so both sides stay in lockstep. A truth source that started after
+    /// the new head is dropped.
+    pub(super) fn truncate(&mut self, len: usize) -> anyhow::Result<()> {
+        if len >= self.steps.len() {
+            return Ok(());
+        }
+        self.steps.truncate(len);
+        let head = len.saturating_sub(1);
+        while self.truth.len() > 1 && self.truth.last().is_some_and(|(s, _)| *s > head) {
+            self.truth.pop();
+        }
+        if let Some((start, Some(t))) = self.truth.last_mut() {
+            *t = t.fork_at(head.saturating_sub(*start))?;
+        }
+        Ok(())
+    }
+
+    /// Drops a step whose model frame is still being computed (its job is abandoned), with
+    /// the truth's step.
+    pub(super) fn drop_pending_head(&mut self) -> anyhow::Result<()> {
+        match self.steps.iter().position(StepRecord::is_pending) {
+            Some(i) => self.truncate(i),
+            None => Ok(()),
+        }
+    }
+
     /// Index of the newest step.
     pub fn head(&self) -> Option<usize> {
         self.steps.len().checked_sub(1)
@@ -158,6 +185,35 @@ impl Branch {
 /// the state from the model's frames there.
 pub const KEPT_STATES: usize = 256;
 
+/// Resets and deletions that [`Timeline::undo`] can take back, newest last.
+pub const UNDO_DEPTH: usize = 8;
+
+/// What a reset or a deletion took away, kept so it can be brought back.
+#[derive(Debug)]
+enum Undo {
+    /// Every branch before a restart, the active one and the shown step.
+    Restart {
+        branches: Vec<Branch>,
+        active: BranchId,
+        cursor: Option<usize>,
+    },
+    /// A deleted branch, where it was in the list, and whether it was active.
+    Delete {
+        index: usize,
+        branch: Branch,
+        was_active: bool,
+    },
+}
+
+/// What [`Timeline::undo`] brought back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Undone {
+    /// The branches a reset dropped (how many).
+    Reset(usize),
+    /// A deleted branch (its name).
+    Delete(String),
+}
+
 /// Every branch of a session, the active one and the shown step.
 #[derive(Debug)]
 pub struct Timeline {
@@ -166,6 +222,8 @@ pub struct Timeline {
     next_branch: u32,
     /// Step shown by the views; `None` follows the head.
     cursor: Option<usize>,
+    /// What resets and deletions took away, newest last (at most [`UNDO_DEPTH`]).
+    undo: Vec<Undo>,
 }
 
 impl Default for Timeline {
@@ -175,6 +233,7 @@ impl Default for Timeline {
             active: BranchId(0),
             next_branch: 1,
             cursor: None,
+            undo: Vec::new(),
         }
     }
 }
@@ -213,11 +272,70 @@ impl Timeline {
         self.branches.iter_mut().find(|b| b.id == id)
     }
 
-    /// Drops every branch for `branch`, a new main one, and follows its head.
+    /// Replaces every branch with `branch`, a new main one, and follows its head. The old
+    /// branches can be brought back by [`Timeline::undo`] unless no step was taken in them.
     pub fn restart(&mut self, branch: Branch) {
-        self.active = branch.id;
-        self.branches = vec![branch];
+        let old = std::mem::replace(&mut self.branches, vec![branch]);
+        let (active, cursor) = (self.active, self.cursor);
+        self.active = self.branches[0].id;
         self.cursor = None;
+        if has_user_steps(&old) {
+            self.remember(Undo::Restart {
+                branches: old,
+                active,
+                cursor,
+            });
+        }
+    }
+
+    /// Whether any branch holds a step the user took (not only a first frame or seed frames).
+    pub fn has_user_steps(&self) -> bool {
+        has_user_steps(&self.branches)
+    }
+
+    fn remember(&mut self, undo: Undo) {
+        self.undo.push(undo);
+        if self.undo.len() > UNDO_DEPTH {
+            self.undo.remove(0);
+        }
+    }
+
+    /// Whether a reset or deletion can be taken back.
+    pub fn can_undo(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// Brings back what the last reset or deletion took away: after a reset, the branches as
+    /// they were (the fresh one is dropped); after a deletion, the branch, where it was. Ids
+    /// stay unique: undone branches keep theirs, new ones never reuse an id.
+    pub fn undo(&mut self) -> Option<Undone> {
+        match self.undo.pop()? {
+            Undo::Restart {
+                branches,
+                active,
+                cursor,
+            } => {
+                let n = branches.len();
+                self.branches = branches;
+                self.active = active;
+                self.cursor = cursor;
+                Some(Undone::Reset(n))
+            }
+            Undo::Delete {
+                index,
+                branch,
+                was_active,
+            } => {
+                let name = branch.name.clone();
+                let id = branch.id;
+                self.branches.insert(index.min(self.branches.len()), branch);
+                if was_active {
+                    self.active = id;
+                    self.cursor = None;
+                }
+                Some(Undone::Delete(name))
+            }
+        }
     }
 
     /// A fresh id and an empty branch named `main`, for [`Timeline::restart`].
@@ -321,7 +439,8 @@ impl Timeline {
             return Err(format!("no branch {}", id.0));
         };
         let removed = self.branches.remove(i);
-        if self.active == id {
+        let was_active = self.active == id;
+        if was_active {
             let parent = removed
                 .parent
                 .map(|(p, _)| p)
@@ -329,8 +448,19 @@ impl Timeline {
             self.active = parent.unwrap_or(self.branches[0].id);
             self.cursor = None;
         }
+        self.remember(Undo::Delete {
+            index: i,
+            branch: removed,
+            was_active,
+        });
         Ok(())
     }
+}
+
+fn has_user_steps(branches: &[Branch]) -> bool {
+    branches
+        .iter()
+        .any(|b| b.steps.iter().any(|r| r.action.is_some()))
 }
 
 /// Bounded memory: once step `step` of `branch` has its state, the step [`KEPT_STATES`] before

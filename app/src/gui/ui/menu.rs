@@ -54,6 +54,16 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 .weak(),
         );
     });
+    ui.menu_button("Edit", |ui| {
+        let undo = ui.add_enabled(
+            state.session.can_undo(),
+            egui::Button::new("Undo reset / delete").shortcut_text("Ctrl+Z"),
+        );
+        if undo.clicked() {
+            state.commands.push(Command::Undo);
+            ui.close();
+        }
+    });
     ui.menu_button("Scene", |ui| {
         for name in BUILTIN_SCENES {
             if ui.button(*name).clicked() {
