@@ -843,8 +843,11 @@ fn the_dataset_recorder_can_store_video() {
     assert_eq!(ds.episode(1).unwrap().frames.len(), 1);
 }
 
+/// A step's truth and model frames.
+type StepFrames = (Option<Arc<Frame>>, Option<Arc<Frame>>);
+
 /// Truth and model frames of every step of the active branch.
-fn frames_of(s: &Session) -> Vec<(Option<Arc<Frame>>, Option<Arc<Frame>>)> {
+fn frames_of(s: &Session) -> Vec<StepFrames> {
     s.active_branch()
         .steps
         .iter()
