@@ -4,15 +4,16 @@
 //! app writes to (recordings, exports) are made here, once. No Bevy here: the GUI's driver
 //! drains its queue into [`apply`], and the tests do the same without a window.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dreamyard_model::candle_core::DType;
 use dreamyard_scenes::Action;
 
 use crate::launch::{self, ModelRequest};
+use crate::session::journal::{ModelRef, SESSION_FORMAT, SESSION_KIND, SessionFile};
 use crate::session::recorder::DatasetRecorder;
-use crate::session::truth::{GroundTruth, TruthKind};
+use crate::session::truth::{GroundTruth, TruthKind, TruthSource};
 use crate::session::{BranchId, Level, PollOutcome, Refused, Session, SessionConfig, export};
 
 /// A change the user asked for.
@@ -66,6 +67,11 @@ pub enum Command {
     /// A dropped or typed path: a dataset (a folder with `meta/`) or else a model.
     OpenPath(PathBuf),
     Export(ExportKind),
+    /// Save the session (what was opened, the settings and every event since) under
+    /// [`Outputs::session`].
+    SaveSession,
+    /// Open a saved session: its ground truth and model, then its events replayed.
+    OpenSession(PathBuf),
     ClearNotices,
 }
 
@@ -115,6 +121,11 @@ impl Outputs {
     /// A new recording's dataset folder: `recordings/<unix seconds>`.
     pub fn recording(&self, stamp: u64) -> PathBuf {
         self.root.join("recordings").join(stamp.to_string())
+    }
+
+    /// A saved session's file: `sessions/<unix seconds>.json`.
+    pub fn session(&self, stamp: u64) -> PathBuf {
+        self.root.join("sessions").join(format!("{stamp}.json"))
     }
 
     /// An export's file: `dreamyard-<unix seconds>.<ext>`.
@@ -198,14 +209,8 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         }),
         Command::Undo => session.undo(),
         Command::TakeOver => session.take_over(),
-        Command::ResyncNow => {
-            session.resync_now();
-            Ok(())
-        }
-        Command::EnterDream => {
-            session.enter_dream_mode();
-            Ok(())
-        }
+        Command::ResyncNow => session.resync_now(),
+        Command::EnterDream => session.enter_dream_mode(),
         Command::StartRecording { video } => {
             let dir = outputs.recording(stamp());
             session.start_recording(Box::new(DatasetRecorder::create(&dir).with_video(video)))
@@ -238,6 +243,8 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         }
         Command::OpenPath(path) => return open_path(session, outputs, path),
         Command::Export(kind) => export_now(session, outputs, kind),
+        Command::SaveSession => save_session(session, outputs, &outputs.session(stamp())),
+        Command::OpenSession(path) => return open_session(session, outputs, &path),
         Command::ClearNotices => {
             session.clear_notices();
             Ok(())
@@ -277,9 +284,137 @@ pub fn poll(session: &mut Session) -> PollOutcome {
         && session.active_branch().truth_kind() == Some(TruthKind::Live)
         && let Some(name) = session.truth_spec().map(|s| s.name.clone())
     {
+        // The scene as it was opened (a file keeps its path), else by its name.
+        let name = match session.origin() {
+            Some(TruthSource::Scene { scene }) => scene.clone(),
+            _ => name,
+        };
         launch::open_scene(session, &name);
     }
+    // A saved session being opened goes on once its ground truth and model are in place.
+    session.advance_replay();
     outcome
+}
+
+/// Writes the session file: where the ground truth and model came from, the settings and the
+/// events since they were opened (no frames: they are regenerated).
+fn save_session(session: &mut Session, outputs: &Outputs, path: &Path) -> Result<(), String> {
+    if session.replay_progress().is_some() {
+        return Err("wait until the session being opened has been replayed".into());
+    }
+    let model = match (session.model_info(), &outputs.model) {
+        (None, _) => None,
+        (Some(info), Some((path, config))) => Some(ModelRef {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+            config: config
+                .as_ref()
+                .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.clone())),
+            weights_sha256: info.weights_sha256.clone(),
+        }),
+        (Some(_), None) => {
+            return Err("cannot save the session: the model was not opened from a file".into());
+        }
+    };
+    if session.origin().is_none() && session.origin_had_truth() {
+        return Err(
+            "cannot save the session: its ground truth was not opened from a scene or dataset"
+                .into(),
+        );
+    }
+    let truth = session.origin().cloned().map(|t| match t {
+        TruthSource::Dataset { dir, episode } => TruthSource::Dataset {
+            dir: std::path::absolute(&dir).unwrap_or(dir),
+            episode,
+        },
+        other => other,
+    });
+    let file = SessionFile {
+        kind: SESSION_KIND.into(),
+        format: SESSION_FORMAT,
+        truth,
+        model,
+        steps_per_sec: session.config.steps_per_sec,
+        divergence_psnr_db: session.config.divergence_psnr_db,
+        seed: session.origin_seed(),
+        anchor_every: session.config.anchor_every,
+        events: session.journal().to_vec(),
+    };
+    file.write(path)
+        .map_err(|e| crate::error_chain(e.as_ref()))?;
+    session.notify(
+        Level::Info,
+        format!(
+            "session saved ({} events) → {}",
+            file.events.len(),
+            path.display()
+        ),
+    );
+    Ok(())
+}
+
+/// Opens a saved session: its ground truth and model as they were opened, then its events
+/// replayed as the model allows (every frame regenerated).
+fn open_session(session: &mut Session, outputs: &mut Outputs, path: &Path) -> Option<Opened> {
+    let file = match SessionFile::read(path) {
+        Ok(f) => f,
+        Err(e) => {
+            session.notify(Level::Error, crate::error_chain(e.as_ref()));
+            return None;
+        }
+    };
+    if file.model.is_none() && session.model_info().is_some() {
+        session.notify(
+            Level::Error,
+            format!(
+                "{}: the session ran without a model, and a model is open now (its frames \
+                 would differ); open the session in a Dreamyard that has not loaded one",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    session.transport.playing = false;
+    session.config = crate::session::SessionConfig {
+        anchor_every: file.anchor_every,
+        divergence_psnr_db: file.divergence_psnr_db,
+        seed: file.seed,
+        steps_per_sec: file.steps_per_sec,
+    };
+    let truth = match &file.truth {
+        Some(TruthSource::Scene { scene }) => Some(launch::scene_truth(session, scene)?),
+        Some(TruthSource::Dataset { dir, episode }) => {
+            Some(launch::episode_truth(session, dir, *episode)?)
+        }
+        None => None,
+    };
+    match &file.model {
+        Some(m) => {
+            let request = ModelRequest {
+                path: m.path.clone(),
+                config: m.config.clone(),
+                device: outputs.device.clone(),
+                dtype: outputs.dtype,
+            };
+            if truth.is_none() {
+                session.drop_truth();
+            }
+            if !launch::load_model_with(session, &request, truth) {
+                return None;
+            }
+            outputs.model = Some((m.path.clone(), m.config.clone()));
+            session.replay_events(file.events, Some(m.weights_sha256.clone()));
+        }
+        None => {
+            if let Some(t) = truth
+                && !session.set_truth(t)
+            {
+                return None;
+            }
+            session.replay_events(file.events, None);
+        }
+    }
+    session.notify(Level::Info, format!("opening session {}", path.display()));
+    None
 }
 
 /// Steps if playing and the pace allows (call every frame); a refused step becomes a notice
@@ -360,6 +495,12 @@ fn open_with_model(
 }
 
 fn open_path(session: &mut Session, outputs: &mut Outputs, path: PathBuf) -> Option<Opened> {
+    if path.is_file()
+        && path.extension().is_some_and(|e| e == "json")
+        && std::fs::read_to_string(&path).is_ok_and(|t| t.contains(SESSION_KIND))
+    {
+        return open_session(session, outputs, &path);
+    }
     let dataset = [Some(path.as_path()), path.parent()]
         .into_iter()
         .flatten()
@@ -403,6 +544,7 @@ mod tests {
     use dreamyard_scenes::{ActionSpace, Frame, SceneSource, load_scene};
 
     use super::*;
+    use crate::session::BranchId;
     use crate::session::truth::{Episode, LiveScene, Replay};
 
     fn last_error(s: &Session) -> String {
@@ -634,6 +776,124 @@ mod tests {
         );
         apply(&mut s, &mut out, Command::Undo);
         assert_eq!(s.active_branch().steps.len(), 4, "the three steps are back");
+    }
+
+    /// Every branch's truth and model frames, by branch id.
+    fn all_frames(s: &Session) -> Vec<(BranchId, Vec<Option<std::sync::Arc<Frame>>>)> {
+        s.branches()
+            .iter()
+            .map(|b| {
+                let frames = b
+                    .steps
+                    .iter()
+                    .flat_map(|r| [r.truth.clone(), r.model.clone()])
+                    .collect();
+                (b.id, frames)
+            })
+            .collect()
+    }
+
+    /// Polls as the app does until the model is idle and any saved session is replayed.
+    fn settle(s: &mut Session) {
+        let start = Instant::now();
+        while s.model_loading().is_some() || s.is_pending() || s.replay_progress().is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{:?}",
+                s.notices()
+            );
+            poll(s);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn a_saved_session_reopens_with_every_frame_regenerated_bit_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Outputs {
+            root: dir.path().into(),
+            ..Outputs::default()
+        };
+        let mut s = Session::default();
+        let model = launch::resolve(std::path::Path::new(launch::DEFAULT_MODEL_DIR));
+        apply(
+            &mut s,
+            &mut out,
+            Command::OpenModel {
+                path: model,
+                config: None,
+            },
+        );
+        settle(&mut s);
+        apply(&mut s, &mut out, Command::OpenScene("push-t".into()));
+        let mut cfg = s.config.clone();
+        cfg.seed = 3;
+        cfg.anchor_every = 3;
+        apply(&mut s, &mut out, Command::SetConfig(cfg));
+        apply(&mut s, &mut out, Command::Reset);
+        let step = |s: &mut Session, out: &mut Outputs, x: f32| {
+            apply(
+                s,
+                out,
+                Command::Step(Action::Continuous(vec![x, 300.0 - x])),
+            );
+            settle(s);
+        };
+        for i in 0..7 {
+            step(&mut s, &mut out, 150.0 + 15.0 * i as f32);
+        }
+        apply(&mut s, &mut out, Command::Fork(5));
+        step(&mut s, &mut out, 40.0);
+        step(&mut s, &mut out, 60.0);
+        apply(&mut s, &mut out, Command::ResyncNow);
+        step(&mut s, &mut out, 80.0);
+        apply(&mut s, &mut out, Command::NewEpisode);
+        step(&mut s, &mut out, 100.0);
+        apply(&mut s, &mut out, Command::Undo);
+        let main = s.branches()[0].id;
+        apply(&mut s, &mut out, Command::SwitchBranch(main));
+        step(&mut s, &mut out, 222.0);
+        apply(&mut s, &mut out, Command::SaveSession);
+        let saved = s.notices().last().unwrap().text.clone();
+        assert!(saved.starts_with("session saved"), "{saved}");
+        let file = std::fs::read_dir(dir.path().join("sessions"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.len() < 8_000, "a small file: {} bytes", text.len());
+        assert_eq!(s.branches().len(), 2);
+
+        // A fresh app opens it: same branches, same frames, bit for bit.
+        let mut t = Session::default();
+        let mut out2 = Outputs::default();
+        apply(&mut t, &mut out2, Command::OpenPath(file.clone()));
+        settle(&mut t);
+        assert!(
+            t.notices()
+                .iter()
+                .any(|n| n.text.starts_with("session restored")),
+            "{:?}",
+            t.notices()
+        );
+        assert_eq!(all_frames(&t), all_frames(&s));
+        assert_eq!(t.active_id(), s.active_id());
+        assert_eq!(t.config.seed, s.config.seed);
+        // And it goes on: the next step is the one the first session takes.
+        step(&mut s, &mut out, 250.0);
+        step(&mut t, &mut out2, 250.0);
+        assert_eq!(all_frames(&t), all_frames(&s));
+
+        // A file that is not a session says so.
+        std::fs::write(&file, "{\"kind\": \"dreamyard-session\", \"format\": 9}").unwrap();
+        apply(&mut t, &mut out2, Command::OpenSession(file.clone()));
+        assert!(
+            last_error(&t).contains("not a Dreamyard session file"),
+            "{}",
+            last_error(&t)
+        );
     }
 
     #[test]

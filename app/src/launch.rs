@@ -12,7 +12,7 @@ use crate::bridge;
 use crate::device::parse_device;
 use crate::model_source::ModelSource;
 use crate::session::backend::CandleBackend;
-use crate::session::truth::{Episode, GroundTruth, LiveScene, Replay};
+use crate::session::truth::{Episode, GroundTruth, LiveScene, Replay, TruthSource};
 use crate::session::worker::ModelWorker;
 use crate::session::{Level, Session};
 
@@ -243,7 +243,11 @@ pub fn scene_truth(session: &mut Session, name: &str) -> Option<Box<dyn GroundTr
         .model_info()
         .map(|m| (m.frame_width, m.frame_height));
     match load_scene(&SceneSource::parse(name), size) {
-        Ok(scene) => Some(Box::new(LiveScene::new(scene, session.config.seed))),
+        Ok(scene) => Some(Box::new(
+            LiveScene::new(scene, session.config.seed).with_source(TruthSource::Scene {
+                scene: name.to_owned(),
+            }),
+        )),
         Err(e) => {
             session.notify(Level::Error, format!("cannot open scene: {e}"));
             None
@@ -332,7 +336,10 @@ pub fn episode_truth(
         .next()
         .and_then(|name| load_scene(&SceneSource::parse(name), size).ok());
     match Replay::new(episode, scene) {
-        Ok(replay) => Some(Box::new(replay)),
+        Ok(replay) => Some(Box::new(replay.with_source(TruthSource::Dataset {
+            dir: dir.to_path_buf(),
+            episode: index,
+        }))),
         Err(e) => {
             session.notify(Level::Error, crate::error_chain(e.as_ref()));
             None
@@ -343,7 +350,9 @@ pub fn episode_truth(
 /// Applies the arguments' ground truth choice once a model (if any) is known.
 pub fn open_truth(session: &mut Session, args: &GuiArgs) {
     if args.dream {
-        session.enter_dream_mode();
+        if let Err(e) = session.enter_dream_mode() {
+            session.notify(Level::Error, e);
+        }
         session.reset();
         return;
     }

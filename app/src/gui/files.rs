@@ -96,6 +96,8 @@ fn save(file: &Path, recent: &Recent) -> anyhow::Result<()> {
 pub(super) enum DialogKind {
     Model,
     Dataset,
+    /// A saved session file (File > Save session writes them).
+    Session,
 }
 
 /// Open dialogs run on threads and report here.
@@ -105,7 +107,7 @@ pub(super) struct Dialogs {
 }
 
 impl Dialogs {
-    /// Opens a folder picker unless one is already open.
+    /// Opens a folder picker (a file picker for sessions) unless one is already open.
     pub fn open(&mut self, kind: DialogKind) {
         if self.pending.is_some() {
             return;
@@ -114,11 +116,16 @@ impl Dialogs {
         let title = match kind {
             DialogKind::Model => "Open a world model (folder with model.safetensors)",
             DialogKind::Dataset => "Open a LeRobot dataset (folder with meta/)",
+            DialogKind::Session => "Open a saved Dreamyard session (.json)",
         };
         let spawned = std::thread::Builder::new()
             .name("dreamyard-dialog".into())
             .spawn(move || {
-                let picked = rfd::FileDialog::new().set_title(title).pick_folder();
+                let dialog = rfd::FileDialog::new().set_title(title);
+                let picked = match kind {
+                    DialogKind::Session => dialog.add_filter("session", &["json"]).pick_file(),
+                    _ => dialog.pick_folder(),
+                };
                 let _ = tx.send(picked);
             });
         match spawned {
@@ -149,6 +156,7 @@ fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) 
                     dir: path,
                     episode: 0,
                 },
+                DialogKind::Session => Command::OpenSession(path),
             });
             dialogs.pending = None;
         }

@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod export;
 pub mod frames;
+pub mod journal;
 pub mod recorder;
 pub mod recording;
 pub mod timeline;
@@ -29,9 +30,10 @@ use dreamyard_scenes::{Action, ActionSpace, Frame};
 
 use crate::metrics::{self, Palette};
 use backend::ModelInfo;
+use journal::Event;
 use recorder::{EpisodeMeta, Recorder};
 use recording::Recording;
-use truth::{GroundTruth, TruthKind, TruthSpec};
+use truth::{GroundTruth, TruthKind, TruthSource, TruthSpec};
 use worker::{ModelWorker, Reply, StartFrom};
 
 pub use timeline::{
@@ -146,6 +148,19 @@ pub struct Session {
     dream_seed: Option<Vec<Arc<Frame>>>,
     /// When the latest model steps finished, oldest first (for the achieved step rate).
     finished: std::collections::VecDeque<Instant>,
+    /// What the user did since the ground truth and model were opened (a saved session).
+    journal: Vec<Event>,
+    /// Where the ground truth of the journal's start came from, and whether there was one.
+    origin: Option<TruthSource>,
+    origin_had_truth: bool,
+    /// The seed the origin's first episode was reset to (that reset is not an event).
+    origin_seed: u64,
+    origin_reset_pending: bool,
+    /// Events of a saved session still to replay, and how many it had.
+    replay: std::collections::VecDeque<Event>,
+    replay_total: usize,
+    /// The SHA-256 of the weights the saved session being opened ran with.
+    replay_weights: Option<String>,
 }
 
 /// Model steps kept for the achieved rate, and the window it is measured over.
@@ -179,6 +194,14 @@ impl Session {
             episodes_saved: 0,
             dream_seed: None,
             finished: std::collections::VecDeque::new(),
+            journal: Vec::new(),
+            origin: None,
+            origin_had_truth: false,
+            origin_seed: 0,
+            origin_reset_pending: false,
+            replay: std::collections::VecDeque::new(),
+            replay_total: 0,
+            replay_weights: None,
         }
     }
 
@@ -224,6 +247,132 @@ impl Session {
         true
     }
 
+    /// A new origin (ground truth or model): the journal, the branches and the undo history
+    /// start again, since what they hold was made with the old ones.
+    fn new_origin(&mut self) {
+        self.journal.clear();
+        // Branch ids count from here, so a saved session's events name the same branches
+        // when replayed (a reset follows and makes the first one).
+        self.timeline = Timeline::default();
+        self.origin = self
+            .truth_template
+            .as_ref()
+            .and_then(|t| t.source().cloned());
+        self.origin_had_truth = self.truth_template.is_some();
+        self.origin_reset_pending = true;
+    }
+
+    /// The seed of the origin's first reset: a saved session opens with it.
+    pub fn origin_seed(&self) -> u64 {
+        self.origin_seed
+    }
+
+    /// Whether the journal starts from a ground truth (known or not: see [`Session::origin`]).
+    pub fn origin_had_truth(&self) -> bool {
+        self.origin_had_truth
+    }
+
+    /// Drops the ground truth the next reset would start from (a saved session that began in
+    /// dream mode is being opened).
+    pub fn drop_truth(&mut self) {
+        self.truth_template = None;
+    }
+
+    fn journal_push(&mut self, event: Event) {
+        if matches!(event, Event::Reset { .. }) && self.journal.last() == Some(&event) {
+            // Resetting twice to the same episode changes nothing.
+            return;
+        }
+        self.journal.push(event);
+    }
+
+    /// What the user did since the ground truth and model were opened.
+    pub fn journal(&self) -> &[Event] {
+        &self.journal
+    }
+
+    /// Where the ground truth the journal starts from came from (`None`: unknown, or dream
+    /// mode from the start).
+    pub fn origin(&self) -> Option<&TruthSource> {
+        self.origin.as_ref()
+    }
+
+    /// Replays a saved session's events (after a model being loaded has loaded), as fast as
+    /// the model allows; `weights_sha256` is what the session's model weights hashed to.
+    pub fn replay_events(&mut self, events: Vec<Event>, weights_sha256: Option<String>) {
+        self.replay_total = events.len();
+        self.replay = events.into();
+        self.replay_weights = weights_sha256;
+    }
+
+    /// Events replayed and to replay while a saved session is being restored.
+    pub fn replay_progress(&self) -> Option<(usize, usize)> {
+        (!self.replay.is_empty())
+            .then(|| (self.replay_total - self.replay.len(), self.replay_total))
+    }
+
+    /// Carries out replayed events while the model is idle (call every frame, after any
+    /// ground truth the loaded model brings is in place).
+    pub fn advance_replay(&mut self) {
+        let mut budget = 256;
+        while budget > 0 && self.loading.is_none() && self.pending.is_none() {
+            let Some(event) = self.replay.pop_front() else {
+                break;
+            };
+            budget -= 1;
+            let n = self.replay_total - self.replay.len();
+            if let Err(why) = self.apply_event(&event) {
+                self.notify(
+                    Level::Error,
+                    format!(
+                        "saved session: event {n} of {} ({event:?}) could not be replayed: \
+                         {why}; the session stops there",
+                        self.replay_total
+                    ),
+                );
+                self.replay.clear();
+            } else if self.replay.is_empty() {
+                self.notify(
+                    Level::Info,
+                    format!("session restored: {} events replayed", self.replay_total),
+                );
+            }
+        }
+    }
+
+    /// Carries out one event as the user's command did.
+    fn apply_event(&mut self, event: &Event) -> Result<(), String> {
+        match event {
+            Event::Reset { seed } => {
+                self.config.seed = *seed;
+                self.reset();
+                Ok(())
+            }
+            Event::Step {
+                action,
+                seed,
+                anchor_every,
+            } => {
+                self.config.seed = *seed;
+                self.config.anchor_every = *anchor_every;
+                self.step_now(action).map_err(|r| format!("{r:?}"))
+            }
+            Event::Fork { step } => self.fork(*step).map(|_| ()),
+            Event::Switch { branch } => {
+                if self.switch_branch(BranchId(*branch)) {
+                    Ok(())
+                } else {
+                    Err(format!("no branch {branch}"))
+                }
+            }
+            Event::Delete { branch } => self.delete_branch(BranchId(*branch)),
+            Event::Undo => self.undo(),
+            Event::TakeOver => self.take_over(),
+            Event::Resync => self.resync_now(),
+            Event::Dream => self.enter_dream_mode(),
+        }
+    }
+
     fn install_truth(&mut self, truth: Box<dyn GroundTruth>) {
         self.palette = truth
             .spec()
@@ -232,14 +381,14 @@ impl Session {
             .map(|s| Palette::from_spec(s, metrics::DEFAULT_TOLERANCE))
             .filter(Palette::has_objects);
         self.truth_template = Some(truth);
+        self.new_origin();
     }
 
     /// Drops the ground truth: the model runs alone (dream mode) from the next reset, and from
     /// now on in the current branch.
-    pub fn enter_dream_mode(&mut self) {
+    pub fn enter_dream_mode(&mut self) -> Result<(), String> {
         if self.model.is_none() {
-            self.notify(Level::Error, "dream mode needs a model".into());
-            return;
+            return Err("dream mode needs a model".into());
         }
         self.truth_template = None;
         let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
@@ -261,6 +410,8 @@ impl Session {
             Level::Info,
             "dream mode: the model runs without ground truth".into(),
         );
+        self.journal_push(Event::Dream);
+        Ok(())
     }
 
     /// Frames that seed dream-mode rollouts (default: the last real context, else grey).
@@ -349,13 +500,18 @@ impl Session {
     /// Copies the active branch up to `step` into a new branch and makes it active.
     pub fn fork(&mut self, step: usize) -> Result<BranchId, String> {
         let id = self.timeline.fork(step)?;
+        self.journal_push(Event::Fork { step });
         self.notify(Level::Info, format!("forked at step {step}"));
         Ok(id)
     }
 
     /// Makes `id` the active branch.
     pub fn switch_branch(&mut self, id: BranchId) -> bool {
-        self.timeline.switch(id)
+        let switched = self.timeline.switch(id);
+        if switched {
+            self.journal_push(Event::Switch { branch: id.0 });
+        }
+        switched
     }
 
     /// Deletes branch `id` (not the last one); the active branch moves to its parent or the
@@ -367,6 +523,7 @@ impl Session {
             self.abandon_pending();
         }
         self.timeline.delete(id)?;
+        self.journal_push(Event::Delete { branch: id.0 });
         Ok(())
     }
 
@@ -385,6 +542,7 @@ impl Session {
                     }
                     timeline::Undone::Delete(name) => format!("undone: deleting `{name}`"),
                 };
+                self.journal_push(Event::Undo);
                 self.notify(Level::Info, text);
                 Ok(())
             }
@@ -457,6 +615,11 @@ impl Session {
             None => {}
         }
         self.timeline.restart(branch);
+        if std::mem::take(&mut self.origin_reset_pending) {
+            self.origin_seed = seed;
+        } else {
+            self.journal_push(Event::Reset { seed });
+        }
         if let Some(rec) = self.recording.as_mut() {
             rec.rewind();
         }
@@ -501,6 +664,26 @@ impl Session {
     /// ground truth steps at once; then either the step is real (no model, or the model's
     /// context is still filling) or the model's step is sent to its worker.
     pub fn step(&mut self, user_action: &Action) -> Result<(), Refused> {
+        if !self.replay.is_empty() {
+            return Err(Refused::Busy);
+        }
+        self.step_now(user_action)
+    }
+
+    fn step_now(&mut self, user_action: &Action) -> Result<(), Refused> {
+        let event = Event::Step {
+            action: user_action.clone(),
+            seed: self.config.seed,
+            anchor_every: self.config.anchor_every,
+        };
+        let r = self.step_inner(user_action);
+        if r.is_ok() {
+            self.journal_push(event);
+        }
+        r
+    }
+
+    fn step_inner(&mut self, user_action: &Action) -> Result<(), Refused> {
         if self.pending.is_some() {
             return Err(Refused::Busy);
         }
@@ -683,7 +866,8 @@ impl Session {
         let deadline = Instant::now() + timeout;
         loop {
             self.poll();
-            if self.pending.is_none() && self.loading.is_none() {
+            self.advance_replay();
+            if self.pending.is_none() && self.loading.is_none() && self.replay.is_empty() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -704,9 +888,28 @@ impl Session {
         match result {
             Err(e) => {
                 self.notify(Level::Error, e);
+                if !self.replay.is_empty() {
+                    self.replay.clear();
+                    self.notify(
+                        Level::Error,
+                        "the saved session was not replayed: its model did not load".into(),
+                    );
+                }
                 false
             }
             Ok(info) => {
+                if let Some(saved) = self.replay_weights.take()
+                    && saved != info.weights_sha256
+                {
+                    self.notify(
+                        Level::Error,
+                        format!(
+                            "{label}: its weights (SHA-256 {}) are not the ones the saved \
+                             session ran (SHA-256 {saved}): its frames will differ",
+                            short_hash(&info.weights_sha256)
+                        ),
+                    );
+                }
                 if let Some(t) = with_truth.as_deref().or(self.truth_template.as_deref())
                     && let Err(e) = check_compatible(&info, t.spec())
                 {
@@ -722,8 +925,9 @@ impl Session {
                 );
                 self.model = Some(worker);
                 self.model_info = Some(info);
-                if let Some(truth) = with_truth {
-                    self.install_truth(truth);
+                match with_truth {
+                    Some(truth) => self.install_truth(truth),
+                    None => self.new_origin(),
                 }
                 self.reset();
                 true
@@ -783,7 +987,7 @@ impl Session {
 
     /// Steps if playing and the pace allows; call every frame with the current user action.
     pub fn tick(&mut self, now: Instant, user_action: &Action) -> Option<Result<(), Refused>> {
-        if !self.transport.playing || self.pending.is_some() {
+        if !self.transport.playing || self.pending.is_some() || !self.replay.is_empty() {
             return None;
         }
         let period = Duration::from_secs_f64(1.0 / self.config.steps_per_sec.clamp(0.1, 240.0));
@@ -805,16 +1009,17 @@ impl Session {
     }
 
     /// Re-anchors the model on the next step: its context becomes the last real frames.
-    pub fn resync_now(&mut self) {
+    pub fn resync_now(&mut self) -> Result<(), String> {
         let branch = self.active_branch_mut();
         if branch.current_truth().is_none() {
-            self.notify(Level::Error, "no ground truth to re-sync to".into());
-            return;
+            return Err("no ground truth to re-sync to".into());
         }
         branch.needs_anchor = true;
         if let Some(last) = branch.steps.last_mut() {
             last.anchored = true;
         }
+        self.journal_push(Event::Resync);
+        Ok(())
     }
 
     /// During a replay, continues from the current step under user control (a live scene from
@@ -850,6 +1055,7 @@ impl Session {
         self.active_branch_mut().truth.push((head, source));
         self.timeline.follow_head();
         self.notify(Level::Info, note);
+        self.journal_push(Event::TakeOver);
         Ok(())
     }
 
@@ -969,6 +1175,10 @@ impl Session {
     pub fn clear_notices(&mut self) {
         self.notices.clear();
     }
+}
+
+fn short_hash(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
 }
 
 fn loading_notice(label: &str) -> String {

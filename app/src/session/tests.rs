@@ -392,7 +392,7 @@ fn re_anchor_every_n_steps_and_resync_now() {
         before,
         "no anchoring when N = 0"
     );
-    s.resync_now();
+    s.resync_now().unwrap();
     step_wait(&mut s, &act(250.0, 250.0));
     assert_eq!(resets.load(Ordering::SeqCst), before + 1);
 }
@@ -623,7 +623,7 @@ fn dream_mode_runs_the_model_alone() {
     for _ in 0..5 {
         step_wait(&mut s, &act(1.0, 1.0));
     }
-    s.enter_dream_mode();
+    s.enter_dream_mode().unwrap();
     step_wait(&mut s, &act(1.0, 1.0));
     let last = s.active_branch().steps.last().unwrap();
     assert!(last.truth.is_none() && last.model.is_some());

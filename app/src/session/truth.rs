@@ -19,6 +19,20 @@ pub struct TruthSpec {
     pub frame_height: u32,
 }
 
+/// Where a ground truth was opened from, as the user named it: enough to open it again (a
+/// saved session does).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TruthSource {
+    /// A built-in scene's name or a scene file's path.
+    Scene { scene: String },
+    /// Episode `episode` of the LeRobot dataset in `dir`.
+    Dataset {
+        dir: std::path::PathBuf,
+        episode: usize,
+    },
+}
+
 /// Whether a source is driven by the user or replays recorded actions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TruthKind {
@@ -54,6 +68,11 @@ pub trait GroundTruth: Send + Sync {
     /// A live source that continues from the current step under user control, if this source
     /// can produce one (a replay whose episode has states and whose scene is known).
     fn take_over(&self) -> anyhow::Result<Box<dyn GroundTruth>>;
+
+    /// Where it was opened from, when that is known (sources built in code have none).
+    fn source(&self) -> Option<&TruthSource> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn GroundTruth {
@@ -81,6 +100,7 @@ pub struct LiveScene {
     spec: TruthSpec,
     origin: Origin,
     actions: Vec<Action>,
+    source: Option<TruthSource>,
 }
 
 impl std::fmt::Debug for LiveScene {
@@ -114,7 +134,14 @@ impl LiveScene {
             spec,
             origin,
             actions: Vec::new(),
+            source: None,
         }
+    }
+
+    /// Says where the scene was opened from (see [`GroundTruth::source`]).
+    pub fn with_source(mut self, source: TruthSource) -> Self {
+        self.source = Some(source);
+        self
     }
 
     fn with_scene<R>(&self, f: impl FnOnce(&mut dyn Scene) -> R) -> R {
@@ -184,7 +211,12 @@ impl GroundTruth for LiveScene {
         }
         let mut fork = Self::with_origin(scene, self.origin.clone());
         fork.actions = actions.to_vec();
+        fork.source = self.source.clone();
         Ok(Box::new(fork))
+    }
+
+    fn source(&self) -> Option<&TruthSource> {
+        self.source.as_ref()
     }
 
     fn take_over(&self) -> anyhow::Result<Box<dyn GroundTruth>> {
@@ -253,6 +285,7 @@ pub struct Replay {
     cursor: usize,
     spec: TruthSpec,
     scene: Option<Mutex<Box<dyn Scene>>>,
+    source: Option<TruthSource>,
 }
 
 impl std::fmt::Debug for Replay {
@@ -281,7 +314,14 @@ impl Replay {
             cursor: 0,
             spec,
             scene: scene.map(Mutex::new),
+            source: None,
         })
+    }
+
+    /// Says where the episode was read from (see [`GroundTruth::source`]).
+    pub fn with_source(mut self, source: TruthSource) -> Self {
+        self.source = Some(source);
+        self
     }
 
     pub fn episode(&self) -> &Episode {
@@ -339,7 +379,12 @@ impl GroundTruth for Replay {
                         .boxed_clone(),
                 )
             }),
+            source: self.source.clone(),
         }))
+    }
+
+    fn source(&self) -> Option<&TruthSource> {
+        self.source.as_ref()
     }
 
     fn take_over(&self) -> anyhow::Result<Box<dyn GroundTruth>> {

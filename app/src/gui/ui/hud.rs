@@ -38,7 +38,13 @@ pub(super) fn hud_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
         (false, _) => "paused".to_owned(),
     };
     chip(ui, "steps/s", &rate);
-    if let Some(t) = session.pending_for() {
+    if let Some((done, total)) = session.replay_progress() {
+        ui.label(
+            egui::RichText::new(format!("restoring session {done}/{total}"))
+                .color(Color32::from_rgb(255, 196, 80)),
+        );
+        ui.add(egui::Spinner::new());
+    } else if let Some(t) = session.pending_for() {
         ui.label(
             egui::RichText::new(format!("imagining… {:.0} ms", t.as_secs_f64() * 1e3))
                 .color(Color32::from_rgb(255, 196, 80)),

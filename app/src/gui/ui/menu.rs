@@ -20,6 +20,23 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             state.dialogs.open(DialogKind::Dataset);
             ui.close();
         }
+        ui.separator();
+        if ui
+            .button("Save session")
+            .on_hover_text(
+                "what was opened, the settings and every step, fork and reset: a small file \
+                 that regenerates every frame",
+            )
+            .clicked()
+        {
+            state.commands.push(Command::SaveSession);
+            ui.close();
+        }
+        if ui.button("Open session…").clicked() {
+            state.dialogs.open(DialogKind::Session);
+            ui.close();
+        }
+        ui.separator();
         ui.menu_button("Open recent", |ui| {
             if state.recent.entries.is_empty() {
                 ui.label(egui::RichText::new("nothing yet").weak());
@@ -48,6 +65,28 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             }
         });
         ui.separator();
+        // Where no file dialog can open (no desktop portal or zenity), a typed path works.
+        ui.label(egui::RichText::new("Open a path (model, dataset or session):").small());
+        ui.horizontal(|ui| {
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut state.view.open_path)
+                    .hint_text("/path/to/model, dataset or session.json")
+                    .desired_width(280.0),
+            );
+            let typed = state.view.open_path.trim();
+            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui
+                .add_enabled(!typed.is_empty(), egui::Button::new("Open"))
+                .clicked()
+                || enter)
+                && !typed.is_empty()
+            {
+                state
+                    .commands
+                    .push(Command::OpenPath(std::path::PathBuf::from(typed)));
+                ui.close();
+            }
+        });
         ui.label(
             egui::RichText::new("Drop a model or dataset folder on the window to open it.")
                 .small()

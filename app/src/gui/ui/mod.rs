@@ -52,6 +52,8 @@ pub(super) struct ViewState {
     pub show_iou: bool,
     /// Record as AV1 video instead of PNG images.
     pub record_video: bool,
+    /// File > Open path: typed where no file dialog can open (no desktop portal or zenity).
+    pub open_path: String,
 }
 
 impl Default for ViewState {
@@ -61,6 +63,7 @@ impl Default for ViewState {
             show_ssim: true,
             show_iou: true,
             record_video: false,
+            open_path: String::new(),
         }
     }
 }
