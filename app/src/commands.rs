@@ -842,6 +842,10 @@ mod tests {
         for i in 0..7 {
             step(&mut s, &mut out, 150.0 + 15.0 * i as f32);
         }
+        // A held action: one event with a count.
+        for _ in 0..4 {
+            step(&mut s, &mut out, 260.0);
+        }
         apply(&mut s, &mut out, Command::Fork(5));
         step(&mut s, &mut out, 40.0);
         step(&mut s, &mut out, 60.0);
@@ -864,6 +868,7 @@ mod tests {
             .path();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.len() < 8_000, "a small file: {} bytes", text.len());
+        assert!(text.contains("\"repeat\": 4"), "{text}");
         assert_eq!(s.branches().len(), 2);
 
         // A fresh app opens it: same branches, same frames, bit for bit.

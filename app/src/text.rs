@@ -9,7 +9,7 @@ use ab_glyph::{Font as _, FontRef, PxScale, ScaleFont as _};
 use tiny_skia::{Pixmap, PremultipliedColorU8};
 
 /// The shipped font file.
-static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+pub static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 fn font() -> Option<&'static FontRef<'static>> {
     static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();

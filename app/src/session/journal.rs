@@ -26,6 +26,9 @@ pub enum Event {
         action: Action,
         seed: u64,
         anchor_every: usize,
+        /// Taken this many times in a row (held input while playing makes long runs).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        repeat: u32,
     },
     /// A new branch from step `step` of the active one.
     Fork {
@@ -45,6 +48,14 @@ pub enum Event {
     Resync,
     /// The model alone from here, without ground truth.
     Dream,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Version of the session file.

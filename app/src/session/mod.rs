@@ -159,6 +159,7 @@ pub struct Session {
     /// Events of a saved session still to replay, and how many it had.
     replay: std::collections::VecDeque<Event>,
     replay_total: usize,
+    replay_done: usize,
     /// The SHA-256 of the weights the saved session being opened ran with.
     replay_weights: Option<String>,
 }
@@ -201,6 +202,7 @@ impl Session {
             origin_reset_pending: false,
             replay: std::collections::VecDeque::new(),
             replay_total: 0,
+            replay_done: 0,
             replay_weights: None,
         }
     }
@@ -279,11 +281,28 @@ impl Session {
     }
 
     fn journal_push(&mut self, event: Event) {
-        if matches!(event, Event::Reset { .. }) && self.journal.last() == Some(&event) {
+        match (self.journal.last_mut(), &event) {
             // Resetting twice to the same episode changes nothing.
-            return;
+            (Some(last), Event::Reset { .. }) if *last == event => {}
+            // The same step again: one event with a count.
+            (
+                Some(Event::Step {
+                    action,
+                    seed,
+                    anchor_every,
+                    repeat,
+                }),
+                Event::Step {
+                    action: a,
+                    seed: s,
+                    anchor_every: e,
+                    ..
+                },
+            ) if action == a && seed == s && anchor_every == e && *repeat < u32::MAX => {
+                *repeat += 1;
+            }
+            _ => self.journal.push(event),
         }
-        self.journal.push(event);
     }
 
     /// What the user did since the ground truth and model were opened.
@@ -300,15 +319,22 @@ impl Session {
     /// Replays a saved session's events (after a model being loaded has loaded), as fast as
     /// the model allows; `weights_sha256` is what the session's model weights hashed to.
     pub fn replay_events(&mut self, events: Vec<Event>, weights_sha256: Option<String>) {
-        self.replay_total = events.len();
+        self.replay_total = events
+            .iter()
+            .map(|e| match e {
+                Event::Step { repeat, .. } => *repeat as usize,
+                _ => 1,
+            })
+            .sum();
+        self.replay_done = 0;
         self.replay = events.into();
         self.replay_weights = weights_sha256;
     }
 
-    /// Events replayed and to replay while a saved session is being restored.
+    /// Events replayed so far and in all (a step repeated counts each time) while a saved
+    /// session is being restored.
     pub fn replay_progress(&self) -> Option<(usize, usize)> {
-        (!self.replay.is_empty())
-            .then(|| (self.replay_total - self.replay.len(), self.replay_total))
+        (!self.replay.is_empty()).then_some((self.replay_done, self.replay_total))
     }
 
     /// Carries out replayed events while the model is idle (call every frame, after any
@@ -316,11 +342,19 @@ impl Session {
     pub fn advance_replay(&mut self) {
         let mut budget = 256;
         while budget > 0 && self.loading.is_none() && self.pending.is_none() {
-            let Some(event) = self.replay.pop_front() else {
+            let Some(mut event) = self.replay.pop_front() else {
                 break;
             };
             budget -= 1;
-            let n = self.replay_total - self.replay.len();
+            // A repeated step is taken once; the rest waits for the model.
+            if let Event::Step { repeat, .. } = &mut event
+                && *repeat > 1
+            {
+                *repeat -= 1;
+                self.replay.push_front(event.clone());
+            }
+            self.replay_done += 1;
+            let n = self.replay_done;
             if let Err(why) = self.apply_event(&event) {
                 self.notify(
                     Level::Error,
@@ -352,6 +386,7 @@ impl Session {
                 action,
                 seed,
                 anchor_every,
+                ..
             } => {
                 self.config.seed = *seed;
                 self.config.anchor_every = *anchor_every;
@@ -675,6 +710,7 @@ impl Session {
             action: user_action.clone(),
             seed: self.config.seed,
             anchor_every: self.config.anchor_every,
+            repeat: 1,
         };
         let r = self.step_inner(user_action);
         if r.is_ok() {

@@ -11,88 +11,93 @@ use crate::gui::textures::Filter;
 pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     ui.label(egui::RichText::new("Dreamyard").strong().size(17.0));
     ui.add_space(8.0);
-    ui.menu_button("File", |ui| {
-        if ui.button("Open model…").clicked() {
-            state.dialogs.open(DialogKind::Model);
-            ui.close();
-        }
-        if ui.button("Open dataset…").clicked() {
-            state.dialogs.open(DialogKind::Dataset);
-            ui.close();
-        }
-        ui.separator();
-        if ui
-            .button("Save session")
-            .on_hover_text(
-                "what was opened, the settings and every step, fork and reset: a small file \
-                 that regenerates every frame",
-            )
-            .clicked()
-        {
-            state.commands.push(Command::SaveSession);
-            ui.close();
-        }
-        if ui.button("Open session…").clicked() {
-            state.dialogs.open(DialogKind::Session);
-            ui.close();
-        }
-        ui.separator();
-        ui.menu_button("Open recent", |ui| {
-            if state.recent.entries.is_empty() {
-                ui.label(egui::RichText::new("nothing yet").weak());
-            }
-            for entry in &state.recent.entries {
-                let tag = match entry.kind {
-                    RecentKind::Model => "model",
-                    RecentKind::Dataset => "dataset",
-                };
-                if ui
-                    .button(format!("{tag}: {}", entry.path.display()))
-                    .clicked()
-                {
-                    state.commands.push(match entry.kind {
-                        RecentKind::Model => Command::OpenModel {
-                            path: entry.path.clone(),
-                            config: None,
-                        },
-                        RecentKind::Dataset => Command::OpenDataset {
-                            dir: entry.path.clone(),
-                            episode: 0,
-                        },
-                    });
-                    ui.close();
-                }
-            }
-        });
-        ui.separator();
-        // Where no file dialog can open (no desktop portal or zenity), a typed path works.
-        ui.label(egui::RichText::new("Open a path (model, dataset or session):").small());
-        ui.horizontal(|ui| {
-            let field = ui.add(
-                egui::TextEdit::singleline(&mut state.view.open_path)
-                    .hint_text("/path/to/model, dataset or session.json")
-                    .desired_width(280.0),
-            );
-            let typed = state.view.open_path.trim();
-            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui
-                .add_enabled(!typed.is_empty(), egui::Button::new("Open"))
-                .clicked()
-                || enter)
-                && !typed.is_empty()
-            {
-                state
-                    .commands
-                    .push(Command::OpenPath(std::path::PathBuf::from(typed)));
+    // Clicking inside the File menu (its path field) keeps it open; its items close it.
+    let keep_open = egui::containers::menu::MenuConfig::new()
+        .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside);
+    egui::containers::menu::MenuButton::new("File")
+        .config(keep_open)
+        .ui(ui, |ui| {
+            if ui.button("Open model…").clicked() {
+                state.dialogs.open(DialogKind::Model);
                 ui.close();
             }
+            if ui.button("Open dataset…").clicked() {
+                state.dialogs.open(DialogKind::Dataset);
+                ui.close();
+            }
+            ui.separator();
+            if ui
+                .button("Save session")
+                .on_hover_text(
+                    "what was opened, the settings and every step, fork and reset: a small file \
+                 that regenerates every frame",
+                )
+                .clicked()
+            {
+                state.commands.push(Command::SaveSession);
+                ui.close();
+            }
+            if ui.button("Open session…").clicked() {
+                state.dialogs.open(DialogKind::Session);
+                ui.close();
+            }
+            ui.separator();
+            ui.menu_button("Open recent", |ui| {
+                if state.recent.entries.is_empty() {
+                    ui.label(egui::RichText::new("nothing yet").weak());
+                }
+                for entry in &state.recent.entries {
+                    let tag = match entry.kind {
+                        RecentKind::Model => "model",
+                        RecentKind::Dataset => "dataset",
+                    };
+                    if ui
+                        .button(format!("{tag}: {}", entry.path.display()))
+                        .clicked()
+                    {
+                        state.commands.push(match entry.kind {
+                            RecentKind::Model => Command::OpenModel {
+                                path: entry.path.clone(),
+                                config: None,
+                            },
+                            RecentKind::Dataset => Command::OpenDataset {
+                                dir: entry.path.clone(),
+                                episode: 0,
+                            },
+                        });
+                        ui.close();
+                    }
+                }
+            });
+            ui.separator();
+            // Where no file dialog can open (no desktop portal or zenity), a typed path works.
+            ui.label(egui::RichText::new("Open a path (model, dataset or session):").small());
+            ui.horizontal(|ui| {
+                let field = ui.add(
+                    egui::TextEdit::singleline(&mut state.view.open_path)
+                        .hint_text("/path/to/model, dataset or session.json")
+                        .desired_width(280.0),
+                );
+                let typed = state.view.open_path.trim();
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if (ui
+                    .add_enabled(!typed.is_empty(), egui::Button::new("Open"))
+                    .clicked()
+                    || enter)
+                    && !typed.is_empty()
+                {
+                    state
+                        .commands
+                        .push(Command::OpenPath(std::path::PathBuf::from(typed)));
+                    ui.close();
+                }
+            });
+            ui.label(
+                egui::RichText::new("Drop a model or dataset folder on the window to open it.")
+                    .small()
+                    .weak(),
+            );
         });
-        ui.label(
-            egui::RichText::new("Drop a model or dataset folder on the window to open it.")
-                .small()
-                .weak(),
-        );
-    });
     ui.menu_button("Edit", |ui| {
         let undo = ui.add_enabled(
             state.session.can_undo(),

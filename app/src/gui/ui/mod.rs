@@ -104,6 +104,21 @@ fn style(mut contexts: EguiContexts, mut done: Local<bool>) {
         return;
     };
     *done = true;
+    // The shipped DejaVu Sans after egui's own fonts: arrows, ✕, ⚠ and other symbols they lack
+    // draw as glyphs, not boxes.
+    let mut fonts = egui::FontDefinitions::default();
+    fonts.font_data.insert(
+        "dejavu".into(),
+        std::sync::Arc::new(egui::FontData::from_static(crate::text::FONT_BYTES)),
+    );
+    for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
+        fonts
+            .families
+            .entry(family)
+            .or_default()
+            .push("dejavu".into());
+    }
+    ctx.set_fonts(fonts);
     ctx.set_visuals(egui::Visuals::dark());
     ctx.global_style_mut(|style| {
         style.spacing.item_spacing = egui::vec2(8.0, 6.0);
