@@ -66,12 +66,18 @@ pub enum Command {
     },
     /// A dropped or typed path: a dataset (a folder with `meta/`) or else a model.
     OpenPath(PathBuf),
-    Export(ExportKind),
+    /// An export of the active branch, its error row at this gain (the Error panel's).
+    Export {
+        kind: ExportKind,
+        gain: f32,
+    },
     /// Save the session (what was opened, the settings and every event since) under
     /// [`Outputs::session`].
     SaveSession,
     /// Open a saved session: its ground truth and model, then its events replayed.
     OpenSession(PathBuf),
+    /// Where recordings, exports and saved sessions go from now on (created if missing).
+    SetOutputFolder(PathBuf),
     ClearNotices,
 }
 
@@ -242,9 +248,26 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
             return open_dataset(session, outputs, dir, episode);
         }
         Command::OpenPath(path) => return open_path(session, outputs, path),
-        Command::Export(kind) => export_now(session, outputs, kind),
+        Command::Export { kind, gain } => export_now(session, outputs, kind, gain),
         Command::SaveSession => save_session(session, outputs, &outputs.session(stamp())),
         Command::OpenSession(path) => return open_session(session, outputs, &path),
+        Command::SetOutputFolder(dir) => match std::fs::create_dir_all(&dir) {
+            Ok(()) => {
+                session.notify(
+                    Level::Info,
+                    format!(
+                        "recordings, exports and sessions now go under {}",
+                        dir.display()
+                    ),
+                );
+                outputs.root = dir;
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "{}: cannot use as the output folder: {e}",
+                dir.display()
+            )),
+        },
         Command::ClearNotices => {
             session.clear_notices();
             Ok(())
@@ -511,18 +534,27 @@ fn open_path(session: &mut Session, outputs: &mut Outputs, path: PathBuf) -> Opt
     apply(session, outputs, Command::OpenModel { path, config: None })
 }
 
-fn export_now(session: &mut Session, outputs: &Outputs, kind: ExportKind) -> Result<(), String> {
+fn export_now(
+    session: &mut Session,
+    outputs: &Outputs,
+    kind: ExportKind,
+    gain: f32,
+) -> Result<(), String> {
+    let style = export::ExportStyle {
+        gain,
+        ..export::ExportStyle::default()
+    };
     let fps = session.fps();
     let branch = session.active_branch();
     let stamp = stamp();
     let result = match kind {
         ExportKind::Gif => {
             let path = outputs.export(stamp, "gif");
-            export::export_gif(branch, &path, fps).map(|n| (n, path))
+            export::export_gif(branch, &path, fps, &style).map(|n| (n, path))
         }
         ExportKind::PngStrip => {
             let path = outputs.export(stamp, "png");
-            export::export_png_strip(branch, &path, 12).map(|n| (n, path))
+            export::export_png_strip(branch, &path, 12, &style).map(|n| (n, path))
         }
     };
     match result {
@@ -902,12 +934,70 @@ mod tests {
     }
 
     #[test]
+    fn the_same_error_again_is_counted_not_stacked() {
+        let mut s = push_t();
+        let mut out = Outputs::default();
+        for _ in 0..5 {
+            apply(&mut s, &mut out, Command::Step(Action::Discrete(3)));
+        }
+        apply(&mut s, &mut out, Command::Undo);
+        apply(&mut s, &mut out, Command::Step(Action::Discrete(3)));
+        let errors: Vec<(&str, u32)> = s
+            .notices()
+            .iter()
+            .filter(|n| n.level == Level::Error)
+            .map(|n| (n.text.as_str(), n.count))
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].0.contains("nothing to undo"));
+        assert!(
+            errors[1].0.starts_with("step not taken") && errors[1].1 == 6,
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_output_folder_can_be_set_and_exports_go_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = push_t();
+        let mut out = Outputs::default();
+        let target = dir.path().join("runs/today");
+        apply(&mut s, &mut out, Command::SetOutputFolder(target.clone()));
+        assert_eq!(out.root, target);
+        apply(
+            &mut s,
+            &mut out,
+            Command::Step(Action::Continuous(vec![200.0, 200.0])),
+        );
+        apply(
+            &mut s,
+            &mut out,
+            Command::Export {
+                kind: ExportKind::PngStrip,
+                gain: 2.0,
+            },
+        );
+        let names: Vec<_> = std::fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().any(|n| n.ends_with(".png")), "{names:?}");
+        // A folder that cannot be made is refused and the old one kept.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        apply(&mut s, &mut out, Command::SetOutputFolder(file.join("sub")));
+        assert!(last_error(&s).contains("cannot use as the output folder"));
+        assert_eq!(out.root, target);
+    }
+
+    #[test]
     fn outputs_name_recordings_and_exports_in_one_folder() {
         let out = Outputs {
             root: "/data/dy".into(),
             ..Outputs::default()
         };
         assert_eq!(out.recording(5), PathBuf::from("/data/dy/recordings/5"));
+        assert_eq!(out.session(5), PathBuf::from("/data/dy/sessions/5.json"));
         assert_eq!(
             out.export(5, "gif"),
             PathBuf::from("/data/dy/dreamyard-5.gif")

@@ -103,6 +103,69 @@ impl ActionPad {
     }
 }
 
+/// A key press moves a continuous dimension by this fraction of its range (8 units of
+/// push-t's 512)...
+pub const NUDGE_FRACTION: f32 = 1.0 / 64.0;
+/// ...a key held longer than this starts moving it continuously...
+pub const HOLD_DELAY_SECS: f32 = 0.3;
+/// ...from this speed (fraction of the range per second)...
+pub const HOLD_START_RATE: f32 = 0.1;
+/// ...up to this one, reached after [`HOLD_RAMP_SECS`] more.
+pub const HOLD_TOP_RATE: f32 = 0.8;
+pub const HOLD_RAMP_SECS: f32 = 1.5;
+
+/// Keyboard steering of continuous dimensions: a press nudges by a small fixed step (precise
+/// placement), holding the key moves on and accelerates (crossing the scene quickly).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeySteer {
+    /// Per dimension: the direction held and for how long (seconds).
+    held: Vec<(f32, f32)>,
+}
+
+impl KeySteer {
+    /// Updates `pad` for keys held now: `dirs[i]` is -1, 0 or 1 for dimension `i`, `dt_secs`
+    /// the time since the last call. Returns whether the pad moved.
+    pub fn update(&mut self, pad: &mut ActionPad, dirs: &[f32], dt_secs: f32) -> bool {
+        if self.held.len() < dirs.len() {
+            self.held.resize(dirs.len(), (0.0, 0.0));
+        }
+        let mut moved = false;
+        for (i, &dir) in dirs.iter().enumerate() {
+            let dir = dir.signum() * f32::from(u8::from(dir != 0.0));
+            let (held_dir, secs) = &mut self.held[i];
+            let Some((lo, hi)) = pad.range(i) else {
+                continue;
+            };
+            let span = hi - lo;
+            let delta = if dir == 0.0 {
+                *secs = 0.0;
+                *held_dir = 0.0;
+                continue;
+            } else if dir != *held_dir {
+                // A fresh press (or the other way): one nudge.
+                *held_dir = dir;
+                *secs = 0.0;
+                dir * NUDGE_FRACTION * span
+            } else {
+                *secs += dt_secs;
+                let over = *secs - HOLD_DELAY_SECS;
+                if over <= 0.0 {
+                    continue;
+                }
+                let t = (over / HOLD_RAMP_SECS).min(1.0);
+                let rate = HOLD_START_RATE + t * (HOLD_TOP_RATE - HOLD_START_RATE);
+                dir * rate * span * dt_secs.min(over)
+            };
+            if let Some(v) = pad.values.get_mut(i) {
+                let before = *v;
+                *v = (*v + delta).clamp(lo, hi);
+                moved |= *v != before;
+            }
+        }
+        moved
+    }
+}
+
 /// `v` with magnitudes below `dz` zeroed and the rest rescaled to start at 0.
 pub fn deadzone(v: f32, dz: f32) -> f32 {
     let a = v.abs();
@@ -176,6 +239,46 @@ mod tests {
             high: vec![512.0, 512.0],
             names: vec!["x".into(), "y".into()],
         }
+    }
+
+    #[test]
+    fn a_key_press_nudges_and_a_held_key_accelerates() {
+        let mut pad = ActionPad::new(push_t());
+        let mut keys = KeySteer::default();
+        let frame = 1.0 / 60.0;
+        // A tap: one step of 8 units, however long the frame.
+        assert!(keys.update(&mut pad, &[1.0, 0.0], frame));
+        assert_eq!(pad.values, vec![264.0, 256.0]);
+        assert!(!keys.update(&mut pad, &[0.0, 0.0], frame));
+        // Two taps up: two steps.
+        keys.update(&mut pad, &[0.0, -1.0], frame);
+        keys.update(&mut pad, &[0.0, 0.0], frame);
+        keys.update(&mut pad, &[0.0, -1.0], frame);
+        assert_eq!(pad.values, vec![264.0, 240.0]);
+        // Held: still until the delay, then moving, faster and faster (from the bottom edge).
+        pad.set_from_uv([0.5, 1.0]);
+        let mut held = |secs: f32, pad: &mut ActionPad| {
+            let before = pad.values[1];
+            let mut t = 0.0;
+            while t < secs {
+                keys.update(pad, &[0.0, -1.0], frame);
+                t += frame;
+            }
+            before - pad.values[1]
+        };
+        assert_eq!(
+            held(0.25, &mut pad),
+            0.0,
+            "no auto-repeat before the hold delay"
+        );
+        let slow = held(0.25, &mut pad);
+        let _ = held(1.0, &mut pad);
+        let fast = held(0.25, &mut pad);
+        assert!(slow > 0.0 && fast > 4.0 * slow, "{slow} then {fast}");
+        assert!(fast <= HOLD_TOP_RATE * 512.0 * 0.26);
+        // Clamped to the box.
+        held(5.0, &mut pad);
+        assert_eq!(pad.values[1], 0.0);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct GuiArgs {
     #[arg(long, conflicts_with_all = ["scene", "dataset"])]
     pub dream: bool,
     /// Seed of the scene's episode and of the sampling noise.
+    /// Folder for recordings, exports and saved sessions (the app can change it too).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Re-anchor the model to the last real frames every N imagined steps (0 = never).

@@ -52,10 +52,10 @@ fn open_from_args(mut commands: Commands, args: Res<LaunchArgs>) {
     commands.insert_resource(SessionRes(session));
     let request = launch::model_request(args);
     commands.insert_resource(OutputsRes(Outputs {
+        root: args.out.clone(),
         device: args.device.clone(),
         dtype: request.dtype,
         model: Some((request.path, request.config)),
-        ..default()
     }));
     commands.insert_resource(TruthOpened(false));
 }

@@ -10,7 +10,7 @@ use dreamyard_scenes::Action;
 use super::AppSet;
 use super::driver::{AppCommands, SessionRes};
 use crate::commands::Command;
-use crate::controls::ActionPad;
+use crate::controls::{ActionPad, KeySteer};
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<ControlState>().add_systems(
@@ -41,6 +41,8 @@ pub(super) struct ControlState {
     pub action: Option<Action>,
     pub source: InputSource,
     pub gamepad: Option<String>,
+    /// Arrow/WASD steering: a press nudges, a held key accelerates.
+    pub keys: KeySteer,
 }
 
 impl ControlState {
@@ -128,7 +130,10 @@ fn keyboard(
         }
     }
 
-    let Some(pad) = control.pad.as_mut() else {
+    let ControlState {
+        pad, keys: steer, ..
+    } = &mut *control;
+    let Some(pad) = pad.as_mut() else {
         return;
     };
     let axis = |neg: &[KeyCode], pos: &[KeyCode]| {
@@ -152,9 +157,8 @@ fn keyboard(
         ),
     ];
     let mut changed = false;
-    if pad.is_planar() && rates.iter().any(|r| *r != 0.0) {
-        pad.apply_rates(&rates, time.delta_secs());
-        changed = true;
+    if pad.is_planar() {
+        changed = steer.update(pad, &rates, time.delta_secs());
     }
     for (i, key) in DIGITS.iter().enumerate() {
         if keys.just_pressed(*key) && pad.choose(i) {

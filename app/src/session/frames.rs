@@ -21,13 +21,42 @@ pub fn solid(width: u32, height: u32, rgb: [u8; 3]) -> Frame {
 
 /// The per-pixel |a - b| heat map (the CPU twin of `shaders/error_heatmap.wgsl`).
 pub fn error_heat(a: &Frame, b: &Frame) -> Frame {
+    error_heat_gain(a, b, 1.0)
+}
+
+/// [`error_heat`] with the error scaled by `gain` first (the Error panel's gain), clipped.
+pub fn error_heat_gain(a: &Frame, b: &Frame, gain: f32) -> Frame {
     let data = abs_error(&a.data, &b.data)
         .into_iter()
-        .flat_map(heat_color)
+        .flat_map(|e| heat_color((f32::from(e) * gain).round().clamp(0.0, 255.0) as u8))
         .collect();
     Frame {
         width: a.width.min(b.width),
         height: a.height.min(b.height),
+        data,
+    }
+}
+
+/// `frame` scaled up `k` times, each pixel a `k x k` block (nearest neighbour: pixels stay
+/// sharp, as in the panels).
+pub fn upscale(frame: &Frame, k: u32) -> Frame {
+    if k <= 1 {
+        return frame.clone();
+    }
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let k = k as usize;
+    let mut data = Vec::with_capacity(w * h * k * k * 3);
+    for y in 0..h * k {
+        let row = &frame.data[(y / k) * w * 3..(y / k + 1) * w * 3];
+        for px in row.chunks_exact(3) {
+            for _ in 0..k {
+                data.extend_from_slice(px);
+            }
+        }
+    }
+    Frame {
+        width: (w * k) as u32,
+        height: (h * k) as u32,
         data,
     }
 }
@@ -99,6 +128,17 @@ mod tests {
         assert_eq!((v.width, v.height), (2, 4));
         assert_eq!(error_heat(&a, &a).pixel(0, 0), heat_color(0));
         assert_eq!(error_heat(&a, &b).pixel(1, 1), heat_color(255));
+        let grey = solid(2, 2, [10, 10, 10]);
+        assert_eq!(error_heat_gain(&a, &grey, 4.0).pixel(0, 0), heat_color(40));
+        assert_eq!(
+            error_heat_gain(&a, &grey, 100.0).pixel(0, 0),
+            heat_color(255)
+        );
+        let mut dot = solid(2, 1, [0, 0, 0]);
+        dot.data[3..6].copy_from_slice(&[7, 8, 9]);
+        let up = upscale(&dot, 3);
+        assert_eq!((up.width, up.height), (6, 3));
+        assert_eq!((up.pixel(2, 2), up.pixel(3, 0)), ([0, 0, 0], [7, 8, 9]));
         let mut c = solid(4, 4, [0, 0, 0]);
         border(&mut c, 1, [1, 2, 3]);
         assert_eq!(c.pixel(0, 2), [1, 2, 3]);

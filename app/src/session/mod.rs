@@ -77,7 +77,10 @@ pub enum Level {
 pub struct Notice {
     pub level: Level,
     pub text: String,
+    /// When it was last said.
     pub at: Instant,
+    /// How many times it was said (the same notice again is counted, not stacked).
+    pub count: u32,
 }
 
 /// Why a step was not taken.
@@ -1194,10 +1197,20 @@ impl Session {
             Level::Error => tracing::warn!("{text}"),
             Level::Info => tracing::info!("{text}"),
         }
+        // One notice per distinct message: said again, it moves to the end with a count.
+        let count = match self
+            .notices
+            .iter()
+            .position(|n| n.level == level && n.text == text)
+        {
+            Some(i) => self.notices.remove(i).count.saturating_add(1),
+            None => 1,
+        };
         self.notices.push(Notice {
             level,
             text,
             at: Instant::now(),
+            count,
         });
         if self.notices.len() > MAX_NOTICES {
             self.notices.remove(0);

@@ -528,14 +528,30 @@ fn divergence_marker_and_exports() {
     assert!(b.first_divergence(0.0).is_none());
     let dir = tempfile::tempdir().unwrap();
     let gif = dir.path().join("s.gif");
-    assert_eq!(export::export_gif(b, &gif, 10.0).unwrap(), 13);
+    let style = export::ExportStyle {
+        gain: 4.0,
+        min_side: 256,
+    };
+    assert_eq!(export::export_gif(b, &gif, 10.0, &style).unwrap(), 13);
     assert!(std::fs::metadata(&gif).unwrap().len() > 0);
     let png = dir.path().join("s.png");
-    assert_eq!(export::export_png_strip(b, &png, 6).unwrap(), 6);
-    let img = image::open(&png).unwrap();
-    let gap = 2;
-    assert_eq!(img.width(), 6 * SIZE + 5 * gap);
-    assert_eq!(img.height(), 3 * SIZE + 2 * gap);
+    assert_eq!(export::export_png_strip(b, &png, 6, &style).unwrap(), 6);
+    let img = image::open(&png).unwrap().to_rgb8();
+    // 32x32 tiles scaled x8 (nearest) to a readable 256, gaps scaled with them.
+    let (tile, gap) = (8 * SIZE, 8);
+    assert_eq!(img.width(), 6 * tile + 5 * gap);
+    assert_eq!(img.height(), 3 * tile + 2 * gap);
+    // The error row is drawn at the gain: the last column's error (the fake darkens by one
+    // level per imagined step) shows at 4x.
+    let last = s.active_branch().steps.last().unwrap();
+    let t = last.truth.as_deref().unwrap();
+    let m = last.model.as_deref().unwrap();
+    let e = crate::metrics::abs_error(&t.data, &m.data)[0];
+    let px = img.get_pixel(5 * (tile + gap), 2 * (tile + gap)).0;
+    assert_eq!(
+        px,
+        crate::metrics::heat_color((f32::from(e) * 4.0).round().min(255.0) as u8)
+    );
 }
 
 #[test]

@@ -260,7 +260,7 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                         ),
                     )
                     .on_hover_text(
-                        "record the model's frames and actions as a LeRobot v3.0 dataset (recordings/ in the working folder)",
+                        "record the model's frames and actions as a LeRobot v3.0 dataset (recordings/ in the output folder below)",
                     )
                     .clicked()
                 {
@@ -295,20 +295,55 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             });
         }
     }
+    // Where recordings, exports and sessions go: click the path to change it.
+    ui.horizontal(|ui| {
+        ui.label(egui::RichText::new("into").small().weak());
+        match state.view.out_dir.as_mut() {
+            None => {
+                let shown = state.out_dir.display().to_string();
+                if ui
+                    .add(egui::Button::new(
+                        egui::RichText::new(shown).monospace().small(),
+                    ))
+                    .on_hover_text(
+                        "the folder recordings/, exports and sessions/ go in; click to change",
+                    )
+                    .clicked()
+                {
+                    state.view.out_dir = Some(state.out_dir.display().to_string());
+                }
+            }
+            Some(text) => {
+                let field = ui.add(egui::TextEdit::singleline(text).desired_width(150.0));
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Set").clicked() || enter {
+                    let dir = std::path::PathBuf::from(text.trim());
+                    state.commands.push(Command::SetOutputFolder(dir));
+                    state.view.out_dir = None;
+                }
+            }
+        }
+    });
     ui.horizontal(|ui| {
         if ui
             .button("Export GIF")
             .on_hover_text("Truth | Model | Error per step")
             .clicked()
         {
-            state.commands.push(Command::Export(ExportKind::Gif));
+            state.commands.push(Command::Export {
+                kind: ExportKind::Gif,
+                gain: state.gain.0,
+            });
         }
         if ui
             .button("Export PNG strip")
             .on_hover_text("rows Truth, Model, Error over 12 steps")
             .clicked()
         {
-            state.commands.push(Command::Export(ExportKind::PngStrip));
+            state.commands.push(Command::Export {
+                kind: ExportKind::PngStrip,
+                gain: state.gain.0,
+            });
         }
     });
 }

@@ -3,7 +3,7 @@
 //! the first divergence past the threshold as vertical lines. Clicking a plot scrubs.
 
 use bevy_egui::egui::{self, Color32};
-use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{Corner, Legend, Line, Plot, PlotPoints, VLine};
 
 use super::UiState;
 use crate::commands::Command;
@@ -49,7 +49,7 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         if show.0 {
             let r = Plot::new("psnr")
                 .height(height)
-                .legend(Legend::default())
+                .legend(Legend::default().position(Corner::LeftBottom))
                 .include_x(0.0)
                 .include_x(head)
                 .include_y(threshold - 5.0)
@@ -77,7 +77,7 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         if show.1 || show.2 {
             let r = Plot::new("ssim_iou")
                 .height(height)
-                .legend(Legend::default())
+                .legend(Legend::default().position(Corner::LeftBottom))
                 .include_x(0.0)
                 .include_x(head)
                 .include_y(0.0)

@@ -54,6 +54,8 @@ pub(super) struct ViewState {
     pub record_video: bool,
     /// File > Open path: typed where no file dialog can open (no desktop portal or zenity).
     pub open_path: String,
+    /// The output folder field, while it is being edited.
+    pub out_dir: Option<String>,
 }
 
 impl Default for ViewState {
@@ -64,6 +66,7 @@ impl Default for ViewState {
             show_iou: true,
             record_video: false,
             open_path: String::new(),
+            out_dir: None,
         }
     }
 }
@@ -82,6 +85,8 @@ pub(super) struct UiState<'a> {
     pub view: &'a mut ViewState,
     /// The device models open on (`--device`, or the Device menu's last choice).
     pub device: &'a str,
+    /// Where recordings, exports and sessions go.
+    pub out_dir: &'a std::path::Path,
 }
 
 fn measure_frame_rate(time: Res<Time>, mut hud: ResMut<Hud>) {
@@ -158,6 +163,9 @@ fn draw(
         hud: &hud,
         view: &mut view,
         device: outputs.as_ref().map_or("cpu", |o| o.device.as_str()),
+        out_dir: outputs
+            .as_ref()
+            .map_or(std::path::Path::new("."), |o| o.root.as_path()),
     };
     let mut root = egui::Ui::new(
         ctx.clone(),

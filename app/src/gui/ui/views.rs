@@ -24,7 +24,14 @@ pub(super) fn notices_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         .rev()
         .filter(|n| n.level == Level::Error || n.at.elapsed().as_secs_f32() < 6.0)
         .take(3)
-        .map(|n| (n.level, n.text.clone()))
+        .map(|n| {
+            let text = if n.count > 1 {
+                format!("{} (×{})", n.text, n.count)
+            } else {
+                n.text.clone()
+            };
+            (n.level, text)
+        })
         .collect();
     if recent.is_empty() {
         return;
