@@ -76,6 +76,8 @@ pub enum Command {
     SaveSession,
     /// Open a saved session: its ground truth and model, then its events replayed.
     OpenSession(PathBuf),
+    /// A file dialog could not open (no desktop portal or zenity): say how to go on.
+    DialogUnavailable,
     /// Where recordings, exports and saved sessions go from now on (created if missing).
     SetOutputFolder(PathBuf),
     ClearNotices,
@@ -251,6 +253,10 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         Command::Export { kind, gain } => export_now(session, outputs, kind, gain),
         Command::SaveSession => save_session(session, outputs, &outputs.session(stamp())),
         Command::OpenSession(path) => return open_session(session, outputs, &path),
+        Command::DialogUnavailable => Err("no file dialog could open on this desktop (it needs \
+             an XDG desktop portal or zenity): type the path under File > Open a path, or drop \
+             the folder on the window"
+            .into()),
         Command::SetOutputFolder(dir) => match std::fs::create_dir_all(&dir) {
             Ok(()) => {
                 session.notify(
@@ -544,6 +550,12 @@ fn export_now(
         gain,
         ..export::ExportStyle::default()
     };
+    std::fs::create_dir_all(&outputs.root).map_err(|e| {
+        format!(
+            "export failed: {}: cannot create the output folder: {e}",
+            outputs.root.display()
+        )
+    })?;
     let fps = session.fps();
     let branch = session.active_branch();
     let stamp = stamp();
@@ -961,6 +973,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = push_t();
         let mut out = Outputs::default();
+        // `--out` names a folder that does not exist yet: the first export makes it.
+        let fresh = Outputs {
+            root: dir.path().join("not-yet"),
+            ..Outputs::default()
+        };
+        let mut fresh_out = fresh.clone();
+        apply(
+            &mut s,
+            &mut fresh_out,
+            Command::Step(Action::Continuous(vec![200.0, 200.0])),
+        );
+        apply(
+            &mut s,
+            &mut fresh_out,
+            Command::Export {
+                kind: ExportKind::Gif,
+                gain: 1.0,
+            },
+        );
+        assert!(
+            s.notices().last().unwrap().text.starts_with("exported"),
+            "{:?}",
+            s.notices().last()
+        );
+        assert!(fresh.root.is_dir());
         let target = dir.path().join("runs/today");
         apply(&mut s, &mut out, Command::SetOutputFolder(target.clone()));
         assert_eq!(out.root, target);

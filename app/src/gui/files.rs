@@ -104,7 +104,13 @@ pub(super) enum DialogKind {
 #[derive(Resource, Debug, Default)]
 pub(super) struct Dialogs {
     pending: Option<(DialogKind, Mutex<Receiver<Option<PathBuf>>>)>,
+    /// When the pending dialog was asked for: one that answers "nothing picked" almost at
+    /// once never showed (no desktop portal, no zenity).
+    opened_at: Option<std::time::Instant>,
 }
+
+/// A dialog that gives up sooner than this did not show: no person cancels that fast.
+const DIALOG_FAILED_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Dialogs {
     /// Opens a folder picker (a file picker for sessions) unless one is already open.
@@ -129,7 +135,10 @@ impl Dialogs {
                 let _ = tx.send(picked);
             });
         match spawned {
-            Ok(_) => self.pending = Some((kind, Mutex::new(rx))),
+            Ok(_) => {
+                self.pending = Some((kind, Mutex::new(rx)));
+                self.opened_at = Some(std::time::Instant::now());
+            }
             Err(e) => tracing::warn!("cannot open a file dialog: {e}"),
         }
     }
@@ -160,7 +169,15 @@ fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) 
             });
             dialogs.pending = None;
         }
-        Ok(None) | Err(mpsc::TryRecvError::Disconnected) => dialogs.pending = None,
+        Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
+            if dialogs
+                .opened_at
+                .is_some_and(|t| t.elapsed() < DIALOG_FAILED_WITHIN)
+            {
+                queue.0.push(Command::DialogUnavailable);
+            }
+            dialogs.pending = None;
+        }
         Err(mpsc::TryRecvError::Empty) => {}
     }
 }
