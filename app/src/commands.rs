@@ -218,7 +218,7 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         Command::Undo => session.undo(),
         Command::TakeOver => session.take_over(),
         Command::ResyncNow => session.resync_now(),
-        Command::EnterDream => session.enter_dream_mode(),
+        Command::EnterDream => enter_dream_at_shown_step(session),
         Command::StartRecording { video } => {
             let dir = outputs.recording(stamp());
             session.start_recording(Box::new(DatasetRecorder::create(&dir).with_video(video)))
@@ -283,6 +283,18 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         session.notify(Level::Error, text);
     }
     None
+}
+
+/// Dream mode from the step shown: scrubbed back to an earlier step, a new branch forks there
+/// first, so the model dreams on from that truth frame and the branch after it stays.
+fn enter_dream_at_shown_step(session: &mut Session) -> Result<(), String> {
+    let head = session.active_branch().head();
+    if let (Some(shown), Some(head)) = (session.view_step(), head)
+        && shown < head
+    {
+        session.fork(shown)?;
+    }
+    session.enter_dream_mode()
 }
 
 /// Resets (after `before`, e.g. a new seed), saying how to take it back when it dropped steps:
@@ -588,8 +600,8 @@ mod tests {
     use dreamyard_scenes::{ActionSpace, Frame, SceneSource, load_scene};
 
     use super::*;
-    use crate::session::BranchId;
     use crate::session::truth::{Episode, LiveScene, Replay};
+    use crate::session::{BranchId, FrameKind};
 
     fn last_error(s: &Session) -> String {
         let n = s.notices().last().expect("a notice");
@@ -943,6 +955,54 @@ mod tests {
             "{}",
             last_error(&t)
         );
+    }
+
+    #[test]
+    fn dream_mode_starts_from_the_truth_frame_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Outputs {
+            root: dir.path().into(),
+            ..Outputs::default()
+        };
+        let mut s = Session::default();
+        let model = launch::resolve(std::path::Path::new(launch::DEFAULT_MODEL_DIR));
+        apply(
+            &mut s,
+            &mut out,
+            Command::OpenModel {
+                path: model,
+                config: None,
+            },
+        );
+        settle(&mut s);
+        apply(&mut s, &mut out, Command::OpenScene("push-t".into()));
+        for i in 0..8 {
+            apply(
+                &mut s,
+                &mut out,
+                Command::Step(Action::Continuous(vec![200.0 + 10.0 * i as f32, 250.0])),
+            );
+            settle(&mut s);
+        }
+        let main = s.active_id();
+        let truth_at_5 = s.active_branch().steps[5].truth.clone().unwrap();
+        apply(&mut s, &mut out, Command::Scrub(5));
+        apply(&mut s, &mut out, Command::EnterDream);
+        assert_ne!(s.active_id(), main, "a new branch from the shown step");
+        assert_eq!(s.active_branch().steps.len(), 6);
+        assert_eq!(s.active_branch().truth_kind(), None, "the model alone");
+        assert_eq!(s.branches()[0].steps.len(), 9, "the branch after it stays");
+        apply(
+            &mut s,
+            &mut out,
+            Command::Step(Action::Continuous(vec![300.0, 300.0])),
+        );
+        settle(&mut s);
+        let rec = s.active_branch().steps.last().unwrap();
+        assert_eq!(rec.kind, FrameKind::Imagined);
+        assert!(rec.truth.is_none() && rec.model.is_some());
+        // Its context was the real frames up to step 5.
+        assert_eq!(s.active_branch().steps[5].truth.as_ref(), Some(&truth_at_5));
     }
 
     #[test]

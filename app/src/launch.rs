@@ -115,6 +115,26 @@ pub fn shipped_model(scene: &str) -> Option<PathBuf> {
     dir.join("config.json").is_file().then_some(dir)
 }
 
+/// Whether choosing built-in scene `scene` keeps a model beside it: `None` when it does (no
+/// model is open, the scene brings its own shipped model in place of a shipped one, or the
+/// open model fits the scene's actions), else why the scene would open with its ground truth
+/// only. The Scene menu says so before the user chooses.
+pub fn scene_fit(
+    scene: &str,
+    model: Option<&crate::session::backend::ModelInfo>,
+    model_path: Option<&Path>,
+) -> Option<String> {
+    let model = model?;
+    if model_path.is_some_and(is_shipped_model) && shipped_model(scene).is_some() {
+        return None;
+    }
+    let spec = load_scene(&SceneSource::parse(scene), None)
+        .ok()?
+        .spec()
+        .clone();
+    crate::session::fits(model, &spec.action_space, scene).err()
+}
+
 /// Whether `path` is one of the shipped models (`assets/models/<built-in scene>`).
 pub fn is_shipped_model(path: &Path) -> bool {
     dreamyard_scenes::BUILTIN_SCENES
@@ -392,6 +412,38 @@ mod tests {
         open_truth(&mut session, &GuiArgs::default());
         assert_eq!(session.truth_spec().unwrap().name, "push-t");
         assert_eq!(session.active_branch().steps.len(), 1);
+    }
+
+    #[test]
+    fn the_scene_menu_knows_which_scenes_keep_the_model() {
+        let info = |space| crate::session::backend::ModelInfo {
+            source: "mine".into(),
+            weights_sha256: String::new(),
+            context_len: 4,
+            action_space: space,
+            frame_width: 64,
+            frame_height: 64,
+            fps: Some(10.0),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            memory: None,
+        };
+        let discrete = info(dreamyard_scenes::ActionSpace::Discrete {
+            names: vec!["a".into(), "b".into()],
+        });
+        assert_eq!(
+            scene_fit("push-t", None, None),
+            None,
+            "no model: nothing lost"
+        );
+        let why = scene_fit("push-t", Some(&discrete), Some(Path::new("/my/model"))).unwrap();
+        assert!(why.contains("do not fit `push-t`"), "{why}");
+        let push_t = load_scene(&SceneSource::parse("push-t"), None).unwrap();
+        let continuous = info(push_t.spec().action_space.clone());
+        assert_eq!(scene_fit("push-t", Some(&continuous), None), None);
+        // A shipped model gives way to the scene's own.
+        let shipped = shipped_model("push-t").unwrap();
+        assert_eq!(scene_fit("arm-push", Some(&discrete), Some(&shipped)), None);
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct Session {
     truth_template: Option<Box<dyn GroundTruth>>,
     model: Option<ModelWorker>,
     model_info: Option<ModelInfo>,
+    /// A model set aside because the ground truth opened does not fit it, and why; it comes
+    /// back when a ground truth it fits is opened.
+    parked: Option<(ModelWorker, ModelInfo, String)>,
     /// A model being loaded; it replaces `model` if it loads and fits the ground truth.
     loading: Option<(ModelWorker, String)>,
     /// Ground truth that comes with the loading model (a scene that ships its own model).
@@ -187,6 +190,7 @@ impl Session {
             truth_template: None,
             model: None,
             model_info: None,
+            parked: None,
             loading: None,
             loading_truth: None,
             palette: None,
@@ -238,18 +242,39 @@ impl Session {
         self.loading.as_ref().map(|(_, l)| l.as_str())
     }
 
-    /// Replaces the ground truth (a live scene or a replay) and resets. Refused, with a notice,
-    /// when it does not fit the loaded model; the session keeps what it had.
+    /// Replaces the ground truth (a live scene or a replay) and resets. A ground truth the
+    /// loaded model does not fit opens without it (ground truth only: no dead end); the model
+    /// is set aside, says why, and comes back with a ground truth it fits.
     pub fn set_truth(&mut self, truth: Box<dyn GroundTruth>) -> bool {
         if let Some(info) = &self.model_info
             && let Err(e) = check_compatible(info, truth.spec())
         {
-            self.notify(Level::Error, e);
-            return false;
+            if let (Some(worker), Some(info)) = (self.model.take(), self.model_info.take()) {
+                self.parked = Some((worker, info, e.clone()));
+            }
+            self.notify(
+                Level::Error,
+                format!(
+                    "{e}: showing the ground truth only (File > Open model opens one that fits)"
+                ),
+            );
+        } else if self.model.is_none()
+            && let Some((_, info, _)) = &self.parked
+            && check_compatible(info, truth.spec()).is_ok()
+            && let Some((worker, info, _)) = self.parked.take()
+        {
+            self.notify(Level::Info, format!("model {} is back", info.source));
+            self.model = Some(worker);
+            self.model_info = Some(info);
         }
         self.install_truth(truth);
         self.reset();
         true
+    }
+
+    /// Why the open model is not used (the ground truth does not fit it), if it is set aside.
+    pub fn model_set_aside(&self) -> Option<&str> {
+        self.parked.as_ref().map(|(_, _, why)| why.as_str())
     }
 
     /// A new origin (ground truth or model): the journal, the branches and the undo history
@@ -644,10 +669,15 @@ impl Session {
                 format!("reset failed: {}", crate::error_chain(e.as_ref())),
             ),
             None if self.model_info.is_some() => {
-                // Dream mode: seed frames stand in for a real context.
+                // Dream mode: seed frames stand in for a real context (grey placeholders when
+                // there are none).
                 branch.truth.push((0, None));
+                let placeholder = self.dream_seed.is_none();
                 for f in self.dream_context(context_len) {
-                    branch.steps.push(StepRecord::context(None, f, false));
+                    branch.steps.push(StepRecord {
+                        placeholder,
+                        ..StepRecord::context(None, f, false)
+                    });
                 }
             }
             None => {}
@@ -822,6 +852,7 @@ impl Session {
             compute_ms: None,
             latency_ms: None,
             state: None,
+            placeholder: false,
         });
         let Some(worker) = self.model.as_mut() else {
             return Err(Refused::Empty);
@@ -964,6 +995,7 @@ impl Session {
                 );
                 self.model = Some(worker);
                 self.model_info = Some(info);
+                self.parked = None;
                 match with_truth {
                     Some(truth) => self.install_truth(truth),
                     None => self.new_origin(),
@@ -1323,7 +1355,12 @@ pub fn frame_metrics(truth: &Frame, model: &Frame, palette: Option<&Palette>) ->
 
 /// Whether a model can run beside a ground truth: same kind of actions and dimension.
 pub fn check_compatible(model: &ModelInfo, truth: &TruthSpec) -> Result<(), String> {
-    match (&model.action_space, &truth.action_space) {
+    fits(model, &truth.action_space, &truth.name)
+}
+
+/// Whether `model` takes the actions of `space` (ground truth `name`'s), else why not.
+pub fn fits(model: &ModelInfo, space: &ActionSpace, name: &str) -> Result<(), String> {
+    match (&model.action_space, space) {
         (ActionSpace::Discrete { names: m }, ActionSpace::Discrete { names: t })
             if m.len() == t.len() =>
         {
@@ -1337,7 +1374,7 @@ pub fn check_compatible(model: &ModelInfo, truth: &TruthSpec) -> Result<(), Stri
         (m, t) => Err(format!(
             "the model's actions ({}) do not fit `{}`'s ({})",
             describe(m),
-            truth.name,
+            name,
             describe(t)
         )),
     }

@@ -594,13 +594,32 @@ fn bad_models_and_incompatible_sources_leave_the_session_running() {
         2,
         "the session kept its rollout"
     );
-    // An episode with discrete actions is refused the same way.
+    // An episode with discrete actions does not fit the model: it opens with the ground
+    // truth only, the model set aside saying why, and back with a ground truth it fits.
     let mut ep = episode(6, false);
     ep.action_space = ActionSpace::Discrete {
         names: vec!["x".into()],
     };
     ep.actions = vec![Action::Discrete(0); 6];
-    assert!(!s.set_truth(Box::new(Replay::new(ep, None).unwrap())));
+    assert!(s.set_truth(Box::new(Replay::new(ep, None).unwrap())));
+    assert!(s.model_info().is_none());
+    let why = s.model_set_aside().unwrap().to_owned();
+    assert!(why.contains("do not fit"), "{why}");
+    assert!(
+        s.notices()
+            .last()
+            .unwrap()
+            .text
+            .contains("ground truth only")
+    );
+    step_wait(&mut s, &Action::Discrete(0));
+    let rec = s.active_branch().steps.last().unwrap();
+    assert_eq!(rec.kind, FrameKind::TruthOnly);
+    assert!(rec.truth.is_some());
+    assert!(s.set_truth(Box::new(LiveScene::new(push_t(), 0))));
+    assert_eq!(s.model_info().unwrap().source, "fake");
+    assert!(s.model_set_aside().is_none());
+    step_wait(&mut s, &act(1.0, 1.0));
     // Malformed episodes and actions are errors, not panics.
     let mut bad = episode(6, false);
     bad.actions.pop();
@@ -625,8 +644,10 @@ fn dream_mode_runs_the_model_alone() {
         "fake".into(),
     );
     assert!(s.wait_idle(WAIT));
-    // No ground truth at all: the rollout starts from seed frames.
+    // No ground truth at all: the rollout starts from grey placeholders, marked as such (the
+    // panel never calls them real).
     assert_eq!(s.active_branch().steps.len(), 4);
+    assert!(s.active_branch().steps.iter().all(|r| r.placeholder));
     for _ in 0..3 {
         step_wait(&mut s, &act(1.0, 1.0));
     }
@@ -643,6 +664,11 @@ fn dream_mode_runs_the_model_alone() {
     step_wait(&mut s, &act(1.0, 1.0));
     let last = s.active_branch().steps.last().unwrap();
     assert!(last.truth.is_none() && last.model.is_some());
+    // A reset in dream mode seeds from the last real frames: context, not placeholders.
+    s.reset();
+    let b = s.active_branch();
+    assert_eq!(b.steps.len(), 4);
+    assert!(b.steps.iter().all(|r| !r.placeholder && r.truth.is_none()));
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub struct StepRecord {
     pub latency_ms: Option<f64>,
     /// The model's rollout state after this step (imagined steps), for forks.
     pub state: Option<ModelState>,
+    /// A context frame that stands in for a real one (dream mode with nothing to seed it):
+    /// never labelled real.
+    pub placeholder: bool,
 }
 
 impl StepRecord {
@@ -71,6 +74,7 @@ impl StepRecord {
             compute_ms: None,
             latency_ms: None,
             state: None,
+            placeholder: false,
         }
     }
 

@@ -110,7 +110,20 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     });
     ui.menu_button("Scene", |ui| {
         for name in BUILTIN_SCENES {
-            if ui.button(*name).clicked() {
+            // A scene the open model does not fit still opens, with its ground truth only;
+            // the menu says so before it is chosen.
+            let why = crate::launch::scene_fit(name, state.session.model_info(), state.model_path);
+            let label = match &why {
+                None => (*name).to_owned(),
+                Some(_) => format!("{name} (ground truth only)"),
+            };
+            let mut item = ui.button(label);
+            if let Some(why) = why {
+                item = item.on_hover_text(format!(
+                    "{why}; open a model that fits it with File > Open model"
+                ));
+            }
+            if item.clicked() {
                 state.commands.push(Command::OpenScene((*name).to_owned()));
                 ui.close();
             }

@@ -87,6 +87,8 @@ pub(super) struct UiState<'a> {
     pub device: &'a str,
     /// Where recordings, exports and sessions go.
     pub out_dir: &'a std::path::Path,
+    /// The path the open model was opened from.
+    pub model_path: Option<&'a std::path::Path>,
 }
 
 fn measure_frame_rate(time: Res<Time>, mut hud: ResMut<Hud>) {
@@ -166,6 +168,10 @@ fn draw(
         out_dir: outputs
             .as_ref()
             .map_or(std::path::Path::new("."), |o| o.root.as_path()),
+        model_path: outputs
+            .as_ref()
+            .and_then(|o| o.model.as_ref())
+            .map(|(p, _)| p.as_path()),
     };
     let mut root = egui::Ui::new(
         ctx.clone(),

@@ -93,7 +93,12 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         Some(FrameKind::Imagined) => IMAGINED,
         _ => NEUTRAL,
     };
+    let placeholder = rec.is_some_and(|r| r.placeholder);
+    let seeded = rec.is_some_and(|r| r.truth.is_none());
     let model_tag = match kind {
+        // Where a context frame came from: a real frame, a seed frame, or a grey stand-in.
+        Some(FrameKind::Context) if placeholder => "context (grey placeholder)",
+        Some(FrameKind::Context) if seeded => "context (seed frame)",
         Some(FrameKind::Context) => "context (real)",
         Some(FrameKind::Imagined) if pending => "imagining…",
         Some(FrameKind::Imagined) => "imagined",
@@ -121,8 +126,30 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         ui.vertical(|ui| {
             header_ui(ui, "Model", model_tag, model_border);
             let image = (state.textures.has_model && !pending).then_some(state.textures.model_id);
-            let empty = if pending { "" } else { "no model loaded" };
+            let set_aside = session.model_set_aside();
+            let empty = match (pending, set_aside) {
+                (true, _) => "",
+                (false, Some(_)) => "model set aside: it does not fit this ground truth",
+                (false, None) => "no model loaded",
+            };
             let r = frame_ui(ui, image, size, model_border, empty);
+            if image.is_none() && !pending && session.model_loading().is_none() {
+                // No dead end: say why there is no model and offer one.
+                let below = Rect::from_center_size(
+                    r.rect.center() + Vec2::new(0.0, 40.0),
+                    Vec2::new(r.rect.width() - 20.0, 60.0),
+                );
+                ui.scope_builder(egui::UiBuilder::new().max_rect(below), |ui| {
+                    ui.vertical_centered(|ui| {
+                        if let Some(why) = set_aside {
+                            ui.label(egui::RichText::new(why).small().weak());
+                        }
+                        if ui.button("Open model…").clicked() {
+                            state.dialogs.open(crate::gui::files::DialogKind::Model);
+                        }
+                    });
+                });
+            }
             if pending {
                 ui.put(
                     Rect::from_center_size(r.rect.center(), Vec2::splat(40.0)),
