@@ -37,7 +37,8 @@ use truth::{GroundTruth, TruthKind, TruthSource, TruthSpec};
 use worker::{ModelWorker, Reply, StartFrom};
 
 pub use timeline::{
-    Branch, BranchId, FrameKind, KEPT_STATES, StepMetrics, StepRecord, Timeline, evict_old_state,
+    Branch, BranchId, FrameKind, KEPT_STATES, MetricSeries, StepMetrics, StepRecord, Timeline,
+    evict_old_state,
 };
 
 /// Settings the user changes while the session runs.

@@ -84,6 +84,14 @@ impl StepRecord {
     }
 }
 
+/// A branch's metrics per imagined step, for plots (see [`Branch::metric_series`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricSeries {
+    pub psnr: Vec<[f64; 2]>,
+    pub ssim: Vec<[f64; 2]>,
+    pub iou: Vec<[f64; 2]>,
+}
+
 /// Identifies a branch for the session's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BranchId(pub u32);
@@ -173,6 +181,30 @@ impl Branch {
             s.kind == FrameKind::Imagined
                 && s.metrics.as_ref().is_some_and(|m| m.psnr_db < threshold_db)
         })
+    }
+
+    /// The branch's metrics as plot series over its imagined steps: `[step, value]` points
+    /// of PSNR (finite values only), SSIM and mean mask IoU (steps whose objects are known).
+    pub fn metric_series(&self) -> MetricSeries {
+        let mut out = MetricSeries::default();
+        for (i, rec) in self.steps.iter().enumerate() {
+            let Some(m) = rec
+                .metrics
+                .as_ref()
+                .filter(|_| rec.kind == FrameKind::Imagined)
+            else {
+                continue;
+            };
+            let x = i as f64;
+            if m.psnr_db.is_finite() {
+                out.psnr.push([x, m.psnr_db]);
+            }
+            out.ssim.push([x, m.ssim]);
+            if let Some(v) = m.mean_iou() {
+                out.iou.push([x, v]);
+            }
+        }
+        out
     }
 
     /// Number of imagined steps.
@@ -499,6 +531,41 @@ mod tests {
                 .push(StepRecord::context(None, frame(i), true));
         }
         t
+    }
+
+    #[test]
+    fn metric_series_cover_the_imagined_steps_for_comparing_branches() {
+        let mut t = timeline(2);
+        let metrics = |psnr: f64, iou: Option<f64>| StepMetrics {
+            psnr_db: psnr,
+            ssim: psnr / 100.0,
+            iou: vec![("block".into(), iou)],
+        };
+        for (psnr, iou) in [(30.0, Some(0.5)), (f64::INFINITY, None), (20.0, Some(0.25))] {
+            t.active_mut().steps.push(StepRecord {
+                kind: FrameKind::Imagined,
+                metrics: Some(metrics(psnr, iou)),
+                ..StepRecord::context(None, frame(0), true)
+            });
+        }
+        let main = t.active_id();
+        t.fork(2).unwrap();
+        t.active_mut().steps.push(StepRecord {
+            kind: FrameKind::Imagined,
+            metrics: Some(metrics(40.0, Some(1.0))),
+            ..StepRecord::context(None, frame(0), true)
+        });
+        let series = t.branch(main).unwrap().metric_series();
+        assert_eq!(
+            series.psnr,
+            vec![[2.0, 30.0], [4.0, 20.0]],
+            "infinite PSNR left out"
+        );
+        assert_eq!(series.ssim.len(), 3);
+        assert_eq!(series.iou, vec![[2.0, 0.5], [4.0, 0.25]]);
+        // The fork shares the steps before it and has its own after.
+        let fork = t.active().metric_series();
+        assert_eq!(fork.psnr, vec![[2.0, 30.0], [3.0, 40.0]]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The branches of the rollout: fork at the shown step, switch, delete.
+//! The branches of the rollout: fork at the shown step, switch, delete, and pick branches to
+//! compare (overlaid on the plots, or shown beside the active one).
 
 use bevy_egui::egui;
 
@@ -42,11 +43,32 @@ pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let mut delete = None;
     egui::Grid::new("branches")
         .striped(true)
-        .num_columns(3)
+        .num_columns(5)
         .show(ui, |ui| {
             for (id, name, len, imagined, div) in &rows {
                 if ui.selectable_label(*id == active, name).clicked() {
                     switch = Some(*id);
+                }
+                // Compare: overlay its metrics, or show it beside the active branch.
+                let mut plotted = state.view.compare.contains(id);
+                if ui
+                    .add_enabled(*id != active, egui::Checkbox::new(&mut plotted, "plot"))
+                    .on_hover_text("overlay this branch's metrics on the plots (dashed)")
+                    .changed()
+                {
+                    if plotted {
+                        state.view.compare.insert(*id);
+                    } else {
+                        state.view.compare.remove(id);
+                    }
+                }
+                let mut beside = state.view.side_by_side == Some(*id);
+                if ui
+                    .add_enabled(*id != active, egui::Checkbox::new(&mut beside, "beside"))
+                    .on_hover_text("show this branch's model frame beside the active one's")
+                    .changed()
+                {
+                    state.view.side_by_side = beside.then_some(*id);
                 }
                 let div = div.map_or_else(|| "—".to_owned(), |d| d.to_string());
                 ui.label(

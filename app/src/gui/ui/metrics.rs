@@ -1,13 +1,14 @@
 //! Metrics of the active branch per step (egui_plot): PSNR in dB on the left; SSIM and the
 //! object-mask IoU (when the scene defines object colours) on the right; the shown step and
-//! the first divergence past the threshold as vertical lines. Clicking a plot scrubs.
+//! the first divergence past the threshold as vertical lines; branches ticked "plot" in the
+//! branch list overlaid, dashed. Clicking a plot scrubs.
 
 use bevy_egui::egui::{self, Color32};
 use egui_plot::{Corner, Legend, Line, Plot, PlotPoints, VLine};
 
 use super::UiState;
 use crate::commands::Command;
-use crate::session::FrameKind;
+use crate::session::MetricSeries;
 
 const DIVERGED: Color32 = Color32::from_rgb(255, 210, 70);
 
@@ -17,32 +18,27 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let threshold = session.config.divergence_psnr_db;
     let divergence = branch.first_divergence(threshold);
     let shown = session.view_step();
-    let mut psnr = Vec::new();
-    let mut ssim = Vec::new();
-    let mut iou = Vec::new();
-    for (i, rec) in branch.steps.iter().enumerate() {
-        let Some(m) = rec
-            .metrics
-            .as_ref()
-            .filter(|_| rec.kind == FrameKind::Imagined)
-        else {
-            continue;
-        };
-        let x = i as f64;
-        if m.psnr_db.is_finite() {
-            psnr.push([x, m.psnr_db]);
-        }
-        ssim.push([x, m.ssim]);
-        if let Some(v) = m.mean_iou() {
-            iou.push([x, v]);
-        }
-    }
+    let MetricSeries { psnr, ssim, iou } = branch.metric_series();
+    // Other branches ticked "plot" in the branch list, overlaid (dashed) to compare.
+    let others: Vec<(String, MetricSeries)> = session
+        .branches()
+        .iter()
+        .filter(|b| b.id != branch.id && state.view.compare.contains(&b.id))
+        .map(|b| (b.name.clone(), b.metric_series()))
+        .collect();
+    let head = session
+        .branches()
+        .iter()
+        .filter(|b| b.id == branch.id || state.view.compare.contains(&b.id))
+        .map(|b| b.steps.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let show = (
         state.view.show_psnr,
         state.view.show_ssim,
         state.view.show_iou,
     );
-    let head = branch.steps.len().max(1) as f64;
     let height = ui.available_height().max(80.0);
     let mut clicked_step = None;
     ui.columns(2, |cols| {
@@ -62,6 +58,9 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                         Line::new("PSNR", PlotPoints::from(psnr.clone()))
                             .color(Color32::from_rgb(90, 170, 255)),
                     );
+                    for (k, (name, series)) in others.iter().enumerate() {
+                        plot.line(overlay(format!("PSNR · {name}"), &series.psnr, k));
+                    }
                     plot.hline(
                         egui_plot::HLine::new("threshold", threshold)
                             .color(DIVERGED.gamma_multiply(0.5))
@@ -98,6 +97,14 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                                 .color(Color32::from_rgb(230, 130, 230)),
                         );
                     }
+                    for (k, (name, series)) in others.iter().enumerate() {
+                        if show.1 {
+                            plot.line(overlay(format!("SSIM · {name}"), &series.ssim, k));
+                        }
+                        if show.2 && !series.iou.is_empty() {
+                            plot.line(overlay(format!("IoU · {name}"), &series.iou, k));
+                        }
+                    }
                     marks(plot, shown, divergence);
                     plot.pointer_coordinate()
                 });
@@ -111,6 +118,21 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .commands
             .push(Command::Scrub(x.round().max(0.0) as usize));
     }
+}
+
+/// Colours of compared branches, in turn.
+const OVERLAY: [Color32; 4] = [
+    Color32::from_rgb(255, 160, 60),
+    Color32::from_rgb(200, 200, 90),
+    Color32::from_rgb(90, 220, 220),
+    Color32::from_rgb(240, 110, 110),
+];
+
+/// A compared branch's series: dashed, in the `k`-th overlay colour.
+fn overlay(name: String, points: &[[f64; 2]], k: usize) -> Line<'static> {
+    Line::new(name, PlotPoints::from(points.to_vec()))
+        .color(OVERLAY[k % OVERLAY.len()])
+        .style(egui_plot::LineStyle::dashed_dense())
 }
 
 fn marks(plot: &mut egui_plot::PlotUi<'_>, shown: Option<usize>, divergence: Option<usize>) {

@@ -56,6 +56,24 @@ pub(super) struct ViewState {
     pub open_path: String,
     /// The output folder field, while it is being edited.
     pub out_dir: Option<String>,
+    /// Branches overlaid on the metrics plots beside the active one.
+    pub compare: std::collections::BTreeSet<crate::session::BranchId>,
+    /// A branch shown side by side with the active one (its model frame at the shown step).
+    pub side_by_side: Option<crate::session::BranchId>,
+    /// The texture of that frame, and which frame it is.
+    pub beside_texture: TextureCache,
+}
+
+/// An uploaded frame texture and which frame (by address) it shows.
+#[derive(Default)]
+pub(super) struct TextureCache(pub Option<(usize, egui::TextureHandle)>);
+
+impl std::fmt::Debug for TextureCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TextureCache")
+            .field(&self.0.as_ref().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 impl Default for ViewState {
@@ -67,6 +85,9 @@ impl Default for ViewState {
             record_video: false,
             open_path: String::new(),
             out_dir: None,
+            compare: Default::default(),
+            side_by_side: None,
+            beside_texture: TextureCache::default(),
         }
     }
 }

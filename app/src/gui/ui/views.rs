@@ -72,10 +72,20 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let pending = rec.is_some_and(|r| r.is_pending());
     let has_truth_source = rec.is_some_and(|r| r.truth.is_some());
 
+    // A branch shown beside the active one: its step at the same index (or its last).
+    let beside = state.view.side_by_side.and_then(|id| {
+        let b = session
+            .branches()
+            .iter()
+            .find(|b| b.id == id && b.id != branch.id)?;
+        let i = step?.min(b.steps.len().checked_sub(1)?);
+        Some((b.name.clone(), i, b.steps[i].clone()))
+    });
+    let panels = if beside.is_some() { 4.0 } else { 3.0 };
     let gap = 12.0;
     let avail = ui.available_size();
     let caption_h = 64.0;
-    let side = ((avail.x - 2.0 * gap) / 3.0)
+    let side = ((avail.x - (panels - 1.0) * gap) / panels)
         .min(avail.y - caption_h - 28.0)
         .max(64.0);
     let (fw, fh) = (
@@ -172,6 +182,26 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             frame_ui(ui, image, size, NEUTRAL, empty);
             heat_legend_ui(ui, size.x, state.gain.0);
         });
+        // The compared branch's model frame, beside.
+        if let Some((name, i, rec)) = &beside {
+            ui.vertical(|ui| {
+                let border = match rec.kind {
+                    FrameKind::Context => CONTEXT,
+                    FrameKind::Imagined => IMAGINED,
+                    FrameKind::TruthOnly => NEUTRAL,
+                };
+                let tag = match rec.metrics.as_ref() {
+                    Some(m) => format!("step {i} · {:.1} dB", m.psnr_db),
+                    None => format!("step {i}"),
+                };
+                header_ui(ui, &format!("Model · {name}"), &tag, border);
+                let image = rec
+                    .model
+                    .as_ref()
+                    .map(|f| texture_of(ui, &mut state.view.beside_texture.0, f));
+                frame_ui(ui, image, size, border, "no model frame at this step");
+            });
+        }
     });
 
     if let Some(uv) = target_uv
@@ -183,6 +213,31 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     }
 
     caption_ui(ui, state);
+}
+
+/// An egui texture of `frame`, uploaded again only when the frame changes (nearest sampling,
+/// as the other panels).
+fn texture_of(
+    ui: &egui::Ui,
+    cache: &mut Option<(usize, egui::TextureHandle)>,
+    frame: &std::sync::Arc<dreamyard_scenes::Frame>,
+) -> egui::TextureId {
+    let key = std::sync::Arc::as_ptr(frame) as usize;
+    match cache {
+        Some((k, tex)) if *k == key => tex.id(),
+        _ => {
+            let image = egui::ColorImage::from_rgb(
+                [frame.width as usize, frame.height as usize],
+                &frame.data,
+            );
+            let tex = ui
+                .ctx()
+                .load_texture("beside", image, egui::TextureOptions::NEAREST);
+            let id = tex.id();
+            *cache = Some((key, tex));
+            id
+        }
+    }
 }
 
 fn header_ui(ui: &mut egui::Ui, title: &str, tag: &str, color: Color32) {
