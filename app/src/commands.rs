@@ -78,6 +78,8 @@ pub enum Command {
     OpenSession(PathBuf),
     /// A file dialog could not open (no desktop portal or zenity): say how to go on.
     DialogUnavailable,
+    /// Show a folder (a recording's) in the desktop's file manager.
+    OpenFolder(PathBuf),
     /// Where recordings, exports and saved sessions go from now on (created if missing).
     SetOutputFolder(PathBuf),
     ClearNotices,
@@ -126,9 +128,25 @@ impl Default for Outputs {
 }
 
 impl Outputs {
-    /// A new recording's dataset folder: `recordings/<unix seconds>`.
-    pub fn recording(&self, stamp: u64) -> PathBuf {
-        self.root.join("recordings").join(stamp.to_string())
+    /// A new recording's dataset folder, named for what it holds and when:
+    /// `recordings/<scene>_<model>_<YYYY-MM-DD_HH-MM-SS>` (local time; `-2`, `-3`, ... when
+    /// that folder exists already).
+    pub fn recording(&self, scene: Option<&str>, model: Option<&str>, when: &str) -> PathBuf {
+        let mut name: Vec<String> = [scene, model]
+            .into_iter()
+            .flatten()
+            .map(slug)
+            .filter(|s| !s.is_empty())
+            .collect();
+        name.push(when.to_owned());
+        let base = self.root.join("recordings").join(name.join("_"));
+        let mut dir = base.clone();
+        let mut n = 2;
+        while dir.exists() {
+            dir = PathBuf::from(format!("{}-{n}", base.display()));
+            n += 1;
+        }
+        dir
     }
 
     /// A saved session's file: `sessions/<unix seconds>.json`.
@@ -140,6 +158,50 @@ impl Outputs {
     pub fn export(&self, stamp: u64, ext: &str) -> PathBuf {
         self.root.join(format!("dreamyard-{stamp}.{ext}"))
     }
+}
+
+/// Opens `dir` in the desktop's file manager (`xdg-open`, `open`, `explorer`); when none
+/// starts, the error names the folder so it can be found by hand.
+fn open_folder(dir: &Path) -> Result<(), String> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "cannot show {} in a file manager ({opener}: {e})",
+                dir.display()
+            )
+        })
+}
+
+/// `text` as a short file-name part: letters, digits, `-` and `.` kept, runs of anything
+/// else one `-`, at most 40 characters.
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '-' || c == '.' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(40).collect()
+}
+
+/// The local date and time as it appears in folder names.
+fn local_time() -> String {
+    chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string()
 }
 
 /// Seconds since the Unix epoch (names of recordings and exports).
@@ -220,7 +282,22 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
         Command::ResyncNow => session.resync_now(),
         Command::EnterDream => enter_dream_at_shown_step(session),
         Command::StartRecording { video } => {
-            let dir = outputs.recording(stamp());
+            // The scene as opened (a dataset: its folder), and the model's folder name.
+            let scene = match session.origin() {
+                Some(TruthSource::Scene { scene }) => Some(scene.clone()),
+                Some(TruthSource::Dataset { dir, episode }) => Some(format!(
+                    "{}-ep{episode}",
+                    dir.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into())
+                )),
+                None => session.truth_spec().map(|t| t.name.clone()),
+            };
+            let model = session.model_info().map(|m| {
+                let p = std::path::Path::new(&m.source);
+                p.file_name()
+                    .map_or_else(|| m.source.clone(), |n| n.to_string_lossy().into())
+            });
+            let dir = outputs.recording(scene.as_deref(), model.as_deref(), &local_time());
             session.start_recording(Box::new(DatasetRecorder::create(&dir).with_video(video)))
         }
         Command::SaveEpisode => session.save_episode().map(|_| ()),
@@ -257,6 +334,7 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
              an XDG desktop portal or zenity): type the path under File > Open a path, or drop \
              the folder on the window"
             .into()),
+        Command::OpenFolder(dir) => open_folder(&dir),
         Command::SetOutputFolder(dir) => match std::fs::create_dir_all(&dir) {
             Ok(()) => {
                 session.notify(
@@ -1006,6 +1084,38 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_goes_to_a_folder_named_for_its_scene_model_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Outputs {
+            root: dir.path().into(),
+            ..Outputs::default()
+        };
+        let mut s = Session::default();
+        let model = launch::resolve(std::path::Path::new(launch::DEFAULT_MODEL_DIR));
+        apply(
+            &mut s,
+            &mut out,
+            Command::OpenModel {
+                path: model,
+                config: None,
+            },
+        );
+        settle(&mut s);
+        apply(&mut s, &mut out, Command::OpenScene("push-t".into()));
+        apply(&mut s, &mut out, Command::StartRecording { video: false });
+        let path = s.recording().unwrap().path.unwrap();
+        assert_eq!(path.parent().unwrap(), dir.path().join("recordings"));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("push-t_push-t_"), "{name}");
+        // A second recording in the same second gets its own folder.
+        apply(&mut s, &mut out, Command::StopRecording);
+        std::fs::create_dir_all(&path).unwrap();
+        apply(&mut s, &mut out, Command::StartRecording { video: false });
+        let second = s.recording().unwrap().path.unwrap();
+        assert_ne!(second, path);
+    }
+
+    #[test]
     fn the_same_error_again_is_counted_not_stacked() {
         let mut s = push_t();
         let mut out = Outputs::default();
@@ -1093,7 +1203,28 @@ mod tests {
             root: "/data/dy".into(),
             ..Outputs::default()
         };
-        assert_eq!(out.recording(5), PathBuf::from("/data/dy/recordings/5"));
+        let when = "2026-12-06_07-01-02";
+        assert_eq!(
+            out.recording(Some("push-t"), Some("push-t"), when),
+            PathBuf::from("/data/dy/recordings/push-t_push-t_2026-12-06_07-01-02")
+        );
+        assert_eq!(
+            out.recording(Some("/home/me/my scene.toml"), None, when),
+            PathBuf::from("/data/dy/recordings/home-me-my-scene.toml_2026-12-06_07-01-02")
+        );
+        // A folder of that name already there: the next free suffix.
+        let dir = tempfile::tempdir().unwrap();
+        let local = Outputs {
+            root: dir.path().into(),
+            ..Outputs::default()
+        };
+        let first = local.recording(Some("push-t"), None, when);
+        std::fs::create_dir_all(&first).unwrap();
+        assert_eq!(
+            local.recording(Some("push-t"), None, when),
+            PathBuf::from(format!("{}-2", first.display()))
+        );
+        assert_eq!(local_time().len(), when.len());
         assert_eq!(out.session(5), PathBuf::from("/data/dy/sessions/5.json"));
         assert_eq!(
             out.export(5, "gif"),

@@ -118,6 +118,8 @@ struct Pending {
 pub struct RecordingStatus {
     pub rows: usize,
     pub episodes_saved: usize,
+    /// The dataset folder, when the recorder writes to disk.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// What a poll observed.
@@ -1160,6 +1162,7 @@ impl Session {
         self.recording.as_ref().map(|r| RecordingStatus {
             rows: r.rows(),
             episodes_saved: self.episodes_saved,
+            path: r.location().map(std::path::Path::to_path_buf),
         })
     }
 

@@ -38,6 +38,10 @@ pub trait Recorder: Send + Sync {
     fn discard_episode(&mut self) -> anyhow::Result<()>;
     /// Closes the dataset (after saving or discarding).
     fn finish(&mut self) -> anyhow::Result<()>;
+    /// Where the episodes go, when they go to disk (shown in the UI, which opens it).
+    fn location(&self) -> Option<&Path> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Recorder {
@@ -254,5 +258,9 @@ impl Recorder for DatasetRecorder {
         self.discard_episode()?;
         self.writer = None;
         Ok(())
+    }
+
+    fn location(&self) -> Option<&Path> {
+        Some(&self.root)
     }
 }

@@ -39,6 +39,11 @@ impl Recording {
         self.rows
     }
 
+    /// Where the recorder writes, if to disk.
+    pub fn location(&self) -> Option<&std::path::Path> {
+        self.recorder.location()
+    }
+
     /// The session restarted its rollout: rows start again after its first step.
     pub fn rewind(&mut self) {
         self.next_step = 1;

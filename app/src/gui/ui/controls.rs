@@ -282,6 +282,19 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 ))
                 .color(Color32::from_rgb(235, 90, 90)),
             );
+            if let Some(path) = &status.path {
+                ui.horizontal(|ui| {
+                    ui.label(
+                        egui::RichText::new(path.display().to_string())
+                            .monospace()
+                            .small(),
+                    )
+                    .on_hover_text("the LeRobot dataset being written");
+                    if ui.small_button("Open folder").clicked() {
+                        state.commands.push(Command::OpenFolder(path.clone()));
+                    }
+                });
+            }
             ui.horizontal(|ui| {
                 if ui.button("Save (→/n)").clicked() {
                     state.commands.push(Command::SaveEpisode);
