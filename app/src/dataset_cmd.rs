@@ -329,7 +329,23 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<()> {
             Some(EpisodeSource::Scene { policy, seed, .. }) => {
                 format!("  [{policy}, seed {seed}]")
             }
-            Some(EpisodeSource::Model { model, .. }) => format!("  [model {model}]"),
+            Some(EpisodeSource::Model {
+                model,
+                ground_truth,
+                cameras,
+                ..
+            }) => {
+                let beside = ground_truth
+                    .as_ref()
+                    .map(|gt| format!(" beside {gt}"))
+                    .unwrap_or_default();
+                let shows: Vec<String> = cameras.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                if shows.is_empty() {
+                    format!("  [model {model}{beside}]")
+                } else {
+                    format!("  [model {model}{beside}; {}]", shows.join(", "))
+                }
+            }
             None => String::new(),
         };
         println!(

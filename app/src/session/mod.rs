@@ -31,7 +31,7 @@ use dreamyard_scenes::{Action, ActionSpace, Frame};
 use crate::metrics::{self, Palette};
 use backend::ModelInfo;
 use journal::Event;
-use recorder::{EpisodeMeta, Recorder};
+use recorder::{EpisodeMeta, Recorder, TruthColumns};
 use recording::Recording;
 use truth::{GroundTruth, TruthKind, TruthSource, TruthSpec};
 use worker::{ModelWorker, Reply, StartFrom};
@@ -116,6 +116,8 @@ struct Pending {
 /// Recording state for the UI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingStatus {
+    /// What each row holds ("ground truth and model frames, action, state, metrics").
+    pub holds: String,
     pub rows: usize,
     pub episodes_saved: usize,
     /// The dataset folder, when the recorder writes to disk.
@@ -283,6 +285,7 @@ impl Session {
     /// A new origin (ground truth or model): the journal, the branches and the undo history
     /// start again, since what they hold was made with the old ones.
     fn new_origin(&mut self) {
+        self.end_recording_because("the ground truth or the model changed");
         self.journal.clear();
         // Branch ids count from here, so a saved session's events name the same branches
         // when replayed (a reset follows and makes the first one).
@@ -455,6 +458,9 @@ impl Session {
     pub fn enter_dream_mode(&mut self) -> Result<(), String> {
         if self.model.is_none() {
             return Err("dream mode needs a model".into());
+        }
+        if self.recording.as_ref().is_some_and(Recording::has_truth) {
+            self.end_recording_because("dream mode has no ground truth to record");
         }
         self.truth_template = None;
         let context_len = self.model_info.as_ref().map_or(1, |m| m.context_len);
@@ -664,7 +670,10 @@ impl Session {
         match fresh {
             Some(Ok((t, frame))) => {
                 let frame = Arc::new(self.fit(frame));
-                branch.steps.push(self.first_record(frame));
+                branch.steps.push(StepRecord {
+                    truth_state: t.state(),
+                    ..self.first_record(frame)
+                });
                 branch.truth.push((0, Some(t)));
             }
             Some(Err(e)) => self.notify(
@@ -764,19 +773,20 @@ impl Session {
         }
         let issued = Instant::now();
         let (action, truth_frame) = self.advance_truth(user_action)?;
+        let state = self.active_branch().current_truth().and_then(|t| t.state());
         let filled = self.active_branch().steps.len();
         match (self.model_info.as_ref().map(|m| m.context_len), truth_frame) {
             (None, None) => Err(Refused::Empty),
             (None, Some(frame)) => {
-                self.push_real_step(action, frame, FrameKind::TruthOnly, issued);
+                self.push_real_step(action, (frame, state), FrameKind::TruthOnly, issued);
                 Ok(())
             }
             (Some(context_len), Some(frame)) if filled < context_len => {
-                self.push_real_step(action, frame, FrameKind::Context, issued);
+                self.push_real_step(action, (frame, state), FrameKind::Context, issued);
                 Ok(())
             }
             (Some(context_len), truth) => {
-                self.submit_model_step(action, truth, context_len, issued)
+                self.submit_model_step(action, truth.map(|f| (f, state)), context_len, issued)
             }
         }
     }
@@ -807,11 +817,12 @@ impl Session {
     fn push_real_step(
         &mut self,
         action: Action,
-        frame: Arc<Frame>,
+        (frame, state): (Arc<Frame>, Option<Vec<f64>>),
         kind: FrameKind,
         issued: Instant,
     ) {
         let mut rec = StepRecord::context(Some(action), frame, true);
+        rec.truth_state = state;
         if kind == FrameKind::TruthOnly {
             rec.kind = kind;
             rec.model = None;
@@ -826,7 +837,7 @@ impl Session {
     fn submit_model_step(
         &mut self,
         action: Action,
-        truth: Option<Arc<Frame>>,
+        truth: Option<(Arc<Frame>, Option<Vec<f64>>)>,
         context_len: usize,
         issued: Instant,
     ) -> Result<(), Refused> {
@@ -845,9 +856,11 @@ impl Session {
             }
         };
         let branch_id = branch.id;
+        let (truth, truth_state) = truth.unzip();
         branch.steps.push(StepRecord {
             action: Some(action.clone()),
             truth,
+            truth_state: truth_state.flatten(),
             model: None,
             kind: FrameKind::Imagined,
             anchored: false,
@@ -1140,26 +1153,61 @@ impl Session {
         let Some(info) = &self.model_info else {
             return Err("recording needs a model".into());
         };
+        let current = self.active_branch().current_truth();
+        let truth = current.map(|t| TruthColumns {
+            // Without states (a replayed episode of another tool) there is none to store.
+            scene: t.spec().scene.clone().filter(|_| t.state().is_some()),
+            metrics: Recording::metric_names(self.palette.as_ref()),
+        });
         let meta = EpisodeMeta {
             imagined: true,
             model: info.source.clone(),
             model_sha256: info.weights_sha256.clone(),
-            ground_truth: self.truth_spec().map(|s| s.name.clone()),
+            ground_truth: current.map(|t| t.spec().name.clone()),
             fps: self.fps(),
             action_space: self
                 .action_space()
                 .cloned()
                 .unwrap_or(info.action_space.clone()),
             seed: self.config.seed,
+            truth,
         };
         let next_step = self.active_branch().steps.len();
-        self.recording = Some(Recording::start(recorder, meta, next_step)?);
-        self.notify(Level::Info, "recording".into());
+        let rec = Recording::start(recorder, meta, self.palette.clone(), next_step)?;
+        self.notify(Level::Info, format!("recording {}", rec.describe()));
+        self.recording = Some(rec);
         Ok(())
+    }
+
+    /// Ends a recording that no longer fits what the session shows (another ground truth or
+    /// model, or dream mode beside a recording of the truth): its episode in progress is
+    /// saved, and a notice says why.
+    fn end_recording_because(&mut self, why: &str) {
+        let Some(rec) = self.recording.take() else {
+            return;
+        };
+        let place = rec
+            .location()
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+        match rec.finish() {
+            Ok(saved) => {
+                self.episodes_saved += usize::from(saved);
+                self.notify(
+                    Level::Info,
+                    format!(
+                        "recording stopped{place}: {why} (its episodes are saved; Record starts \
+                         a new recording)"
+                    ),
+                );
+            }
+            Err(e) => self.notify(Level::Error, format!("{why}: {e}")),
+        }
     }
 
     pub fn recording(&self) -> Option<RecordingStatus> {
         self.recording.as_ref().map(|r| RecordingStatus {
+            holds: r.describe(),
             rows: r.rows(),
             episodes_saved: self.episodes_saved,
             path: r.location().map(std::path::Path::to_path_buf),

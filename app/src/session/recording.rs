@@ -1,15 +1,19 @@
-//! The recording of a session's active branch: which rows of (model frame, action) are
-//! complete and written, and the recorder's episode in progress. The session decides when
-//! (after each step, on save / discard / stop); this type decides what is written.
+//! The recording of a session's active branch: which rows (model frame, action and, beside a
+//! ground truth, the true frame, state and metrics) are complete and written, and the
+//! recorder's episode in progress. The session decides when (after each step, on save /
+//! discard / stop); this type decides what is written.
 
-use super::recorder::{EpisodeMeta, Recorder};
-use super::timeline::StepRecord;
+use super::recorder::{EpisodeMeta, Recorder, Row, TruthColumns, TruthRow};
+use super::timeline::{StepMetrics, StepRecord};
+use crate::metrics::{PSNR_CAP_DB, Palette};
 
 /// A recording in progress.
 #[derive(Debug)]
 pub struct Recording {
     recorder: Box<dyn Recorder>,
     meta: EpisodeMeta,
+    /// The scene's objects, for the IoU metrics of rows beside a ground truth.
+    palette: Option<Palette>,
     rows: usize,
     /// Next step of the active branch whose (previous frame, action) row is due.
     next_step: usize,
@@ -21,6 +25,7 @@ impl Recording {
     pub fn start(
         mut recorder: Box<dyn Recorder>,
         meta: EpisodeMeta,
+        palette: Option<Palette>,
         from: usize,
     ) -> Result<Self, String> {
         recorder
@@ -29,9 +34,35 @@ impl Recording {
         Ok(Self {
             recorder,
             meta,
+            palette,
             rows: 0,
             next_step: from.max(1),
         })
+    }
+
+    /// The names of the metrics a row beside a ground truth stores, for `palette`'s objects.
+    pub fn metric_names(palette: Option<&Palette>) -> Vec<String> {
+        let mut names = vec!["psnr_db".to_owned(), "ssim".to_owned()];
+        if let Some(p) = palette {
+            names.extend(p.names.iter().map(|n| format!("iou.{n}")));
+        }
+        names
+    }
+
+    /// Whether rows hold the ground truth too.
+    pub fn has_truth(&self) -> bool {
+        self.meta.truth.is_some()
+    }
+
+    /// What the rows hold, for the UI.
+    pub fn describe(&self) -> String {
+        match &self.meta.truth {
+            Some(TruthColumns { scene, .. }) => format!(
+                "ground truth and model frames, action, {}metrics",
+                if scene.is_some() { "state, " } else { "" }
+            ),
+            None => "model frames and action".to_owned(),
+        }
     }
 
     /// Rows written in the episode in progress.
@@ -50,8 +81,9 @@ impl Recording {
         self.rows = 0;
     }
 
-    /// Writes every row of `steps` that is complete (the previous step's model frame and this
-    /// step's action, once this step's model frame exists), in order.
+    /// Writes every row of `steps` that is complete (the previous step's frames and this
+    /// step's action, once this step's model frame exists), in order. Beside a ground truth,
+    /// a step without a true frame is an error (the session stops such a recording first).
     pub fn push_complete_rows(&mut self, steps: &[StepRecord]) -> anyhow::Result<()> {
         while let (Some(prev), Some(cur)) = (
             steps.get(self.next_step.wrapping_sub(1)),
@@ -63,11 +95,59 @@ impl Recording {
             if cur.model.is_none() {
                 break;
             }
-            self.recorder.push(frame, action)?;
+            let metrics;
+            let truth = match (&self.meta.truth, &prev.truth) {
+                (None, _) => None,
+                (Some(_), None) => anyhow::bail!(
+                    "step {} has no ground truth frame, which this recording stores",
+                    self.next_step - 1
+                ),
+                (Some(_), Some(t)) => {
+                    metrics = self.metric_values(prev, t, frame);
+                    Some(TruthRow {
+                        frame: t,
+                        state: prev.truth_state.as_deref(),
+                        metrics: &metrics,
+                        imagined: prev.kind == super::FrameKind::Imagined,
+                    })
+                }
+            };
+            self.recorder.push(&Row {
+                model: frame,
+                action,
+                truth,
+            })?;
             self.rows += 1;
             self.next_step += 1;
         }
         Ok(())
+    }
+
+    /// A row's metric values in [`Self::metric_names`] order: the step's own, or (a context
+    /// step, where the model was given the true frame) those of the two frames. An object in
+    /// neither frame has IoU 1 (nothing to miss), so every value is a number.
+    fn metric_values(
+        &self,
+        step: &StepRecord,
+        truth: &dreamyard_scenes::Frame,
+        model: &dreamyard_scenes::Frame,
+    ) -> Vec<f64> {
+        let computed;
+        let m: &StepMetrics = match &step.metrics {
+            Some(m) => m,
+            None => {
+                computed = super::frame_metrics(truth, model, self.palette.as_ref());
+                &computed
+            }
+        };
+        let mut out = vec![m.psnr_db.min(PSNR_CAP_DB), m.ssim];
+        if let Some(p) = &self.palette {
+            for name in &p.names {
+                let iou = m.iou.iter().find(|(n, _)| n == name).and_then(|(_, v)| *v);
+                out.push(iou.unwrap_or(1.0));
+            }
+        }
+        out
     }
 
     /// Saves the episode in progress; returns its index in the dataset.
@@ -134,6 +214,7 @@ mod tests {
                 names: vec!["0".into(), "1".into()],
             },
             seed: 0,
+            truth: None,
         }
     }
 
@@ -150,7 +231,7 @@ mod tests {
     #[test]
     fn rows_are_written_once_complete_and_in_order() {
         let mem = Arc::new(Mutex::new(MemoryRecorder::default()));
-        let mut r = Recording::start(Box::new(Arc::clone(&mem)), meta(), 0).unwrap();
+        let mut r = Recording::start(Box::new(Arc::clone(&mem)), meta(), None, 0).unwrap();
         let mut steps = vec![step(0, true), step(1, true), step(2, false)];
         r.push_complete_rows(&steps).unwrap();
         assert_eq!(r.rows(), 1, "step 2 is still pending");
@@ -183,7 +264,7 @@ mod tests {
     #[test]
     fn an_empty_episode_is_not_saved_on_finish() {
         let mem = Arc::new(Mutex::new(MemoryRecorder::default()));
-        let r = Recording::start(Box::new(Arc::clone(&mem)), meta(), 5).unwrap();
+        let r = Recording::start(Box::new(Arc::clone(&mem)), meta(), None, 5).unwrap();
         assert!(!r.finish().unwrap());
         let m = mem.lock().unwrap();
         assert!(m.saved.is_empty() && m.finished);

@@ -512,7 +512,53 @@ fn recording_writes_model_frames_with_their_actions() {
         assert_eq!(f, &**steps[t].model.as_ref().unwrap());
     }
     assert_ne!(ep.frames[5], **steps[5].truth.as_ref().unwrap());
+    // Beside the truth each row holds the true frame and state too.
+    assert_eq!(ep.truth.len(), 6);
+    for (t, row) in ep.truth.iter().enumerate() {
+        assert_eq!(row.frame, **steps[t].truth.as_ref().unwrap(), "row {t}");
+        assert_eq!(row.state, steps[t].truth_state, "row {t}");
+        assert!(row.state.is_some());
+        assert_eq!(
+            row.imagined,
+            steps[t].kind == FrameKind::Imagined,
+            "row {t}"
+        );
+    }
     assert_eq!(r.saved[1].actions, vec![act(3.0, 4.0), act(5.0, 6.0)]);
+}
+
+/// A recording of the truth cannot go on without one: dream mode, another ground truth or
+/// another model end it, its episode saved, with a notice saying why.
+#[test]
+fn a_recording_ends_saved_when_what_it_records_goes_away() {
+    for change in ["dream", "truth"] {
+        let (mut s, _) = live_session();
+        let rec = Arc::new(Mutex::new(MemoryRecorder::default()));
+        s.start_recording(Box::new(Arc::clone(&rec))).unwrap();
+        for _ in 0..3 {
+            step_wait(&mut s, &act(200.0, 200.0));
+        }
+        match change {
+            "dream" => s.enter_dream_mode().unwrap(),
+            _ => assert!(s.set_truth(Box::new(LiveScene::new(push_t(), 3)))),
+        }
+        assert!(s.recording().is_none(), "{change}");
+        let r = rec.lock().unwrap();
+        assert!(r.finished, "{change}");
+        assert_eq!(
+            r.saved.len(),
+            1,
+            "{change}: the episode in progress is saved"
+        );
+        assert_eq!(r.saved[0].frames.len(), 3, "{change}");
+        assert!(
+            s.notices()
+                .iter()
+                .any(|n| n.text.starts_with("recording stopped")),
+            "{change}: {:?}",
+            s.notices()
+        );
+    }
 }
 
 #[test]
@@ -763,8 +809,8 @@ fn the_session_can_be_shared_as_an_app_resource() {
 
 #[test]
 fn dataset_recorder_writes_lerobot_episodes_that_say_they_are_imagined() {
-    use super::recorder::{DatasetRecorder, EpisodeMeta, Recorder};
-    use dreamyard_scenes::dataset::{Dataset, EpisodeSource};
+    use super::recorder::{DatasetRecorder, EpisodeMeta, Recorder, Row};
+    use dreamyard_scenes::dataset::{Dataset, EpisodeSource, keys};
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("imagined");
     let (mut s, _) = live_session();
@@ -773,6 +819,9 @@ fn dataset_recorder_writes_lerobot_episodes_that_say_they_are_imagined() {
     for _ in 0..5 {
         step_wait(&mut s, &act(300.0, 300.0));
     }
+    // What the session showed for the first episode's rows (row t: step t and the action
+    // after it).
+    let shown: Vec<StepRecord> = s.active_branch().steps[..5].to_vec();
     assert_eq!(s.save_episode().unwrap(), 0);
     step_wait(&mut s, &act(1.0, 1.0));
     step_wait(&mut s, &act(2.0, 3.0));
@@ -785,17 +834,111 @@ fn dataset_recorder_writes_lerobot_episodes_that_say_they_are_imagined() {
     assert_eq!(ds.episodes()[1].length, 2);
     let ep = ds.episode(1).unwrap();
     assert_eq!(ep.actions, vec![1.0, 1.0, 2.0, 3.0]);
+    // Beside a live scene: the truth is observation.image (what training reads), the model's
+    // frame observation.image_model, the scene's state as its own recordings store it, and
+    // the metrics the session showed.
+    let features = &ds.info().features;
+    assert_eq!(ds.default_camera(), Some(keys::IMAGE));
+    assert!(features.get(keys::IMAGE_MODEL).is_some());
+    assert!(features.get(keys::ENVIRONMENT_STATE).is_some());
+    let names = features
+        .get(keys::MODEL_METRICS)
+        .unwrap()
+        .name_list()
+        .unwrap();
+    assert_eq!(&names[..2], ["psnr_db", "ssim"]);
+    assert!(
+        names[2..].iter().all(|n| n.starts_with("iou.")),
+        "{names:?}"
+    );
+    assert!(names.len() > 2, "push-t has objects");
+    let ep0 = ds.episode(0).unwrap();
+    let (dim, metrics) = ds.values(0, keys::MODEL_METRICS).unwrap();
+    let (_, imagined) = ds.values(0, keys::MODEL_IMAGINED).unwrap();
+    for (t, step) in shown.iter().enumerate() {
+        let truth = step.truth.as_deref().unwrap();
+        assert_eq!(&ep0.frames[t], truth, "row {t}: the true frame");
+        assert_eq!(
+            &ds.frame(keys::IMAGE_MODEL, 0, t as u64).unwrap(),
+            step.model.as_deref().unwrap(),
+            "row {t}"
+        );
+        let state: Vec<f32> = step
+            .truth_state
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        assert_eq!(ep0.scene_state(t), &state[..], "row {t}: the scene state");
+        assert_eq!(
+            imagined[t] == 1.0,
+            step.kind == FrameKind::Imagined,
+            "row {t}"
+        );
+        let row = &metrics[t * dim..(t + 1) * dim];
+        match &step.metrics {
+            Some(m) => {
+                assert_eq!(row[0], m.psnr_db.min(crate::metrics::PSNR_CAP_DB) as f32);
+                assert_eq!(row[1], m.ssim as f32);
+            }
+            // Context rows: the model was given the true frame.
+            None => assert_eq!(&row[..2], [crate::metrics::PSNR_CAP_DB as f32, 1.0]),
+        }
+    }
+    assert!(shown.iter().any(|r| r.kind == FrameKind::Imagined));
+    assert!(shown.iter().any(|r| r.kind == FrameKind::Context));
     match &ds.episodes()[0].source {
         // The fake backend has no weights file to hash.
-        Some(EpisodeSource::Model { model, hash }) => {
+        Some(EpisodeSource::Model {
+            model,
+            hash,
+            ground_truth,
+            cameras,
+        }) => {
             assert_eq!((model.as_str(), hash.as_str()), ("fake", ""));
+            assert_eq!(ground_truth.as_deref(), Some("push-t"));
+            assert_eq!(cameras[keys::IMAGE], "ground truth (push-t)");
+            assert_eq!(cameras[keys::IMAGE_MODEL], "model");
         }
         other => panic!("expected an imagined episode's source, got {other:?}"),
     }
-    assert!(ds.episodes()[0].tasks[0].starts_with("imagined rollout"));
+    // The scene's task text, as its own recordings (and lerobot/pusht) name it.
+    assert_eq!(
+        Some(&ds.episodes()[0].tasks[0]),
+        push_t().spec().task.as_ref()
+    );
+
+    // In dream mode there is no truth: a recording holds the model's frames as
+    // observation.image, and says so.
+    let dream_root = tmp.path().join("dream");
+    s.enter_dream_mode().unwrap();
+    s.reset();
+    s.start_recording(Box::new(DatasetRecorder::create(&dream_root)))
+        .unwrap();
+    for _ in 0..3 {
+        step_wait(&mut s, &act(5.0, 5.0));
+    }
+    s.stop_recording().unwrap();
+    let dream = Dataset::open(&dream_root).unwrap();
+    assert_eq!(dream.camera_keys(), [keys::IMAGE]);
+    assert!(dream.info().features.get(keys::MODEL_METRICS).is_none());
+    assert!(dream.episodes()[0].tasks[0].starts_with("imagined rollout"));
+    match &dream.episodes()[0].source {
+        Some(EpisodeSource::Model {
+            ground_truth,
+            cameras,
+            ..
+        }) => {
+            assert_eq!(*ground_truth, None);
+            assert_eq!(cameras[keys::IMAGE], "model");
+        }
+        other => panic!("expected an imagined episode's source, got {other:?}"),
+    }
+    let ep = ds.episode(0).unwrap();
 
     // A later recording appends; a discarded episode leaves nothing behind.
-    let mut r = DatasetRecorder::create(&root);
+    let mut r = DatasetRecorder::create(&dream_root);
     let meta = EpisodeMeta {
         imagined: true,
         model: "m".into(),
@@ -804,35 +947,46 @@ fn dataset_recorder_writes_lerobot_episodes_that_say_they_are_imagined() {
         fps: ds.fps(),
         action_space: push_t_space(),
         seed: 0,
+        truth: None,
     };
     let frame = &ep.frames[0];
+    let (a12, a45) = (act(1.0, 2.0), act(4.0, 5.0));
+    let row = |action| Row {
+        model: frame,
+        action,
+        truth: None,
+    };
     r.begin_episode(&meta).unwrap();
-    r.push(frame, &act(1.0, 2.0)).unwrap();
+    r.push(&row(&a12)).unwrap();
     r.discard_episode().unwrap();
     r.begin_episode(&meta).unwrap();
-    r.push(frame, &act(4.0, 5.0)).unwrap();
-    assert_eq!(r.save_episode().unwrap(), 2);
+    r.push(&row(&a45)).unwrap();
+    assert_eq!(r.save_episode().unwrap(), 1);
     r.finish().unwrap();
-    let ds = Dataset::open(&root).unwrap();
-    assert_eq!(ds.episodes().len(), 3);
-    assert_eq!(ds.episode(2).unwrap().actions, vec![4.0, 5.0]);
+    let ds = Dataset::open(&dream_root).unwrap();
+    assert_eq!(ds.episodes().len(), 2);
+    assert_eq!(ds.episode(1).unwrap().actions, vec![4.0, 5.0]);
     // A dataset with another frame size cannot be appended to: an error, nothing lost.
-    let mut r = DatasetRecorder::create(&root);
+    let mut r = DatasetRecorder::create(&dream_root);
     r.begin_episode(&meta).unwrap();
     let err = r
-        .push(&super::frames::solid(4, 4, [1, 2, 3]), &act(1.0, 2.0))
+        .push(&Row {
+            model: &super::frames::solid(4, 4, [1, 2, 3]),
+            action: &act(1.0, 2.0),
+            truth: None,
+        })
         .unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("dreamyard.json") && msg.contains("spec"),
         "{msg}"
     );
-    assert_eq!(Dataset::open(&root).unwrap().episodes().len(), 3);
+    assert_eq!(Dataset::open(&dream_root).unwrap().episodes().len(), 2);
 }
 
 #[test]
 fn the_dataset_recorder_can_store_video() {
-    use super::recorder::{DatasetRecorder, EpisodeMeta, Recorder};
+    use super::recorder::{DatasetRecorder, EpisodeMeta, Recorder, Row};
     use dreamyard_scenes::dataset::Dataset;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("rec");
@@ -844,6 +998,7 @@ fn the_dataset_recorder_can_store_video() {
         fps: 10.0,
         action_space: push_t_space(),
         seed: 0,
+        truth: None,
     };
     let frames: Vec<Frame> = (0..6u8)
         .map(|i| super::frames::solid(64, 64, [40 * i, 200 - 30 * i, 90]))
@@ -851,14 +1006,24 @@ fn the_dataset_recorder_can_store_video() {
     let mut r = DatasetRecorder::create(&root).with_video(true);
     r.begin_episode(&meta).unwrap();
     for (i, f) in frames.iter().enumerate() {
-        r.push(f, &act(i as f32, 1.0)).unwrap();
+        r.push(&Row {
+            model: f,
+            action: &act(i as f32, 1.0),
+            truth: None,
+        })
+        .unwrap();
     }
     assert_eq!(r.save_episode().unwrap(), 0);
     r.finish().unwrap();
     // A later recording without the option appends to the video dataset as video.
     let mut r = DatasetRecorder::create(&root);
     r.begin_episode(&meta).unwrap();
-    r.push(&frames[0], &act(0.0, 0.0)).unwrap();
+    r.push(&Row {
+        model: &frames[0],
+        action: &act(0.0, 0.0),
+        truth: None,
+    })
+    .unwrap();
     r.save_episode().unwrap();
     r.finish().unwrap();
 

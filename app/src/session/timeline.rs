@@ -45,6 +45,8 @@ pub struct StepRecord {
     /// The action that led to this step (`None` for the first frame and for seed frames).
     pub action: Option<Action>,
     pub truth: Option<Arc<Frame>>,
+    /// The ground truth's full state at this step, when it has one (recordings store it).
+    pub truth_state: Option<Vec<f64>>,
     /// `None` while the model works on it, or when there is no model.
     pub model: Option<Arc<Frame>>,
     pub kind: FrameKind,
@@ -67,6 +69,7 @@ impl StepRecord {
         Self {
             action,
             truth: truth.then(|| Arc::clone(&frame)),
+            truth_state: None,
             model: Some(frame),
             kind: FrameKind::Context,
             anchored: false,

@@ -61,6 +61,10 @@ pub trait GroundTruth: Send + Sync {
     /// Steps taken since the last reset.
     fn position(&self) -> usize;
 
+    /// The scene's full state now (what `reset_to` takes), when the source knows it: a live
+    /// scene always, a replay when its episode has states.
+    fn state(&self) -> Option<Vec<f64>>;
+
     /// A new source positioned after `steps` steps of this episode (same actions as taken here,
     /// which requires `steps <= position()` for live scenes).
     fn fork_at(&self, steps: usize) -> anyhow::Result<Box<dyn GroundTruth>>;
@@ -155,11 +159,6 @@ impl LiveScene {
             Origin::State(state) => scene.reset_to(state)?.frame,
         })
     }
-
-    /// The scene's state vector now (for take-over from a replay and for recordings).
-    pub fn state(&self) -> Vec<f64> {
-        self.with_scene(|s| s.observe().state)
-    }
 }
 
 impl GroundTruth for LiveScene {
@@ -195,6 +194,10 @@ impl GroundTruth for LiveScene {
 
     fn position(&self) -> usize {
         self.actions.len()
+    }
+
+    fn state(&self) -> Option<Vec<f64>> {
+        Some(self.with_scene(|s| s.observe().state))
     }
 
     fn fork_at(&self, steps: usize) -> anyhow::Result<Box<dyn GroundTruth>> {
@@ -359,6 +362,10 @@ impl GroundTruth for Replay {
 
     fn position(&self) -> usize {
         self.cursor
+    }
+
+    fn state(&self) -> Option<Vec<f64>> {
+        self.episode.states.as_ref()?.get(self.cursor).cloned()
     }
 
     fn fork_at(&self, steps: usize) -> anyhow::Result<Box<dyn GroundTruth>> {

@@ -45,6 +45,45 @@ pub struct DatasetSpec {
     /// The scene the data comes from: its name steps a live twin, its object colours
     /// segment frames.
     pub scene: Option<SceneSpec>,
+    /// Cameras after `observation.image`, of its size and storage (the app's recordings keep
+    /// the model's frames as `observation.image_model` beside the true ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_cameras: Vec<String>,
+    /// Per-step values beyond state, action and rewards (the app's per-step metrics), after
+    /// the rewards in column order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extras: Vec<ExtraFeature>,
+}
+
+/// A per-step feature of a [`DatasetSpec`] beyond what scenes record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExtraFeature {
+    pub key: String,
+    pub kind: ExtraKind,
+}
+
+/// What an [`ExtraFeature`] holds per step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraKind {
+    /// A float32 vector with these names.
+    Values { names: Vec<String> },
+    /// A bool of shape `[1]` (a value other than 0 is true).
+    Flag,
+}
+
+impl ExtraFeature {
+    /// How many values a step gives for it.
+    pub fn len(&self) -> usize {
+        match &self.kind {
+            ExtraKind::Values { names } => names.len(),
+            ExtraKind::Flag => 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl DatasetSpec {
@@ -66,7 +105,14 @@ impl DatasetSpec {
             ),
             video: false,
             scene: Some(scene.clone()),
+            extra_cameras: Vec::new(),
+            extras: Vec::new(),
         }
+    }
+
+    /// Values a step gives for [`extras`](Self::extras), all of them together.
+    pub fn extras_len(&self) -> usize {
+        self.extras.iter().map(ExtraFeature::len).sum()
     }
 
     /// The LeRobot features, in column order: camera, state (the robot's, the environment's,
@@ -90,7 +136,10 @@ impl DatasetSpec {
                 self.fps,
             ));
         }
-        let mut out = vec![(keys::IMAGE.to_owned(), camera)];
+        let mut out = vec![(keys::IMAGE.to_owned(), camera.clone())];
+        for key in &self.extra_cameras {
+            out.push((key.clone(), camera.clone()));
+        }
         let vector = |names: Vec<String>| f("float32", vec![names.len()], json!(names));
         match &self.layout {
             _ if self.state_names.is_empty() => {}
@@ -129,6 +178,15 @@ impl DatasetSpec {
                 f("bool", vec![1], serde_json::Value::Null),
             ));
         }
+        for extra in &self.extras {
+            out.push((
+                extra.key.clone(),
+                match &extra.kind {
+                    ExtraKind::Values { names } => vector(names.clone()),
+                    ExtraKind::Flag => f("bool", vec![1], serde_json::Value::Null),
+                },
+            ));
+        }
         out.push((
             keys::DONE.to_owned(),
             f("bool", vec![1], serde_json::Value::Null),
@@ -164,8 +222,17 @@ pub enum EpisodeSource {
         policy: String,
         seed: u64,
     },
-    /// Imagined by a world model.
-    Model { model: String, hash: String },
+    /// Imagined by a world model: `model` is its path, `hash` the SHA-256 of its weights.
+    /// A recording made beside a ground truth names it and says what each camera shows
+    /// (`observation.image`: `"ground truth"`, `observation.image_model`: `"model"`).
+    Model {
+        model: String,
+        hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ground_truth: Option<String>,
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        cameras: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// Reads `meta/dreamyard.json` if the dataset has one.

@@ -26,17 +26,26 @@ mod writer;
 pub use codec::{ImageFormat, decode as decode_image, encode_png};
 pub use error::DatasetError;
 pub use info::{CodebaseVersion, Feature, Features, Info};
-pub use meta::{DatasetSpec, DreamyardMeta, EpisodeSource, read_dreamyard};
+pub use meta::{
+    DatasetSpec, DreamyardMeta, EpisodeSource, ExtraFeature, ExtraKind, read_dreamyard,
+};
 pub use reader::{
     Dataset, EpisodeData, EpisodeInfo, EpisodeIter, EpisodeVideo, StepData, StoredImage, Validation,
 };
 pub use stats::{FeatureStats, StatsShape};
 pub use video::TOLERANCE_S as VIDEO_TOLERANCE_S;
-pub use writer::{DatasetWriter, EpisodePlan, SavedEpisode, Step, record_scene_episode};
+pub use writer::{DatasetWriter, EpisodePlan, Extras, SavedEpisode, Step, record_scene_episode};
 
 /// Column names Dreamyard writes (LeRobot's conventions).
 pub mod keys {
     pub const IMAGE: &str = "observation.image";
+    /// The app's recordings: the model's frame beside the true one in `observation.image`.
+    pub const IMAGE_MODEL: &str = "observation.image_model";
+    /// The app's recordings: per-step metrics of the model's frame against the true one.
+    pub const MODEL_METRICS: &str = "model.metrics";
+    /// The app's recordings: whether the model's frame was imagined (else it was given the
+    /// true frame as context).
+    pub const MODEL_IMAGINED: &str = "model.imagined";
     /// The robot's own state (LeRobot's convention; gym-pusht's `agent_pos`).
     pub const STATE: &str = "observation.state";
     /// What the robot senses of the world (gym-pusht's `environment_state`).

@@ -41,7 +41,9 @@ use super::info::{
     EPISODES_META_PATH, Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue,
     format_template, pretty,
 };
-use super::meta::{DREAMYARD_FORMAT, DatasetSpec, DreamyardMeta, EpisodeSource, read_dreamyard};
+use super::meta::{
+    DREAMYARD_FORMAT, DatasetSpec, DreamyardMeta, EpisodeSource, ExtraKind, read_dreamyard,
+};
 use super::stats::{FeatureStats, STAT_KEYS, StatsShape};
 use super::video::VideoEncoding;
 use super::{DatasetError, codec, keys};
@@ -60,6 +62,14 @@ pub struct Step<'a> {
     /// Required when the spec has `rewards`, ignored otherwise.
     pub reward: Option<f64>,
     pub success: Option<bool>,
+}
+
+/// What a step gives beyond [`Step`] when the spec asks for it: a frame per extra camera and
+/// the extras' values, in the spec's order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    pub frames: &'a [&'a Frame],
+    pub values: &'a [f64],
 }
 
 /// A data file takes episodes until it holds this many bytes (each save rewrites it whole).
@@ -153,6 +163,10 @@ pub struct SavedEpisode {
 #[derive(Debug, Default)]
 struct Pending {
     frames: Vec<Frame>,
+    /// Per extra camera, its frames.
+    extra_frames: Vec<Vec<Frame>>,
+    /// The extras' values, row after row.
+    extras: Vec<f64>,
     /// Full states, row after row (kept at f64 until split: keypoints are computed from them).
     states: Vec<f64>,
     actions: Vec<f32>,
@@ -340,6 +354,12 @@ impl DatasetWriter {
 
     /// Buffers one step of the episode in progress.
     pub fn add_frame(&mut self, step: Step<'_>) -> Result<(), DatasetError> {
+        self.add_row(step, Extras::default())
+    }
+
+    /// Buffers one step of the episode in progress with its extra cameras' frames and extra
+    /// values (see [`DatasetSpec::extra_cameras`] and [`DatasetSpec::extras`]).
+    pub fn add_row(&mut self, step: Step<'_>, extras: Extras<'_>) -> Result<(), DatasetError> {
         let bad = |what: &str, expected: String, found: String| DatasetError::BadInput {
             dir: self.root.clone(),
             what: what.into(),
@@ -347,19 +367,51 @@ impl DatasetWriter {
             found,
         };
         let s = &self.spec;
-        if step.frame.width != s.frame_width
-            || step.frame.height != s.frame_height
-            || step.frame.data.len() != 3 * s.frame_width as usize * s.frame_height as usize
-        {
+        let wrong_size = |f: &Frame| {
+            f.width != s.frame_width
+                || f.height != s.frame_height
+                || f.data.len() != 3 * s.frame_width as usize * s.frame_height as usize
+        };
+        let cameras = std::iter::once((keys::IMAGE, step.frame)).chain(
+            s.extra_cameras
+                .iter()
+                .map(String::as_str)
+                .zip(extras.frames.iter().copied()),
+        );
+        for (key, frame) in cameras {
+            if wrong_size(frame) {
+                return Err(bad(
+                    &format!("frame of {key}"),
+                    format!("{}x{} RGB8", s.frame_width, s.frame_height),
+                    format!(
+                        "{}x{} with {} bytes",
+                        frame.width,
+                        frame.height,
+                        frame.data.len()
+                    ),
+                ));
+            }
+        }
+        if extras.frames.len() != s.extra_cameras.len() {
             return Err(bad(
-                "frame",
-                format!("{}x{} RGB8", s.frame_width, s.frame_height),
+                "extra cameras",
+                format!("a frame for each of [{}]", s.extra_cameras.join(", ")),
+                format!("{} frames", extras.frames.len()),
+            ));
+        }
+        if extras.values.len() != s.extras_len() {
+            return Err(bad(
+                "extra values",
                 format!(
-                    "{}x{} with {} bytes",
-                    step.frame.width,
-                    step.frame.height,
-                    step.frame.data.len()
+                    "{} values for [{}]",
+                    s.extras_len(),
+                    s.extras
+                        .iter()
+                        .map(|e| e.key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
+                format!("{} values", extras.values.len()),
             ));
         }
         if step.state.len() != s.state_names.len() {
@@ -402,6 +454,11 @@ impl DatasetWriter {
         };
         let p = &mut self.pending;
         p.frames.push(step.frame.clone());
+        p.extra_frames.resize_with(s.extra_cameras.len(), Vec::new);
+        for (cam, frame) in p.extra_frames.iter_mut().zip(extras.frames) {
+            cam.push((*frame).clone());
+        }
+        p.extras.extend_from_slice(extras.values);
         p.states.extend_from_slice(step.state);
         match step.action {
             Action::Continuous(v) => p.actions.extend(v),
@@ -443,34 +500,43 @@ impl DatasetWriter {
         };
         let new_task = task_index == self.tasks.len();
 
+        let cameras = self.cameras();
         let pngs = if self.spec.video {
             Vec::new()
         } else {
-            self.encode_frames()?
+            cameras
+                .iter()
+                .map(|(_, frames)| self.encode_frames(frames))
+                .collect::<Result<Vec<_>, _>>()?
         };
         let columns = self.data_columns(&pngs, episode, from, task_index as i64)?;
         let ep_stats = self.episode_stats(&columns);
 
         let chunks = self.info.chunks_size;
         let info_file = self.root.join(INFO_PATH);
-        let video_rel = match &self.info.video_path {
-            Some(template) if self.spec.video => Some(format_template(
-                template,
-                &[
-                    ("video_key", TemplateValue::Str(keys::IMAGE)),
-                    ("chunk_index", TemplateValue::Int(episode / chunks)),
-                    ("file_index", TemplateValue::Int(episode % chunks)),
-                ],
-                &info_file,
-                "video_path",
-            )?),
-            _ => None,
-        };
+        let mut videos = Vec::new();
+        if let Some(template) = self.info.video_path.as_ref().filter(|_| self.spec.video) {
+            for (key, frames) in &cameras {
+                let rel = format_template(
+                    template,
+                    &[
+                        ("video_key", TemplateValue::Str(key)),
+                        ("chunk_index", TemplateValue::Int(episode / chunks)),
+                        ("file_index", TemplateValue::Int(episode % chunks)),
+                    ],
+                    &info_file,
+                    "video_path",
+                )?;
+                videos.push((*key, rel, *frames));
+            }
+        }
         let video_place = (episode / chunks, episode % chunks);
         let duration = n as f64 / self.spec.fps;
+        let video_keys: Vec<&str> = videos.iter().map(|(k, _, _)| *k).collect();
 
         let batch = self.data_batch(columns)?;
         let hf = batch.schema().metadata().get("huggingface").cloned();
+        let camera_keys: Vec<String> = cameras.iter().map(|(k, _)| (*k).to_owned()).collect();
         let Packed {
             place: data_place,
             path: data_path,
@@ -481,7 +547,7 @@ impl DatasetWriter {
             self.data_at,
             DATA_FILE_BYTES,
             |_| Ok(batch.clone()),
-            || data_props(hf.as_ref()),
+            || data_props(hf.as_ref(), &camera_keys),
         )?;
         // The metadata row names its own file.
         let Packed {
@@ -501,7 +567,7 @@ impl DatasetWriter {
                     data_place,
                     place,
                     from,
-                    video_rel.as_ref().map(|_| (video_place, duration)),
+                    (!video_keys.is_empty()).then_some((&video_keys[..], video_place, duration)),
                     &ep_stats,
                     &self.info.features,
                     source,
@@ -522,8 +588,7 @@ impl DatasetWriter {
         info.total_tasks = tasks.len() as u64;
 
         let mut staged = Staged::new(self.durable);
-        if let Some(rel) = &video_rel {
-            let frames = &self.pending.frames;
+        for (_, rel, frames) in &videos {
             let fps = self.spec.fps;
             staged.write_with(&self.root.join(rel), |tmp| {
                 VideoEncoding::default().encode(frames, fps, tmp)
@@ -613,9 +678,21 @@ impl DatasetWriter {
         })
     }
 
-    /// PNG-encodes the buffered frames on `threads` threads, in order.
-    fn encode_frames(&self) -> Result<Vec<Vec<u8>>, DatasetError> {
-        let frames = &self.pending.frames;
+    /// The cameras' keys and buffered frames, `observation.image` first.
+    fn cameras(&self) -> Vec<(&str, &[Frame])> {
+        let p = &self.pending;
+        let mut out = vec![(keys::IMAGE, p.frames.as_slice())];
+        for (i, key) in self.spec.extra_cameras.iter().enumerate() {
+            out.push((
+                key.as_str(),
+                p.extra_frames.get(i).map_or(&[][..], Vec::as_slice),
+            ));
+        }
+        out
+    }
+
+    /// PNG-encodes `frames` on `threads` threads, in order.
+    fn encode_frames(&self, frames: &[Frame]) -> Result<Vec<Vec<u8>>, DatasetError> {
         let threads = self.threads.min(frames.len()).max(1);
         let per = frames.len().div_ceil(threads);
         let fail = |e: image::ImageError| DatasetError::BadInput {
@@ -656,7 +733,7 @@ impl DatasetWriter {
     /// The episode's columns in feature order.
     fn data_columns(
         &self,
-        pngs: &[Vec<u8>],
+        pngs: &[Vec<Vec<u8>>],
         episode: u64,
         from: u64,
         task_index: i64,
@@ -664,7 +741,7 @@ impl DatasetWriter {
         let p = &self.pending;
         let n = p.frames.len();
         let mut out: Vec<(String, ArrayRef)> = Vec::new();
-        if !self.spec.video {
+        for ((key, _), pngs) in self.cameras().iter().zip(pngs) {
             let bytes = BinaryArray::from_iter_values(pngs.iter());
             let paths = StringArray::from_iter_values((0..n).map(|i| format!("frame-{i:06}.png")));
             let image = StructArray::new(
@@ -675,7 +752,7 @@ impl DatasetWriter {
                 vec![Arc::new(bytes), Arc::new(paths)],
                 None,
             );
-            out.push((keys::IMAGE.into(), Arc::new(image)));
+            out.push(((*key).into(), Arc::new(image)));
         }
         let fixed = |values: &[f32], dim: usize| -> Result<ArrayRef, DatasetError> {
             let field = Arc::new(Field::new("item", DataType::Float32, true));
@@ -731,6 +808,27 @@ impl DatasetWriter {
                 Arc::new(BooleanArray::from(p.success.clone())),
             ));
         }
+        let width = self.spec.extras_len();
+        let mut at = 0;
+        for extra in &self.spec.extras {
+            let len = extra.len();
+            let column = |row: &[f64]| row[at..at + len].to_vec();
+            let values: Vec<f64> = p
+                .extras
+                .chunks_exact(width.max(1))
+                .flat_map(column)
+                .collect();
+            out.push((
+                extra.key.clone(),
+                match &extra.kind {
+                    ExtraKind::Values { .. } => fixed(&to_f32(&values), len)?,
+                    ExtraKind::Flag => Arc::new(BooleanArray::from_iter(
+                        values.iter().map(|&v| Some(v != 0.0)),
+                    )),
+                },
+            ));
+            at += len;
+        }
         out.push((
             keys::DONE.into(),
             Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(i + 1 == n)))),
@@ -778,18 +876,23 @@ impl DatasetWriter {
 
     /// `compute_episode_stats` over the episode's columns.
     fn episode_stats(&self, columns: &[(String, ArrayRef)]) -> BTreeMap<String, FeatureStats> {
-        let p = &self.pending;
         let mut out = BTreeMap::new();
-        let frames: Vec<&[u8]> = p.frames.iter().map(|f| f.data.as_slice()).collect();
-        out.insert(
-            keys::IMAGE.to_owned(),
-            FeatureStats::of_images(
-                &frames,
-                self.spec.frame_width as usize,
-                self.spec.frame_height as usize,
-            ),
-        );
-        for (key, array) in columns.iter().filter(|(k, _)| k != keys::IMAGE) {
+        let cameras = self.cameras();
+        for (key, frames) in &cameras {
+            let frames: Vec<&[u8]> = frames.iter().map(|f| f.data.as_slice()).collect();
+            out.insert(
+                (*key).to_owned(),
+                FeatureStats::of_images(
+                    &frames,
+                    self.spec.frame_width as usize,
+                    self.spec.frame_height as usize,
+                ),
+            );
+        }
+        for (key, array) in columns
+            .iter()
+            .filter(|(k, _)| !cameras.iter().any(|(c, _)| c == k))
+        {
             let dim = match array.data_type() {
                 DataType::FixedSizeList(_, d) => *d as usize,
                 _ => 1,
@@ -881,6 +984,22 @@ fn check_spec(root: &Path, spec: &DatasetSpec) -> Result<(), DatasetError> {
     {
         return Err(bad("action space", "at least one dimension", "none".into()));
     }
+    let features = spec.features();
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((key, _)) = features.iter().find(|(k, _)| !seen.insert(*k)) {
+        return Err(bad(
+            "feature names",
+            "each feature once (extra cameras and values need names of their own)",
+            format!("{key} twice"),
+        ));
+    }
+    if let Some(e) = spec.extras.iter().find(|e| e.is_empty()) {
+        return Err(bad(
+            "extra values",
+            "at least one value per feature",
+            format!("{} with none", e.key),
+        ));
+    }
     let len = spec.state_names.len();
     if let Some(i) = spec.layout.as_ref().and_then(|l| l.bad_index(len)) {
         return Err(bad(
@@ -917,7 +1036,19 @@ fn describe_spec(spec: &DatasetSpec) -> String {
             ),
         },
         spec.action_space.dim()
-    )
+    ) + &if spec.extra_cameras.is_empty() && spec.extras.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", also {}",
+            spec.extra_cameras
+                .iter()
+                .chain(spec.extras.iter().map(|e| &e.key))
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 /// Removes what a writer killed between its renames left of an episode that `info.json`
@@ -974,9 +1105,12 @@ fn remove_uncommitted(
         })
     };
     let data_at = match episodes.last() {
-        Some(ep) => Some(filling(&ep.data_file, ep.first_row + ep.length, &|b| {
-            data_props(b.schema().metadata().get("huggingface"))
-        })?),
+        Some(ep) => {
+            let cameras: Vec<String> = info.camera_keys().into_iter().map(Into::into).collect();
+            Some(filling(&ep.data_file, ep.first_row + ep.length, &|b| {
+                data_props(b.schema().metadata().get("huggingface"), &cameras)
+            })?)
+        }
         None => None,
     };
     remove_files_after(root, (&info.data_path, "data_path"), data_at, chunks)?;
@@ -1094,17 +1228,21 @@ fn base_props() -> parquet::file::properties::WriterPropertiesBuilder {
         .set_created_by(format!("dreamyard {}", env!("CARGO_PKG_VERSION")))
 }
 
-fn data_props(huggingface: Option<&String>) -> WriterProperties {
-    let bytes = ColumnPath::new(vec![keys::IMAGE.to_owned(), "bytes".to_owned()]);
-    let path = ColumnPath::new(vec![keys::IMAGE.to_owned(), "path".to_owned()]);
-    base_props()
+fn data_props(huggingface: Option<&String>, cameras: &[String]) -> WriterProperties {
+    let mut props = base_props()
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_write_batch_size(PAGE_ROWS)
-        // PNG is deflated already.
-        .set_column_compression(bytes.clone(), Compression::UNCOMPRESSED)
-        .set_column_dictionary_enabled(bytes.clone(), false)
-        .set_column_statistics_enabled(bytes, EnabledStatistics::None)
-        .set_column_dictionary_enabled(path, false)
+        .set_write_batch_size(PAGE_ROWS);
+    for camera in cameras {
+        let bytes = ColumnPath::new(vec![camera.clone(), "bytes".to_owned()]);
+        let path = ColumnPath::new(vec![camera.clone(), "path".to_owned()]);
+        props = props
+            // PNG is deflated already.
+            .set_column_compression(bytes.clone(), Compression::UNCOMPRESSED)
+            .set_column_dictionary_enabled(bytes.clone(), false)
+            .set_column_statistics_enabled(bytes, EnabledStatistics::None)
+            .set_column_dictionary_enabled(path, false);
+    }
+    props
         // pyarrow writes schema metadata as file key-values too; `datasets` reads it there.
         .set_key_value_metadata(
             huggingface.map(|hf| vec![KeyValue::new("huggingface".into(), hf.clone())]),
@@ -1126,7 +1264,7 @@ fn episode_batch(
     (chunk, file): (u64, u64),
     (meta_chunk, meta_file): (u64, u64),
     from: u64,
-    video: Option<((u64, u64), f64)>,
+    video: Option<(&[&str], (u64, u64), f64)>,
     stats: &BTreeMap<String, FeatureStats>,
     features: &Features,
     source: &EpisodeSource,
@@ -1149,9 +1287,11 @@ fn episode_batch(
     int("data/file_index", file, &mut fields, &mut columns);
     int("dataset_from_index", from, &mut fields, &mut columns);
     int("dataset_to_index", from + length, &mut fields, &mut columns);
-    if let Some(((video_chunk, video_file), duration)) = video {
+    for (key, (video_chunk, video_file), duration) in video
+        .into_iter()
+        .flat_map(|(keys, place, d)| keys.iter().map(move |k| (*k, place, d)))
+    {
         // Each episode has its own file, from its start.
-        let key = keys::IMAGE;
         int(
             &format!("videos/{key}/chunk_index"),
             video_chunk,

@@ -14,7 +14,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Fields, Schema};
 use dreamyard_scenes::dataset::{
     CodebaseVersion, Dataset, DatasetError, DatasetSpec, DatasetWriter, EpisodePlan, EpisodeSource,
-    ImageFormat, Step, encode_png, record_scene_episode,
+    ExtraFeature, ExtraKind, Extras, ImageFormat, Step, encode_png, keys, record_scene_episode,
 };
 use dreamyard_scenes::policy::PolicyKind;
 use dreamyard_scenes::{Action, ActionSpace, Frame, SceneSource, load_scene};
@@ -578,6 +578,8 @@ fn model_frames_and_discrete_actions_go_through_the_generic_writer() {
         robot_type: None,
         video: false,
         scene: None,
+        extra_cameras: vec![],
+        extras: vec![],
     };
     let mut w = DatasetWriter::create(&dir, spec).unwrap();
     let frame = |k: u8| Frame {
@@ -624,6 +626,8 @@ fn model_frames_and_discrete_actions_go_through_the_generic_writer() {
     let source = EpisodeSource::Model {
         model: "diamond-pusht".into(),
         hash: "abc123".into(),
+        ground_truth: None,
+        cameras: Default::default(),
     };
     w.save_episode("imagine pushing", &source).unwrap();
 
@@ -644,6 +648,175 @@ fn model_frames_and_discrete_actions_go_through_the_generic_writer() {
     assert!(data.rewards.is_none());
     assert_eq!(data.frames[3], frame(120));
     ds.validate().unwrap();
+}
+
+/// The app's recordings: the true frame as `observation.image`, the model's as a second
+/// camera, and per-step values (metrics, a flag) beside state and action, in PNG images and
+/// in AV1 video; they read back by name, and a row missing one is refused.
+#[test]
+fn extra_cameras_and_values_are_written_and_read_back() {
+    for video in [false, true] {
+        let mut sim = load_scene(&SceneSource::parse("push-t"), Some((64, 64))).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("both");
+        let mut spec = DatasetSpec::from_scene(sim.spec());
+        spec.video = video;
+        spec.extra_cameras = vec![keys::IMAGE_MODEL.into()];
+        spec.extras = vec![
+            ExtraFeature {
+                key: keys::MODEL_METRICS.into(),
+                kind: ExtraKind::Values {
+                    names: vec!["psnr_db".into(), "ssim".into()],
+                },
+            },
+            ExtraFeature {
+                key: keys::MODEL_IMAGINED.into(),
+                kind: ExtraKind::Flag,
+            },
+        ];
+        let (w, h) = (spec.frame_width, spec.frame_height);
+        let mut writer = DatasetWriter::create(&dir, spec.clone()).unwrap();
+        let mut obs = sim.reset(3);
+        let mut truths = Vec::new();
+        let mut dreams = Vec::new();
+        let mut states = Vec::new();
+        for t in 0..6u8 {
+            let action = Action::Continuous(vec![0.5, 0.5]);
+            // The "model" frame: the true one darkened, so the two cameras differ.
+            let dream = Frame {
+                data: obs.frame.data.iter().map(|v| v / 2).collect(),
+                ..obs.frame.clone()
+            };
+            let values = [20.0 + f64::from(t), 0.5, f64::from(t % 2)];
+            writer
+                .add_row(
+                    Step {
+                        frame: &obs.frame,
+                        state: &obs.state,
+                        action: &action,
+                        reward: Some(0.0),
+                        success: Some(false),
+                    },
+                    Extras {
+                        frames: &[&dream],
+                        values: &values,
+                    },
+                )
+                .unwrap();
+            truths.push(obs.frame.clone());
+            dreams.push(dream);
+            states.push(obs.state.clone());
+            obs = sim.step(&action).unwrap();
+        }
+        // A row without the model's frame, or with too few values, is refused.
+        let step = Step {
+            frame: &obs.frame,
+            state: &obs.state,
+            action: &Action::Continuous(vec![0.5, 0.5]),
+            reward: Some(0.0),
+            success: Some(false),
+        };
+        let err = writer
+            .add_row(
+                step,
+                Extras {
+                    frames: &[],
+                    values: &[1.0, 2.0, 0.0],
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains(keys::IMAGE_MODEL), "{err}");
+        let err = writer
+            .add_row(
+                step,
+                Extras {
+                    frames: &[&obs.frame],
+                    values: &[1.0],
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains(keys::MODEL_METRICS), "{err}");
+        assert_eq!(writer.pending_frames(), 6);
+        let source = EpisodeSource::Model {
+            model: "m".into(),
+            hash: "h".into(),
+            ground_truth: Some("push-t".into()),
+            cameras: [
+                (keys::IMAGE.to_owned(), "ground truth".to_owned()),
+                (keys::IMAGE_MODEL.to_owned(), "model".to_owned()),
+            ]
+            .into(),
+        };
+        writer.save_episode("push", &source).unwrap();
+
+        let info = json_file(&dir.join("meta/info.json"));
+        let dtype = if video { "video" } else { "image" };
+        assert_eq!(info["features"][keys::IMAGE_MODEL]["dtype"], json!(dtype));
+        assert_eq!(
+            info["features"][keys::IMAGE_MODEL]["shape"],
+            json!([h, w, 3])
+        );
+        assert_eq!(
+            info["features"][keys::MODEL_METRICS],
+            json!({"dtype": "float32", "shape": [2], "names": ["psnr_db", "ssim"]})
+        );
+        assert_eq!(
+            info["features"][keys::MODEL_IMAGINED]["dtype"],
+            json!("bool")
+        );
+        let stats = json_file(&dir.join("meta/stats.json"));
+        assert!(stats[keys::IMAGE_MODEL]["mean"].is_array(), "{stats}");
+        assert_eq!(stats[keys::MODEL_METRICS]["max"], json!([25.0, 0.5]));
+
+        let ds = Dataset::open(&dir).unwrap();
+        assert_eq!(ds.default_camera(), Some(keys::IMAGE));
+        assert_eq!(ds.episodes()[0].source.as_ref(), Some(&source));
+        let data = ds.episode(0).unwrap();
+        let close = |a: &Frame, b: &Frame| {
+            let diff = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| x.abs_diff(*y) as f64);
+            diff.sum::<f64>() / a.data.len() as f64
+        };
+        for t in 0..6 {
+            let dream = ds.frame(keys::IMAGE_MODEL, 0, t as u64).unwrap();
+            if video {
+                // AV1 at CRF 30 is lossy: near, and nearer its own camera than the other.
+                assert!(close(&data.frames[t], &truths[t]) < 4.0, "frame {t}");
+                assert!(
+                    close(&dream, &dreams[t]) < close(&dream, &truths[t]),
+                    "frame {t}"
+                );
+            } else {
+                assert_eq!(data.frames[t], truths[t], "frame {t}");
+                assert_eq!(dream, dreams[t], "frame {t}");
+            }
+            let s: Vec<f32> = states[t].iter().map(|&v| v as f32).collect();
+            assert_eq!(data.scene_state(t), &s[..], "state {t}");
+        }
+        let (dim, metrics) = ds.values(0, keys::MODEL_METRICS).unwrap();
+        assert_eq!((dim, &metrics[..4]), (2, &[20.0, 0.5, 21.0, 0.5][..]));
+        let (_, flags) = ds.values(0, keys::MODEL_IMAGINED).unwrap();
+        assert_eq!(flags, [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+        assert!(
+            ds.values(0, keys::IMAGE_MODEL).is_err(),
+            "a camera is not numeric"
+        );
+        let v = ds.validate().unwrap();
+        assert!(v.is_valid(), "{:?}", v.problems);
+        if video {
+            assert_eq!(v.video_frames_decoded, 12, "both cameras");
+        }
+        // More episodes append with the same spec; another spec is refused.
+        drop(writer);
+        DatasetWriter::append(&dir, &spec).unwrap();
+        let mut other = spec.clone();
+        other.extras.pop();
+        let err = DatasetWriter::append(&dir, &other).unwrap_err();
+        assert!(err.to_string().contains(keys::MODEL_IMAGINED), "{err}");
+    }
 }
 
 // ---- handcrafted datasets: LeRobot v2.1, v3.0 with several episodes per file, video ----

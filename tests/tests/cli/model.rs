@@ -309,6 +309,8 @@ fn fixture_dataset(root: &Path, inputs: &HashMap<String, Tensor>) {
         robot_type: None,
         video: false,
         scene: None,
+        extra_cameras: Vec::new(),
+        extras: Vec::new(),
     };
     let mut writer = DatasetWriter::create(root, spec).unwrap();
     for (f, a) in frames.iter().zip(&actions) {
@@ -325,6 +327,8 @@ fn fixture_dataset(root: &Path, inputs: &HashMap<String, Tensor>) {
     let source = EpisodeSource::Model {
         model: "fixture".into(),
         hash: String::new(),
+        ground_truth: None,
+        cameras: Default::default(),
     };
     writer.save_episode("fixture frames", &source).unwrap();
 }

@@ -260,7 +260,10 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                         ),
                     )
                     .on_hover_text(
-                        "record the model's frames and actions as a LeRobot v3.0 dataset (recordings/ in the output folder below)",
+                        "record a LeRobot v3.0 dataset (recordings/ in the output folder below): \
+                         beside a ground truth its frames as observation.image, the model's as \
+                         observation.image_model, the state, the action and the per-step metrics; \
+                         in dream mode the model's frames and the actions",
                     )
                     .clicked()
                 {
@@ -282,6 +285,7 @@ fn record_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 ))
                 .color(Color32::from_rgb(235, 90, 90)),
             );
+            ui.label(egui::RichText::new(format!("each row: {}", status.holds)).small());
             if let Some(path) = &status.path {
                 ui.horizontal(|ui| {
                     ui.label(

@@ -748,6 +748,23 @@ impl Dataset {
         })
     }
 
+    /// A numeric feature of one episode (a vector, a scalar or a flag as 0/1) as `(dim, len x
+    /// dim values)`, row-major; an error naming the feature when the dataset has none.
+    pub fn values(&self, episode: u64, key: &str) -> Result<(usize, Vec<f32>), DatasetError> {
+        let ep = self.episode_info(episode)?;
+        if self.info.features.get(key).is_none_or(Feature::is_visual) {
+            return Err(DatasetError::invalid(
+                self.root.join(INFO_PATH),
+                format!("features.{key}"),
+                "a numeric feature",
+                "no such feature",
+            ));
+        }
+        let (path, reader) = self.rows(ep, 0, ep.length, &[key], 1024)?;
+        let batch = read_all(&path, reader)?;
+        self.vector_column(&path, &batch, key)
+    }
+
     /// A numeric vector feature as `(dim, rows x dim values)`; `(0, [])` when absent.
     fn vector_column(
         &self,
