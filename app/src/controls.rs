@@ -86,6 +86,29 @@ impl ActionPad {
         ])
     }
 
+    /// Holds `action` (clamped to the box; a discrete one by index) if it is of this space's
+    /// kind and size; returns whether it was taken.
+    pub fn set_action(&mut self, action: &Action) -> bool {
+        match (&self.space, action) {
+            (ActionSpace::Continuous { low, high, .. }, Action::Continuous(v))
+                if v.len() == self.values.len() =>
+            {
+                for (i, x) in v.iter().enumerate() {
+                    self.values[i] = x.clamp(low[i].min(high[i]), high[i].max(low[i]));
+                }
+                true
+            }
+            (ActionSpace::Discrete { .. }, Action::Discrete(i)) => self.choose(*i as usize),
+            _ => false,
+        }
+    }
+
+    /// Where `action`'s first two dimensions point in a frame (as [`Self::uv`]).
+    pub fn uv_of(&self, action: &Action) -> Option<[f32; 2]> {
+        let mut pad = self.clone();
+        pad.set_action(action).then(|| pad.uv()).flatten()
+    }
+
     /// Chooses discrete action `index` if it exists.
     pub fn choose(&mut self, index: usize) -> bool {
         match &self.space {
@@ -312,6 +335,32 @@ mod tests {
         let map = gamepad_mapping(&space);
         assert_eq!(map[1], ("East (B)".into(), "action left".into()));
         assert_eq!(gamepad_mapping(&push_t())[0].1, "moves x");
+    }
+
+    #[test]
+    fn a_pad_takes_an_action_and_says_where_it_points() {
+        let mut pad = ActionPad::new(push_t());
+        assert!(pad.set_action(&Action::Continuous(vec![128.0, 384.0])));
+        assert_eq!(pad.action(), Action::Continuous(vec![128.0, 384.0]));
+        assert_eq!(pad.uv(), Some([0.25, 0.75]));
+        // Outside the box: clamped; another kind or size: refused, nothing changes.
+        assert!(pad.set_action(&Action::Continuous(vec![-5.0, 900.0])));
+        assert_eq!(pad.action(), Action::Continuous(vec![0.0, 512.0]));
+        assert!(!pad.set_action(&Action::Continuous(vec![1.0])));
+        assert!(!pad.set_action(&Action::Discrete(1)));
+        assert_eq!(pad.action(), Action::Continuous(vec![0.0, 512.0]));
+        // Where another action points, the pad unmoved.
+        assert_eq!(
+            pad.uv_of(&Action::Continuous(vec![256.0, 0.0])),
+            Some([0.5, 0.0])
+        );
+        assert_eq!(pad.uv(), Some([0.0, 1.0]));
+        let mut discrete = ActionPad::new(ActionSpace::Discrete {
+            names: vec!["a".into(), "b".into()],
+        });
+        assert!(discrete.set_action(&Action::Discrete(1)));
+        assert_eq!(discrete.action(), Action::Discrete(1));
+        assert!(!discrete.set_action(&Action::Discrete(2)));
     }
 
     #[test]

@@ -153,6 +153,40 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 
 /// The scene a Dreamyard-recorded dataset came from, if it says: only `meta/dreamyard.json`
 /// is read, not the episodes' metadata.
+/// One episode of a dataset, as the episode list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpisodeSummary {
+    pub index: usize,
+    pub length: u64,
+    pub task: String,
+    /// Where it came from (a scene's policy and seed, or a model), when the dataset says.
+    pub source: Option<String>,
+}
+
+/// The episodes of the LeRobot dataset in `dir` (its metadata only: nothing is decoded).
+pub fn list_episodes(dir: &Path) -> anyhow::Result<Vec<EpisodeSummary>> {
+    use dreamyard_scenes::dataset::EpisodeSource;
+    let ds = Dataset::open(dir)?;
+    Ok(ds
+        .episodes()
+        .iter()
+        .map(|e| EpisodeSummary {
+            index: e.index as usize,
+            length: e.length,
+            task: e.tasks.join(" | "),
+            source: e.source.as_ref().map(|s| match s {
+                EpisodeSource::Scene { policy, seed, .. } => format!("{policy}, seed {seed}"),
+                EpisodeSource::Model {
+                    model,
+                    ground_truth: Some(gt),
+                    ..
+                } => format!("model {model} beside {gt}"),
+                EpisodeSource::Model { model, .. } => format!("imagined by {model}"),
+            }),
+        })
+        .collect())
+}
+
 pub fn recorded_scene(dir: &Path) -> Option<String> {
     let meta = dreamyard_scenes::dataset::read_dreamyard(dir).ok()??;
     Some(meta.spec.scene?.name)
@@ -569,6 +603,18 @@ mod tests {
             |_| {},
         )
         .unwrap();
+        // The episode list reads the metadata: one episode, its length, task and source.
+        assert_eq!(
+            list_episodes(&root).unwrap(),
+            [EpisodeSummary {
+                index: 0,
+                length: 3,
+                task: "push the puck".into(),
+                source: Some("random-walk, seed 1".into()),
+            }]
+        );
+        let err = list_episodes(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("info.json"), "{err:#}");
         let replay = GuiArgs {
             dataset: Some(root),
             episode: Some(0),

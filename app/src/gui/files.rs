@@ -148,7 +148,11 @@ impl Dialogs {
     }
 }
 
-fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) {
+fn dialog_results(
+    mut dialogs: ResMut<Dialogs>,
+    mut queue: ResMut<AppCommands>,
+    mut episodes: ResMut<super::episodes::Episodes>,
+) {
     let Some((kind, rx)) = &dialogs.pending else {
         return;
     };
@@ -159,14 +163,25 @@ fn dialog_results(mut dialogs: ResMut<Dialogs>, mut queue: ResMut<AppCommands>) 
     let kind = *kind;
     match result {
         Ok(Some(path)) => {
-            queue.0.push(match kind {
-                DialogKind::Model => Command::OpenModel { path, config: None },
-                DialogKind::Dataset => Command::OpenDataset {
-                    dir: path,
-                    episode: 0,
-                },
-                DialogKind::Session => Command::OpenSession(path),
-            });
+            match kind {
+                DialogKind::Model => queue.0.push(Command::OpenModel { path, config: None }),
+                // Which episode? The picker asks (one episode, or none listed: it opens).
+                DialogKind::Dataset => {
+                    episodes.ask(path.clone());
+                    if episodes
+                        .picker
+                        .as_ref()
+                        .is_some_and(|(_, l)| l.as_ref().map_or(true, |l| l.len() <= 1))
+                    {
+                        episodes.picker = None;
+                        queue.0.push(Command::OpenDataset {
+                            dir: path,
+                            episode: 0,
+                        });
+                    }
+                }
+                DialogKind::Session => queue.0.push(Command::OpenSession(path)),
+            }
             dialogs.pending = None;
         }
         Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {

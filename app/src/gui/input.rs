@@ -43,6 +43,8 @@ pub(super) struct ControlState {
     pub gamepad: Option<String>,
     /// Arrow/WASD steering: a press nudges, a held key accelerates.
     pub keys: KeySteer,
+    /// The last take-over whose recorded action the pad started from.
+    pub takeover_seen: Option<u64>,
 }
 
 impl ControlState {
@@ -60,6 +62,17 @@ fn sync_action_space(session: Option<Res<SessionRes>>, mut control: ResMut<Contr
     if control.pad.as_ref().map(|p| &p.space) != space.as_ref() {
         control.pad = space.map(ActionPad::new);
         control.refresh(InputSource::None);
+    }
+    // A take-over from a replay: the controls start from the recorded action there.
+    if let Some((n, action)) = session.takeover_action()
+        && control.takeover_seen != Some(n)
+    {
+        control.takeover_seen = Some(n);
+        if let Some(pad) = control.pad.as_mut()
+            && pad.set_action(action)
+        {
+            control.refresh(InputSource::None);
+        }
     }
 }
 
@@ -114,6 +127,7 @@ fn keyboard(
     }
     if keys.just_pressed(KeyCode::KeyF)
         && let Some(step) = session.view_step()
+        && session.active_branch().head().is_some_and(|h| step <= h)
     {
         queue.push(Command::Fork(step));
     }

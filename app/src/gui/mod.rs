@@ -13,6 +13,7 @@
 
 mod automation;
 mod driver;
+mod episodes;
 mod error_shader;
 mod files;
 mod input;
@@ -66,6 +67,7 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         textures::plugin,
         error_shader::plugin,
         files::plugin,
+        episodes::plugin,
         ui::plugin,
         automation::plugin,
     ));

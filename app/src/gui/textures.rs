@@ -114,8 +114,8 @@ fn upload_shown_step(
     let Some(session) = session else {
         return;
     };
-    let branch = session.active_branch();
-    let rec = session.view_step().and_then(|i| branch.steps.get(i));
+    let shown = session.shown_record();
+    let rec = shown.as_deref();
     let truth = rec.and_then(|r| r.truth.as_ref());
     let model = rec.and_then(|r| r.model.as_ref());
     let ids = [identity(truth), identity(model)];

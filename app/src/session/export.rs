@@ -58,7 +58,7 @@ pub fn step_tiles(rec: &StepRecord, width: u32, height: u32, style: &ExportStyle
     match rec.kind {
         FrameKind::Context => border(&mut model, thickness, CONTEXT_RGB),
         FrameKind::Imagined => border(&mut model, thickness, IMAGINED_RGB),
-        FrameKind::TruthOnly => {}
+        FrameKind::TruthOnly | FrameKind::Recorded => {}
     }
     [truth, model, error]
 }

@@ -33,7 +33,7 @@ use backend::ModelInfo;
 use journal::Event;
 use recorder::{EpisodeMeta, Recorder, TruthColumns};
 use recording::Recording;
-use truth::{GroundTruth, TruthKind, TruthSource, TruthSpec};
+use truth::{Episode, GroundTruth, TruthKind, TruthSource, TruthSpec};
 use worker::{ModelWorker, Reply, StartFrom};
 
 pub use timeline::{
@@ -113,6 +113,9 @@ struct Pending {
     generation: u64,
 }
 
+/// A recorded frame shown beyond a branch's head, fitted: (episode address, frame), frame.
+type RecordedFrame = ((usize, usize), Arc<Frame>);
+
 /// Recording state for the UI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingStatus {
@@ -154,6 +157,11 @@ pub struct Session {
     generation: u64,
     notices: Vec<Notice>,
     recording: Option<Recording>,
+    /// The last recorded frame shown beyond the head, fitted (keyed by episode and frame), so
+    /// the views see the same frame while it is shown.
+    recorded_cache: std::sync::Mutex<Option<RecordedFrame>>,
+    /// See [`Session::takeover_action`].
+    takeover_action: Option<(u64, Action)>,
     episodes_saved: usize,
     /// Frames that seed a rollout without ground truth (dream mode).
     dream_seed: Option<Vec<Arc<Frame>>>,
@@ -204,6 +212,8 @@ impl Session {
             generation: 0,
             notices: Vec::new(),
             recording: None,
+            recorded_cache: std::sync::Mutex::default(),
+            takeover_action: None,
             episodes_saved: 0,
             dream_seed: None,
             finished: std::collections::VecDeque::new(),
@@ -544,14 +554,78 @@ impl Session {
         self.timeline.active_mut()
     }
 
-    /// The step the views show.
+    /// The step the views show: a step of the active branch, or one of the
+    /// [`recorded_ahead`](Self::recorded_ahead) recorded steps after its head.
     pub fn view_step(&self) -> Option<usize> {
-        self.timeline.view_step()
+        self.timeline.view_step_ahead(self.recorded_ahead())
     }
 
-    /// Shows step `step` (clamped); scrubbing to the head follows new steps again.
+    /// Shows step `step` (clamped to the steps there are, recorded ones included); scrubbing
+    /// to the head follows new steps again.
     pub fn scrub(&mut self, step: usize) {
-        self.timeline.scrub(step);
+        let ahead = self.recorded_ahead();
+        self.timeline.scrub_ahead(step, ahead);
+    }
+
+    /// The recorded episode the active branch replays, and the episode frame of its step 0
+    /// (steps and episode frames advance together). `None` once the branch has left the
+    /// recording (take-over, dream mode) or without one.
+    pub fn recorded_episode(&self) -> Option<(&Episode, isize)> {
+        let branch = self.active_branch();
+        let truth = branch.current_truth()?;
+        let episode = truth.recorded()?;
+        let head = branch.head()?;
+        Some((episode, truth.position() as isize - head as isize))
+    }
+
+    /// Recorded steps after the active branch's head, shown and scrubbable before the model
+    /// reaches them (a replayed episode's future); 0 without a recording.
+    pub fn recorded_ahead(&self) -> usize {
+        self.recorded_episode().map_or(0, |(episode, offset)| {
+            let head = self.active_branch().head().unwrap_or(0) as isize;
+            (episode.frames.len() as isize - 1 - (head + offset)).max(0) as usize
+        })
+    }
+
+    /// Steps the timeline spans: the active branch's and the recorded ones after its head.
+    pub fn timeline_len(&self) -> usize {
+        self.active_branch().steps.len() + self.recorded_ahead()
+    }
+
+    /// The record of the shown step: the branch's, or for a recorded step beyond the head a
+    /// [`FrameKind::Recorded`] one holding the recorded frame (at the model's size) and the
+    /// recorded action that led to it.
+    pub fn shown_record(&self) -> Option<std::borrow::Cow<'_, StepRecord>> {
+        let i = self.view_step()?;
+        let branch = self.active_branch();
+        if let Some(rec) = branch.steps.get(i) {
+            return Some(std::borrow::Cow::Borrowed(rec));
+        }
+        let (episode, offset) = self.recorded_episode()?;
+        let e = usize::try_from(i as isize + offset).ok()?;
+        let frame = episode.frames.get(e)?;
+        let key = (std::ptr::from_ref(episode) as usize, e);
+        let mut cache = self
+            .recorded_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fitted = match cache.as_ref() {
+            Some((k, f)) if *k == key => Arc::clone(f),
+            _ => {
+                let f = Arc::new(self.fit(frame.clone()));
+                *cache = Some((key, Arc::clone(&f)));
+                f
+            }
+        };
+        let mut rec = StepRecord::context(
+            Option::<&Action>::cloned(e.checked_sub(1).and_then(|p| episode.actions.get(p))),
+            fitted,
+            true,
+        );
+        rec.kind = FrameKind::Recorded;
+        rec.model = None;
+        rec.truth_state = episode.states.as_ref().and_then(|s| s.get(e)).cloned();
+        Some(std::borrow::Cow::Owned(rec))
     }
 
     /// Whether the views follow the newest step.
@@ -1095,6 +1169,24 @@ impl Session {
         Some(r)
     }
 
+    /// The recorded action at the step the last take-over from a replay started (what the
+    /// recording did next there), numbered so the controls pick each one up once: they start
+    /// from it instead of from wherever the pad was.
+    pub fn takeover_action(&self) -> Option<(u64, &Action)> {
+        self.takeover_action.as_ref().map(|(n, a)| (*n, a))
+    }
+
+    /// The action the recording takes at step `step` of the active branch (LeRobot's row:
+    /// the action applied after that frame), while the branch replays one.
+    pub fn recorded_action_at(&self, step: usize) -> Option<&Action> {
+        let (episode, offset) = self.recorded_episode()?;
+        let e = usize::try_from(step as isize + offset).ok()?;
+        // The last frame's action leads nowhere the episode shows.
+        (e + 1 < episode.frames.len())
+            .then(|| episode.actions.get(e))
+            .flatten()
+    }
+
     /// Re-anchors the model on the next step: its context becomes the last real frames.
     pub fn resync_now(&mut self) -> Result<(), String> {
         let branch = self.active_branch_mut();
@@ -1123,6 +1215,10 @@ impl Session {
             return Err("wait for the model's step to finish".into());
         }
         let head = branch.steps.len().saturating_sub(1);
+        // The controls start from what the recording did here, not from where the pad was.
+        let recorded = (t.kind() == TruthKind::Replay)
+            .then(|| t.scripted_action())
+            .flatten();
         let (source, note) = match t.take_over() {
             Ok(live) => (
                 Some(live),
@@ -1140,6 +1236,10 @@ impl Session {
             return Err(note);
         }
         self.active_branch_mut().truth.push((head, source));
+        if let Some(action) = recorded {
+            let n = self.takeover_action.as_ref().map_or(0, |(n, _)| n + 1);
+            self.takeover_action = Some((n, action));
+        }
         self.timeline.follow_head();
         self.notify(Level::Info, note);
         self.journal_push(Event::TakeOver);

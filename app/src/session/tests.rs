@@ -314,8 +314,17 @@ fn take_over_continues_in_a_live_scene_from_the_episode_state() {
         step_wait(&mut s, &act(0.0, 0.0));
     }
     assert_eq!(s.active_branch().truth_kind(), Some(TruthKind::Replay));
+    assert_eq!(s.takeover_action(), None);
     s.take_over().unwrap();
     assert_eq!(s.active_branch().truth_kind(), Some(TruthKind::Live));
+    // The controls start from what the recording did at this step, not from the pad.
+    assert_eq!(s.takeover_action(), Some((0, &ep.actions[6])));
+    let mut pad = crate::controls::ActionPad::new(push_t_space());
+    assert!(pad.set_action(s.takeover_action().unwrap().1));
+    assert_eq!(pad.action(), ep.actions[6]);
+    // Once live, no recorded future is shown.
+    assert_eq!(s.recorded_ahead(), 0);
+    assert_eq!(s.timeline_len(), 7);
     let mine = act(480.0, 40.0);
     step_wait(&mut s, &mine);
     let rec = s.active_branch().steps.last().unwrap();
@@ -332,6 +341,81 @@ fn take_over_continues_in_a_live_scene_from_the_episode_state() {
     );
     assert_eq!(rec.kind, FrameKind::Imagined);
     assert!(s.take_over().is_err(), "already live");
+}
+
+/// A replayed episode spans the timeline from the start: its frames beyond the model's
+/// progress are shown (truth only, "recorded"), scrubbable, with the recorded action; the
+/// view stays there while the model catches up, and a fork replays from its step on.
+#[test]
+fn a_replayed_episode_is_shown_whole_before_the_model_reaches_it() {
+    let (fake, _) = Fake::new(push_t_space());
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+    let ep = episode(12, true);
+    s.set_truth(Box::new(Replay::new(ep.clone(), Some(push_t())).unwrap()));
+    assert_eq!(s.active_branch().steps.len(), 1);
+    assert_eq!((s.recorded_ahead(), s.timeline_len()), (11, 12));
+    assert_eq!(s.view_step(), Some(0), "following the head");
+    // Scrub to the last recorded frame: the truth is the recording's, no model frame yet.
+    s.scrub(11);
+    assert_eq!(s.view_step(), Some(11));
+    let rec = s.shown_record().unwrap();
+    assert_eq!(rec.kind, FrameKind::Recorded);
+    assert_eq!(rec.truth.as_deref(), Some(&ep.frames[11]));
+    assert!(rec.model.is_none() && rec.metrics.is_none());
+    assert_eq!(
+        rec.action.as_ref(),
+        Some(&ep.actions[10]),
+        "the action that led here"
+    );
+    assert_eq!(
+        rec.truth_state.as_ref(),
+        Some(&ep.states.as_ref().unwrap()[11])
+    );
+    // The same frame while it is shown (the views compare it by identity).
+    let again = s.shown_record().unwrap();
+    assert!(Arc::ptr_eq(
+        rec.truth.as_ref().unwrap(),
+        again.truth.as_ref().unwrap()
+    ));
+    assert_eq!(s.recorded_action_at(3), Some(&ep.actions[3]));
+    assert_eq!(
+        s.recorded_action_at(11),
+        None,
+        "the last frame's action leads nowhere"
+    );
+    // Stepping: the model catches up; the view stays on the scrubbed step.
+    for _ in 0..5 {
+        step_wait(&mut s, &act(0.0, 0.0));
+    }
+    assert_eq!(s.active_branch().steps.len(), 6);
+    assert_eq!((s.recorded_ahead(), s.timeline_len()), (6, 12));
+    assert_eq!(s.view_step(), Some(11));
+    assert_eq!(s.shown_record().unwrap().kind, FrameKind::Recorded);
+    s.scrub(4);
+    assert_eq!(s.shown_record().unwrap().kind, FrameKind::Imagined);
+    assert_eq!(
+        s.shown_record().unwrap().truth.as_deref(),
+        Some(&ep.frames[4])
+    );
+    // Back to the head follows new steps again.
+    s.scrub(5);
+    assert!(s.following_head());
+    // A fork at step 2 replays from there: the rest of the episode is ahead of it.
+    s.fork(2).unwrap();
+    assert_eq!(s.active_branch().steps.len(), 3);
+    assert_eq!((s.recorded_ahead(), s.timeline_len()), (9, 12));
+    assert_eq!(s.recorded_action_at(2), Some(&ep.actions[2]));
+    // Scrubbing past the episode is clamped to its last frame.
+    s.scrub(40);
+    assert_eq!(s.view_step(), Some(11));
+    // A live scene has no recorded future.
+    let (live, _) = live_session();
+    assert_eq!((live.recorded_ahead(), live.timeline_len()), (0, 1));
 }
 
 #[test]

@@ -20,6 +20,9 @@ pub enum FrameKind {
     Imagined,
     /// No model: ground truth only.
     TruthOnly,
+    /// A recorded frame after the branch's head (a replayed episode's future), shown before
+    /// the model reaches it: no model frame yet. Never part of a branch.
+    Recorded,
 }
 
 /// Model vs truth at one step.
@@ -388,10 +391,16 @@ impl Timeline {
     /// whose model frame is ready. A step being computed shows once it is, so truth, model and
     /// error panels always show one and the same complete step, never a blank model panel.
     pub fn view_step(&self) -> Option<usize> {
+        self.view_step_ahead(0)
+    }
+
+    /// The shown step when `ahead` recorded steps after the head can be shown too (a
+    /// replayed episode's future, before the model reaches it).
+    pub fn view_step_ahead(&self, ahead: usize) -> Option<usize> {
         let branch = self.active();
         let head = branch.head()?;
         Some(match self.cursor {
-            Some(c) => c.min(head),
+            Some(c) => c.min(head + ahead),
             None => (0..=head)
                 .rev()
                 .find(|&i| !branch.steps[i].is_pending())
@@ -401,8 +410,15 @@ impl Timeline {
 
     /// Shows step `step` (clamped); scrubbing to the head follows new steps again.
     pub fn scrub(&mut self, step: usize) {
+        self.scrub_ahead(step, 0);
+    }
+
+    /// Shows step `step`, which may be one of `ahead` recorded steps after the head (the view
+    /// stays there while the model catches up); scrubbing to the head follows new steps again.
+    pub fn scrub_ahead(&mut self, step: usize, ahead: usize) {
         let head = self.active().head().unwrap_or(0);
-        self.cursor = (step < head).then_some(step);
+        let step = step.min(head + ahead);
+        self.cursor = (step != head).then_some(step);
     }
 
     /// Whether the views follow the newest step.

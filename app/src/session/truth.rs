@@ -77,6 +77,12 @@ pub trait GroundTruth: Send + Sync {
     fn source(&self) -> Option<&TruthSource> {
         None
     }
+
+    /// The recorded episode a replay plays (its frames beyond the current step can be shown
+    /// before the model reaches them; its actions and states plotted).
+    fn recorded(&self) -> Option<&Episode> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn GroundTruth {
@@ -392,6 +398,10 @@ impl GroundTruth for Replay {
 
     fn source(&self) -> Option<&TruthSource> {
         self.source.as_ref()
+    }
+
+    fn recorded(&self) -> Option<&Episode> {
+        Some(&self.episode)
     }
 
     fn take_over(&self) -> anyhow::Result<Box<dyn GroundTruth>> {

@@ -9,7 +9,11 @@ use crate::commands::Command;
 pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     ui.label(egui::RichText::new("Branches").strong().size(14.0));
     let session = state.session;
-    let shown = session.view_step();
+    // A recorded step ahead of the model cannot be forked yet.
+    let head = session.active_branch().head();
+    let shown = session
+        .view_step()
+        .filter(|&s| head.is_some_and(|h| s <= h));
     ui.horizontal(|ui| {
         let label = match shown {
             Some(s) => format!("Fork at step {s}"),
@@ -17,7 +21,10 @@ pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         };
         if ui
             .add_enabled(shown.is_some(), egui::Button::new(label))
-            .on_hover_text("f: branch the rollout here (the model state is cloned)")
+            .on_hover_text(
+                "f: branch the rollout here (the model state is cloned); a recorded step the \
+                 model has not reached: play up to it first",
+            )
             .clicked()
             && let Some(s) = shown
         {

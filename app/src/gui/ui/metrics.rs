@@ -33,7 +33,10 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         .map(|b| b.steps.len())
         .max()
         .unwrap_or(1)
+        .max(session.timeline_len())
         .max(1) as f64;
+    // A replayed recording: its actions and states over the whole episode, a third plot.
+    let recorded = recorded_series(state);
     let show = (
         state.view.show_psnr,
         state.view.show_ssim,
@@ -41,7 +44,7 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     );
     let height = ui.available_height().max(80.0);
     let mut clicked_step = None;
-    ui.columns(2, |cols| {
+    ui.columns(if recorded.is_empty() { 2 } else { 3 }, |cols| {
         if show.0 {
             let r = Plot::new("psnr")
                 .height(height)
@@ -112,12 +115,109 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 clicked_step = r.inner.map(|p| p.x);
             }
         }
+        if !recorded.is_empty() {
+            let r = Plot::new("recorded")
+                .height(height)
+                .legend(
+                    Legend::default()
+                        .position(Corner::LeftTop)
+                        .text_style(egui::TextStyle::Small)
+                        .background_alpha(0.5),
+                )
+                .include_x(0.0)
+                .include_x(head)
+                .y_axis_label("recorded action / state")
+                .allow_scroll(false)
+                .link_axis("metrics", [true, false])
+                .show(&mut cols[2], |plot| {
+                    for (k, (name, points, is_action)) in recorded.iter().enumerate() {
+                        let line = Line::new(name.clone(), PlotPoints::from(points.clone()));
+                        plot.line(if *is_action {
+                            line.color(ACTION_COLOURS[k % ACTION_COLOURS.len()])
+                                .width(2.0)
+                        } else {
+                            line.color(STATE_COLOURS[k % STATE_COLOURS.len()])
+                        });
+                    }
+                    marks(plot, shown, None);
+                    plot.pointer_coordinate()
+                });
+            if r.response.clicked() {
+                clicked_step = r.inner.map(|p| p.x);
+            }
+        }
     });
     if let Some(x) = clicked_step {
         state
             .commands
             .push(Command::Scrub(x.round().max(0.0) as usize));
     }
+}
+
+const ACTION_COLOURS: [Color32; 3] = [
+    super::views::RECORDED_ACTION,
+    Color32::from_rgb(255, 90, 90),
+    Color32::from_rgb(255, 210, 120),
+];
+const STATE_COLOURS: [Color32; 4] = [
+    Color32::from_rgb(120, 170, 230),
+    Color32::from_rgb(150, 220, 200),
+    Color32::from_rgb(190, 160, 240),
+    Color32::from_rgb(170, 170, 170),
+];
+
+/// At most this many state values are plotted (the first ones).
+const STATE_LINES: usize = 6;
+
+/// The replayed recording's action dimensions and state values per step of the active branch
+/// (step = episode frame − offset), named, with whether each is an action.
+fn recorded_series(state: &UiState<'_>) -> Vec<(String, Vec<[f64; 2]>, bool)> {
+    let session = state.session;
+    let Some((episode, offset)) = session.recorded_episode() else {
+        return Vec::new();
+    };
+    let step = |e: usize| (e as isize - offset) as f64;
+    let mut out = Vec::new();
+    let names: Vec<String> = match &episode.action_space {
+        dreamyard_scenes::ActionSpace::Continuous { names, .. } => names.clone(),
+        dreamyard_scenes::ActionSpace::Discrete { .. } => vec!["action".into()],
+    };
+    for (j, name) in names.iter().enumerate() {
+        let points = episode
+            .actions
+            .iter()
+            .enumerate()
+            .filter_map(|(e, a)| {
+                let v = match a {
+                    dreamyard_scenes::Action::Continuous(v) => f64::from(*v.get(j)?),
+                    dreamyard_scenes::Action::Discrete(i) => f64::from(*i),
+                };
+                Some([step(e), v])
+            })
+            .collect();
+        out.push((format!("action {name}"), points, true));
+    }
+    let state_names = session
+        .truth_spec()
+        .and_then(|t| t.scene.as_ref())
+        .map(|s| s.state_names.clone())
+        .unwrap_or_default();
+    if let Some(states) = &episode.states {
+        let dim = states.first().map_or(0, Vec::len);
+        for j in 0..dim.min(STATE_LINES) {
+            let name = state_names
+                .get(j)
+                .cloned()
+                .unwrap_or_else(|| format!("state {j}"));
+            let points = states
+                .iter()
+                .enumerate()
+                .filter_map(|(e, s)| Some([step(e), *s.get(j)?]))
+                .collect();
+            out.push((name, points, false));
+        }
+    }
+    out
 }
 
 /// Colours of compared branches, in turn.

@@ -3,6 +3,7 @@
 
 mod branches;
 mod controls;
+mod episodes;
 mod hud;
 mod menu;
 mod metrics;
@@ -101,6 +102,8 @@ pub(super) struct UiState<'a> {
     pub gain: &'a mut ErrorGain,
     pub recent: &'a Recent,
     pub dialogs: &'a mut Dialogs,
+    /// The replayed dataset's episodes and the episode picker.
+    pub episodes: &'a mut super::episodes::Episodes,
     pub commands: &'a mut Vec<Command>,
     pub hud: &'a Hud,
     pub view: &'a mut ViewState,
@@ -163,6 +166,7 @@ fn draw(
     mut gain: ResMut<ErrorGain>,
     recent: Res<Recent>,
     mut dialogs: ResMut<Dialogs>,
+    mut episodes: ResMut<super::episodes::Episodes>,
     mut queue: ResMut<AppCommands>,
     hud: Res<Hud>,
     mut view: ResMut<ViewState>,
@@ -182,6 +186,7 @@ fn draw(
         gain: &mut gain,
         recent: &recent,
         dialogs: &mut dialogs,
+        episodes: &mut episodes,
         commands: &mut queue.0,
         hud: &hud,
         view: &mut view,
@@ -226,6 +231,7 @@ fn layout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         .default_size(310.0)
         .show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
+                episodes::episode_section_ui(ui, state);
                 controls::controls_ui(ui, state);
                 ui.separator();
                 branches::branches_ui(ui, state);
@@ -243,4 +249,5 @@ fn layout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         views::notices_ui(ui, state);
         views::frames_ui(ui, state);
     });
+    episodes::episode_picker_ui(ui.ctx(), state);
 }

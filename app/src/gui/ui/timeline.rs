@@ -12,14 +12,16 @@ use crate::session::export::{CONTEXT_RGB, IMAGINED_RGB};
 pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let session = state.session;
     let branch = session.active_branch();
-    let n = branch.steps.len();
+    // A replayed episode's frames after the head are shown too, before the model reaches them.
+    let n = session.timeline_len();
     let shown = session.view_step();
     let divergence = branch.first_divergence(session.config.divergence_psnr_db);
     let fork_point = branch.parent.map(|(_, s)| s);
 
     ui.horizontal(|ui| {
         ui.label(egui::RichText::new("Timeline").strong().size(14.0));
-        let head = n.saturating_sub(1);
+        let head = branch.steps.len().saturating_sub(1);
+        let last = n.saturating_sub(1);
         let cur = shown.unwrap_or(0);
         let mut go = None;
         if ui.small_button("⏮").on_hover_text("first step").clicked() {
@@ -33,7 +35,7 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             go = Some(cur.saturating_sub(1));
         }
         if ui.small_button("▶").on_hover_text("next step").clicked() {
-            go = Some((cur + 1).min(head));
+            go = Some((cur + 1).min(last));
         }
         if ui
             .add(
@@ -54,11 +56,12 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         {
             go = Some(d);
         }
-        ui.label(
-            egui::RichText::new(format!("{} / {head}", shown.unwrap_or(0)))
-                .monospace()
-                .weak(),
-        );
+        let position = if last > head {
+            format!("{} / {head} imagined · {last} recorded", shown.unwrap_or(0))
+        } else {
+            format!("{} / {head}", shown.unwrap_or(0))
+        };
+        ui.label(egui::RichText::new(position).monospace().weak());
         legend(
             ui,
             Color32::from_rgb(CONTEXT_RGB[0], CONTEXT_RGB[1], CONTEXT_RGB[2]),
@@ -69,6 +72,9 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             Color32::from_rgb(IMAGINED_RGB[0], IMAGINED_RGB[1], IMAGINED_RGB[2]),
             "imagined",
         );
+        if last > head {
+            legend(ui, RECORDED, "recorded, not imagined yet");
+        }
         legend(ui, Color32::from_rgb(255, 210, 70), "anchor / divergence");
         if let Some(step) = go {
             state.commands.push(Command::Scrub(step));
@@ -94,6 +100,7 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 Color32::from_rgb(IMAGINED_RGB[0], IMAGINED_RGB[1], IMAGINED_RGB[2])
             }
             FrameKind::TruthOnly => Color32::from_gray(80),
+            FrameKind::Recorded => RECORDED,
         };
         let x = x_of(i);
         let r = egui::Rect::from_center_size(
@@ -107,6 +114,13 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 Stroke::new(2.0, Color32::from_rgb(255, 210, 70)),
             );
         }
+    }
+    for i in branch.steps.len()..n {
+        let r = egui::Rect::from_center_size(
+            egui::pos2(x_of(i), rect.center().y),
+            Vec2::new((seg - 1.0).max(1.0), rect.height() - 14.0),
+        );
+        painter.rect_filled(r, 1.0, RECORDED);
     }
     if let Some(d) = divergence {
         let x = x_of(d);
@@ -145,8 +159,14 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         let step = ((t * n as f32) as usize).min(n - 1);
         state.commands.push(Command::Scrub(step));
     }
-    response.on_hover_text("click or drag to scrub; the three panels show that step");
+    response.on_hover_text(
+        "click or drag to scrub; the three panels show that step (a replayed episode: all of \
+         it, the model's frames where it has reached)",
+    );
 }
+
+/// Recorded steps of a replayed episode that the model has not reached.
+const RECORDED: Color32 = Color32::from_rgb(70, 90, 120);
 
 fn legend(ui: &mut egui::Ui, color: Color32, text: &str) {
     let (r, _) = ui.allocate_exact_size(Vec2::new(10.0, 10.0), Sense::hover());

@@ -67,7 +67,8 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let session = state.session;
     let branch = session.active_branch();
     let step = session.view_step();
-    let rec = step.and_then(|i| branch.steps.get(i));
+    let shown = session.shown_record();
+    let rec = shown.as_deref();
     let kind = rec.map(|r| r.kind);
     let pending = rec.is_some_and(|r| r.is_pending());
     let has_truth_source = rec.is_some_and(|r| r.truth.is_some());
@@ -113,6 +114,7 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         Some(FrameKind::Imagined) if pending => "imagining…",
         Some(FrameKind::Imagined) => "imagined",
         Some(FrameKind::TruthOnly) => "no model",
+        Some(FrameKind::Recorded) => "not imagined yet",
         None => "",
     };
     let truth_tag = match session.active_branch().truth_kind() {
@@ -130,6 +132,7 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             let image = state.textures.has_truth.then_some(state.textures.truth_id);
             let r = frame_ui(ui, image, size, NEUTRAL, "no ground truth");
             target_uv = target_uv.or(pointer_uv(ui, &r));
+            draw_recorded_action(ui, state, &r);
             draw_target(ui, state, &r);
         });
         // Model.
@@ -137,13 +140,15 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             header_ui(ui, "Model", model_tag, model_border);
             let image = (state.textures.has_model && !pending).then_some(state.textures.model_id);
             let set_aside = session.model_set_aside();
+            let recorded = kind == Some(FrameKind::Recorded);
             let empty = match (pending, set_aside) {
                 (true, _) => "",
+                _ if recorded => "not imagined yet:\n▶ Play or ⏭ Step\nimagines up to here",
                 (false, Some(_)) => "model set aside: it does not fit this ground truth",
                 (false, None) => "no model loaded",
             };
             let r = frame_ui(ui, image, size, model_border, empty);
-            if image.is_none() && !pending && session.model_loading().is_none() {
+            if image.is_none() && !pending && !recorded && session.model_loading().is_none() {
                 // No dead end: say why there is no model and offer one.
                 let below = Rect::from_center_size(
                     r.rect.center() + Vec2::new(0.0, 40.0),
@@ -167,6 +172,7 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 );
             }
             target_uv = target_uv.or(pointer_uv(ui, &r));
+            draw_recorded_action(ui, state, &r);
             draw_target(ui, state, &r);
         });
         // Error.
@@ -175,6 +181,7 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             let image = state.textures.has_error.then_some(state.textures.error_id);
             let empty = match kind {
                 Some(FrameKind::Context) => "context frame: model = truth",
+                Some(FrameKind::Recorded) => "no model frame yet",
                 _ if !has_truth_source => "no ground truth to compare",
                 _ if pending => "",
                 _ => "no model frame",
@@ -188,7 +195,7 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 let border = match rec.kind {
                     FrameKind::Context => CONTEXT,
                     FrameKind::Imagined => IMAGINED,
-                    FrameKind::TruthOnly => NEUTRAL,
+                    FrameKind::TruthOnly | FrameKind::Recorded => NEUTRAL,
                 };
                 let tag = match rec.metrics.as_ref() {
                     Some(m) => format!("step {i} · {:.1} dB", m.psnr_db),
@@ -323,6 +330,36 @@ fn draw_target(ui: &egui::Ui, state: &UiState<'_>, r: &egui::Response) {
     );
 }
 
+/// The colour of the recorded action (on the frames, in the caption and the plot).
+pub(super) const RECORDED_ACTION: Color32 = Color32::from_rgb(255, 150, 40);
+
+/// The action a replayed recording takes at the shown step, where a planar action points
+/// in the frame (push-t's target): an orange cross.
+fn draw_recorded_action(ui: &egui::Ui, state: &UiState<'_>, r: &egui::Response) {
+    let session = state.session;
+    let Some(action) = session
+        .view_step()
+        .and_then(|i| session.recorded_action_at(i))
+    else {
+        return;
+    };
+    let Some(uv) = state
+        .control
+        .pad
+        .as_ref()
+        .filter(|p| p.is_planar())
+        .and_then(|p| p.uv_of(action))
+    else {
+        return;
+    };
+    let p = r.rect.min + Vec2::new(uv[0], uv[1]) * r.rect.size();
+    let painter = ui.painter_at(r.rect);
+    let stroke = Stroke::new(2.0, RECORDED_ACTION);
+    let d = Vec2::splat(7.0);
+    painter.line_segment([p - d, p + d], stroke);
+    painter.line_segment([p + Vec2::new(-7.0, 7.0), p + Vec2::new(7.0, -7.0)], stroke);
+}
+
 /// The heat ramp with its scale, under the error panel.
 fn heat_legend_ui(ui: &mut egui::Ui, width: f32, gain: f32) {
     let (rect, _) = ui.allocate_exact_size(Vec2::new(width, 10.0), Sense::hover());
@@ -357,7 +394,7 @@ fn caption_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
         );
         return;
     };
-    let Some(rec) = branch.steps.get(i) else {
+    let Some(rec) = session.shown_record() else {
         return;
     };
     ui.add_space(6.0);
@@ -368,11 +405,24 @@ fn caption_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
                 .strong()
                 .monospace(),
         );
-        if !session.following_head() {
+        if rec.kind == FrameKind::Recorded {
+            ui.label(egui::RichText::new("(recorded, ahead of the model)").weak());
+        } else if !session.following_head() {
             ui.label(egui::RichText::new("(scrubbing)").weak());
         }
         if let Some(a) = &rec.action {
-            ui.label(format!("action {}", format_action(a)));
+            ui.label(format!("action {}", format_action(a)))
+                .on_hover_text("the action that led to this step");
+        }
+        if let Some(a) = session.recorded_action_at(i) {
+            ui.label(
+                egui::RichText::new(format!("recorded next {}", format_action(a)))
+                    .color(RECORDED_ACTION),
+            )
+            .on_hover_text(
+                "the action the recording takes at this step (drawn as an orange cross on the \
+                 frames); Take over starts the controls from it",
+            );
         }
         if let Some(m) = &rec.metrics {
             ui.separator();
