@@ -8,6 +8,7 @@ use bevy::prelude::*;
 
 use super::AppSet;
 use super::driver::SessionRes;
+use crate::commands::Command;
 use crate::launch::{EpisodeSummary, list_episodes};
 use crate::session::truth::TruthSource;
 
@@ -28,10 +29,17 @@ pub(super) struct Episodes {
 }
 
 impl Episodes {
-    /// Asks which episode of the dataset in `dir` to open (the picker window).
-    pub fn ask(&mut self, dir: PathBuf) {
-        let list = list_episodes(&dir).map_err(|e| crate::error_chain(e.as_ref()));
-        self.picker = Some((dir, list));
+    /// Asks which episode of the dataset in `dir` to open (the picker window); a dataset of
+    /// one episode, or one whose episodes cannot be listed, opens at once (its errors become
+    /// the opening's notice): the command to run then.
+    pub fn ask_or_open(&mut self, dir: PathBuf) -> Option<Command> {
+        match list_episodes(&dir) {
+            Ok(list) if list.len() > 1 => {
+                self.picker = Some((dir, Ok(list)));
+                None
+            }
+            _ => Some(Command::OpenDataset { dir, episode: 0 }),
+        }
     }
 }
 

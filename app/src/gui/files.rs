@@ -165,21 +165,8 @@ fn dialog_results(
         Ok(Some(path)) => {
             match kind {
                 DialogKind::Model => queue.0.push(Command::OpenModel { path, config: None }),
-                // Which episode? The picker asks (one episode, or none listed: it opens).
-                DialogKind::Dataset => {
-                    episodes.ask(path.clone());
-                    if episodes
-                        .picker
-                        .as_ref()
-                        .is_some_and(|(_, l)| l.as_ref().map_or(true, |l| l.len() <= 1))
-                    {
-                        episodes.picker = None;
-                        queue.0.push(Command::OpenDataset {
-                            dir: path,
-                            episode: 0,
-                        });
-                    }
-                }
+                // Which episode? The picker asks.
+                DialogKind::Dataset => queue.0.extend(episodes.ask_or_open(path)),
                 DialogKind::Session => queue.0.push(Command::OpenSession(path)),
             }
             dialogs.pending = None;

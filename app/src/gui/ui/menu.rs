@@ -55,16 +55,14 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                         .button(format!("{tag}: {}", entry.path.display()))
                         .clicked()
                     {
-                        state.commands.push(match entry.kind {
-                            RecentKind::Model => Command::OpenModel {
+                        let command = match entry.kind {
+                            RecentKind::Model => Some(Command::OpenModel {
                                 path: entry.path.clone(),
                                 config: None,
-                            },
-                            RecentKind::Dataset => Command::OpenDataset {
-                                dir: entry.path.clone(),
-                                episode: 0,
-                            },
-                        });
+                            }),
+                            RecentKind::Dataset => state.episodes.ask_or_open(entry.path.clone()),
+                        };
+                        state.commands.extend(command);
                         ui.close();
                     }
                 }
@@ -86,9 +84,16 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     || enter)
                     && !typed.is_empty()
                 {
-                    state
-                        .commands
-                        .push(Command::OpenPath(std::path::PathBuf::from(typed)));
+                    let path = std::path::PathBuf::from(typed);
+                    // A dataset: which episode? The picker asks.
+                    let command = if path.join("meta").is_dir() {
+                        state.episodes.ask_or_open(path)
+                    } else {
+                        Some(Command::OpenPath(path))
+                    };
+                    state.commands.extend(command);
+                    // An error names the path; the field starts empty for the next one.
+                    state.view.open_path.clear();
                     ui.close();
                 }
             });
