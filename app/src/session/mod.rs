@@ -581,9 +581,13 @@ impl Session {
     /// Recorded steps after the active branch's head, shown and scrubbable before the model
     /// reaches them (a replayed episode's future); 0 without a recording.
     pub fn recorded_ahead(&self) -> usize {
-        self.recorded_episode().map_or(0, |(episode, offset)| {
-            let head = self.active_branch().head().unwrap_or(0) as isize;
-            (episode.frames.len() as isize - 1 - (head + offset)).max(0) as usize
+        // The head is the replay's current frame.
+        let branch = self.active_branch();
+        let (Some(truth), Some(_)) = (branch.current_truth(), branch.head()) else {
+            return 0;
+        };
+        truth.recorded().map_or(0, |episode| {
+            episode.frames.len().saturating_sub(truth.position() + 1)
         })
     }
 
@@ -1180,11 +1184,7 @@ impl Session {
     /// the action applied after that frame), while the branch replays one.
     pub fn recorded_action_at(&self, step: usize) -> Option<&Action> {
         let (episode, offset) = self.recorded_episode()?;
-        let e = usize::try_from(step as isize + offset).ok()?;
-        // The last frame's action leads nowhere the episode shows.
-        (e + 1 < episode.frames.len())
-            .then(|| episode.actions.get(e))
-            .flatten()
+        episode.next_action(usize::try_from(step as isize + offset).ok()?)
     }
 
     /// Re-anchors the model on the next step: its context becomes the last real frames.

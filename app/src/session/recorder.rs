@@ -269,32 +269,29 @@ pub fn dataset_spec(meta: &EpisodeMeta, width: u32, height: u32) -> DatasetSpec 
             s.frame_height = height;
             s
         });
-    let mut spec = DatasetSpec {
-        fps: meta.fps,
-        frame_width: width,
-        frame_height: height,
-        state_names: Vec::new(),
-        layout: None,
-        action_space: meta.action_space.clone(),
-        rewards: false,
-        robot_type: None,
-        video: false,
-        scene: None,
-        extra_cameras: Vec::new(),
-        extras: Vec::new(),
+    let mut spec = match scene {
+        // The scene's state layout and robot type, as its own recordings store them.
+        Some(scene) => DatasetSpec::from_scene(&scene),
+        None => DatasetSpec {
+            fps: meta.fps,
+            frame_width: width,
+            frame_height: height,
+            state_names: Vec::new(),
+            layout: None,
+            action_space: meta.action_space.clone(),
+            rewards: false,
+            robot_type: None,
+            video: false,
+            scene: None,
+            extra_cameras: Vec::new(),
+            extras: Vec::new(),
+        },
     };
+    // The session's pace and actions; no rewards (the session does not see them).
+    spec.fps = meta.fps;
+    spec.action_space = meta.action_space.clone();
+    spec.rewards = false;
     if let Some(truth) = &meta.truth {
-        if let Some(scene) = scene {
-            spec.state_names = scene.state_names.clone();
-            spec.layout = scene.layout.clone();
-            spec.robot_type = Some(
-                scene
-                    .robot_type
-                    .clone()
-                    .unwrap_or_else(|| scene.name.clone()),
-            );
-            spec.scene = Some(scene);
-        }
         spec.extra_cameras = vec![keys::IMAGE_MODEL.to_owned()];
         spec.extras = vec![
             ExtraFeature {

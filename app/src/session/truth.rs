@@ -247,6 +247,14 @@ pub struct Episode {
 }
 
 impl Episode {
+    /// The action recorded at frame `index` (LeRobot's row: the one applied after it), except
+    /// at the last frame, whose action leads to no frame the episode shows.
+    pub fn next_action(&self, index: usize) -> Option<&Action> {
+        (index + 1 < self.frames.len())
+            .then(|| self.actions.get(index))
+            .flatten()
+    }
+
     /// Checks lengths and action kinds.
     pub fn validate(&self) -> anyhow::Result<()> {
         let n = self.frames.len();
@@ -353,9 +361,7 @@ impl GroundTruth for Replay {
     }
 
     fn scripted_action(&self) -> Option<Action> {
-        // The last frame has an action too, but no frame after it to compare with.
-        (self.cursor + 1 < self.episode.frames.len())
-            .then(|| self.episode.actions[self.cursor].clone())
+        self.episode.next_action(self.cursor).cloned()
     }
 
     fn step(&mut self, _action: &Action) -> anyhow::Result<Option<Frame>> {
