@@ -18,6 +18,7 @@ pub mod live_data;
 pub mod metrics;
 mod model_cmd;
 pub mod model_source;
+pub mod objects;
 mod parse;
 mod predict_cmd;
 mod scene_cmd;

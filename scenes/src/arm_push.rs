@@ -162,28 +162,40 @@ impl ArmPushConfig {
         let n = self.links.len();
         let mut state_names: Vec<String> = (1..=n).map(|i| format!("joint{i}_angle")).collect();
         state_names.extend(["puck_x".into(), "puck_y".into()]);
+        // Bounds on how far things move in one control step: a point at distance r from joint
+        // j moves at most max_velocity_j * r per second from that joint's turn, so a link's
+        // (any of its points') speed is bounded by the sum over the joints before it; the puck
+        // has no drive of its own, so it is never faster than the arm point that pushes it (no
+        // restitution; damping only slows it).
+        let px = f64::from(self.frame.width) / self.world.size;
+        let reach = |upto: usize, extra: f64| -> f64 {
+            (0..=upto)
+                .map(|j| {
+                    let r: f64 = self.links[j..upto].iter().map(|l| l.length).sum::<f64>()
+                        + self.links[upto].length
+                        + extra;
+                    self.links[j].max_velocity * r
+                })
+                .sum::<f64>()
+                / self.fps
+                * px
+        };
         let mut objects = vec![
+            ObjectSpec::new("goal", vec![self.goal.color]),
             ObjectSpec {
-                name: "goal".into(),
-                colors: vec![self.goal.color],
+                rigid: true,
+                max_step_px: n
+                    .checked_sub(1)
+                    .map(|last| reach(last, self.links[last].width / 2.0)),
+                ..ObjectSpec::new("puck", vec![self.puck.color])
             },
-            ObjectSpec {
-                name: "puck".into(),
-                colors: vec![self.puck.color],
-            },
-            ObjectSpec {
-                name: "base".into(),
-                colors: vec![self.base.color],
-            },
+            ObjectSpec::new("base", vec![self.base.color]),
         ];
         objects.extend(self.links.iter().enumerate().map(|(i, l)| ObjectSpec {
-            name: format!("link{}", i + 1),
-            colors: vec![l.color],
+            max_step_px: Some(reach(i, l.width / 2.0)),
+            ..ObjectSpec::new(format!("link{}", i + 1), vec![l.color])
         }));
-        objects.push(ObjectSpec {
-            name: "wall".into(),
-            colors: vec![self.walls.color],
-        });
+        objects.push(ObjectSpec::new("wall", vec![self.walls.color]));
         SceneSpec {
             name: self.name.clone(),
             action_space: ActionSpace::Continuous {

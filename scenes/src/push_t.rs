@@ -186,8 +186,40 @@ impl PushTConfig {
         ]
     }
 
+    /// The farthest the agent can move in one control step (world units), from the PD law as
+    /// `step` integrates it: per axis, a substep sets `v += dt (kp e - kd v)` then moves by
+    /// `v dt`, so a control step's displacement and end velocity are linear in the axis's
+    /// target error `e` and start velocity `v`: `d = A e + B v`, `v' = C e + D v`. With
+    /// `|e| <= size` (target and agent both in the world), every reachable velocity obeys
+    /// `|v| <= V = C size / (1 - |D|)`, so `|d| <= |A| size + |B| V` per axis, times √2 for
+    /// both axes. Walls and the block only stop the agent.
+    pub fn max_agent_step(&self) -> f64 {
+        let substeps = (self.world.sim_hz / self.fps).round().max(1.0) as u32;
+        let dt = 1.0 / (self.fps * f64::from(substeps));
+        let (kp, kd) = (self.agent.kp, self.agent.kd);
+        let step = |mut e: f64, mut v: f64| {
+            let mut d = 0.0;
+            for _ in 0..substeps {
+                v += dt * (kp * e - kd * v);
+                e -= v * dt;
+                d += v * dt;
+            }
+            (d, v)
+        };
+        let (a, c) = step(1.0, 0.0);
+        let (b, dv) = step(0.0, 1.0);
+        let size = self.world.size;
+        let v_max = if dv.abs() < 1.0 {
+            c.abs() * size / (1.0 - dv.abs())
+        } else {
+            f64::INFINITY
+        };
+        (a.abs() * size + b.abs() * v_max) * std::f64::consts::SQRT_2
+    }
+
     pub fn spec(&self) -> SceneSpec {
         let size = self.world.size as f32;
+        let agent_step = self.max_agent_step() * f64::from(self.frame.width) / self.world.size;
         SceneSpec {
             name: self.name.clone(),
             action_space: ActionSpace::Continuous {
@@ -203,22 +235,22 @@ impl PushTConfig {
             frame_height: self.frame.height,
             background: self.world.background,
             objects: vec![
+                ObjectSpec::new("goal", vec![self.goal.color]),
                 ObjectSpec {
-                    name: "goal".into(),
-                    colors: vec![self.goal.color],
+                    rigid: true,
+                    oriented: true,
+                    // Pushed by the kinematic agent, with its velocity zeroed every substep
+                    // (pymunk's damping 0): a frictionless inelastic push moves its centre no
+                    // faster than the pushing point, so the agent's bound holds for it too.
+                    max_step_px: Some(agent_step),
+                    ..ObjectSpec::new("block", vec![self.block.fill_color, self.block.color])
                 },
                 ObjectSpec {
-                    name: "block".into(),
-                    colors: vec![self.block.fill_color, self.block.color],
+                    rigid: true,
+                    max_step_px: Some(agent_step),
+                    ..ObjectSpec::new("agent", vec![self.agent.color, self.agent.inner_color])
                 },
-                ObjectSpec {
-                    name: "agent".into(),
-                    colors: vec![self.agent.color, self.agent.inner_color],
-                },
-                ObjectSpec {
-                    name: "wall".into(),
-                    colors: vec![self.walls.color],
-                },
+                ObjectSpec::new("wall", vec![self.walls.color]),
             ],
             // As gym-pusht observes it and lerobot's pusht datasets store it: the pointer's
             // position, and the block's keypoints (`pusht_keypoints`).

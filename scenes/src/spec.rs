@@ -91,11 +91,37 @@ impl Action {
 }
 
 /// A named object of a scene and the flat colours it is drawn with (fill first, then any
-/// outline or inner tone), so evaluation can segment it from a frame.
+/// outline or inner tone), so evaluation can segment it from a frame, and what its physics
+/// promises, so evaluation can check a model's frames against it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectSpec {
     pub name: String,
     pub colors: Vec<Rgb>,
+    /// A rigid body seen whole (not through other objects): its drawn shape keeps its area and
+    /// outline, so shape conservation applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rigid: bool,
+    /// Its shape has an orientation its mask's moments can read (push-t's T; not a disc).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oriented: bool,
+    /// The farthest its centre can move in one control step, in pixels of the spec's frame,
+    /// derived from the scene's dynamics (an upper bound, not a typical value); `None` where
+    /// no bound is stated (static objects, or ones whose visible part other objects hide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_step_px: Option<f64>,
+}
+
+impl ObjectSpec {
+    /// An object with colours only: no physics stated.
+    pub fn new(name: impl Into<String>, colors: Vec<Rgb>) -> Self {
+        Self {
+            name: name.into(),
+            colors,
+            rigid: false,
+            oriented: false,
+            max_step_px: None,
+        }
+    }
 }
 
 /// Everything about a scene that other components need to know without running it.
