@@ -33,6 +33,20 @@ pub enum Command {
     Scrub(usize),
     /// A new branch from this step.
     Fork(usize),
+    /// What other actions would have done: a branch forked at `at` retaking the next `steps`
+    /// actions perturbed, in the model and the live scene (see `Session::counterfactual`).
+    Counterfactual {
+        at: usize,
+        steps: usize,
+        perturbation: crate::perturb::Perturbation,
+    },
+    /// K futures of the next `steps` steps from `at`: the same actions, other sampler noise
+    /// (see `Session::sample_futures`).
+    SampleFutures {
+        at: usize,
+        steps: usize,
+        k: usize,
+    },
     SwitchBranch(BranchId),
     DeleteBranch(BranchId),
     /// Take back the last reset or branch deletion (Ctrl+Z).
@@ -264,6 +278,18 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
             Ok(())
         }
         Command::Fork(step) => session.fork(step).map(|_| ()),
+        Command::Counterfactual {
+            at,
+            steps,
+            perturbation,
+        } => {
+            session.transport.playing = false;
+            session.counterfactual(at, steps, perturbation)
+        }
+        Command::SampleFutures { at, steps, k } => {
+            session.transport.playing = false;
+            session.sample_futures(at, steps, k)
+        }
         Command::SwitchBranch(id) => {
             if session.switch_branch(id) {
                 Ok(())

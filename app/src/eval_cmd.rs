@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::device::parse_device;
 use crate::eval::report::{self, REPORT_JSON, Report};
 use crate::eval::run::{self, EvalRequest, Progress};
-use crate::eval::{Regime, Shard};
+use crate::eval::{Perturbation, Regime, Shard};
 use dreamyard_model::candle_core::DType;
 
 /// Arguments of `dreamyard eval`.
@@ -86,6 +86,12 @@ pub struct EvalRunArgs {
     /// Number of example strips (Truth / Model / Error), spread over the windows.
     #[arg(long, default_value_t = 4)]
     pub examples: usize,
+    /// Action response: also roll out every window with perturbed actions, in the model and
+    /// in the simulator the dataset was recorded from (from its stored state): `mirror` (each
+    /// action mirrored about the middle of its range) or `offset:F` (moved by F of its range,
+    /// reflected at the bounds). Autoregressive only; about one more rollout per window.
+    #[arg(long)]
+    pub counterfactual: Option<Perturbation>,
     /// auto (a GPU when the build has one and one is present, else the CPU), cpu, cuda,
     /// cuda:N, metal or metal:N.
     #[arg(long, default_value = "auto")]
@@ -128,6 +134,7 @@ fn evaluate(args: &EvalRunArgs, argv: &[String]) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         shard: args.shard,
         examples: args.examples,
+        counterfactual: args.counterfactual,
         device: &device,
         dtype: args.dtype,
         out,
@@ -162,6 +169,20 @@ fn evaluate(args: &EvalRunArgs, argv: &[String]) -> anyhow::Result<()> {
             }
             bar.inc(windows as u64);
         }
+        Progress::Scored { total_s, costs } => {
+            bar.finish_and_clear();
+            let share = |s: f64| 100.0 * s / total_s.max(1e-9);
+            eprintln!(
+                "eval: scored in {total_s:.1} s: physics metrics {:.1} s ({:.1} %), \
+                 counterfactual model rollouts {:.1} s ({:.1} %), simulator {:.1} s ({:.1} %)",
+                costs.physics_s,
+                share(costs.physics_s),
+                costs.counterfactual_model_s,
+                share(costs.counterfactual_model_s),
+                costs.counterfactual_world_s,
+                share(costs.counterfactual_world_s),
+            );
+        }
     })?;
     bar.finish_and_clear();
     print_summary(out, &report)
@@ -182,6 +203,18 @@ fn print_summary(out: &std::path::Path, report: &Report) -> anyhow::Result<()> {
             "ssim_mean": report.summary.model.ssim,
             "psnr_last": last.map(|e| e.psnr),
             "baseline_psnr_last": last.map(|e| e.baseline.psnr),
+            // The headline physics: losses and teleports by the horizon, pose error, response.
+            "physics": report
+                .summary
+                .physics
+                .iter()
+                .filter(|(k, _)| {
+                    !k.starts_with("copy_last.")
+                        && [".lost_by", ".teleport_by", ".centroid_px", "_ratio"]
+                            .iter()
+                            .any(|s| k.ends_with(s))
+                })
+                .collect::<std::collections::BTreeMap<_, _>>(),
         })
     );
     Ok(())

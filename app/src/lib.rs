@@ -20,6 +20,7 @@ mod model_cmd;
 pub mod model_source;
 pub mod objects;
 mod parse;
+pub mod perturb;
 mod predict_cmd;
 mod scene_cmd;
 pub mod session;

@@ -12,9 +12,12 @@ use dreamyard_model::train::EpisodeData;
 use dreamyard_scenes::dataset::Dataset;
 use sha2::{Digest as _, Sha256};
 
+use dreamyard_scenes::{Scene, SceneSource, SceneSpec, load_scene};
+
 use crate::bridge;
 use crate::metrics::{DEFAULT_TOLERANCE, Palette};
 use crate::model_source::{ModelSource, hex};
+use crate::objects::ObjectRules;
 
 /// Parses an episode selection such as `0-9,12` (inclusive ranges and single indices) into
 /// sorted, distinct episode indices, each of which must be in `available`.
@@ -104,6 +107,12 @@ pub struct EvalDataset {
     pub action: ModelActionSpace,
     /// Object colours of the recorded scene, when the dataset has them.
     pub palette: Option<Palette>,
+    /// What the recorded scene states about its objects' physics, at the evaluated frame size.
+    pub rules: Option<ObjectRules>,
+    /// The recorded scene, for counterfactual rollouts (see [`EvalDataset::enable_counterfactual`]).
+    scene: Option<Box<dyn Scene>>,
+    /// Per loaded episode: the scene state width and the states (`len x dim`).
+    states: HashMap<u64, (usize, Vec<f32>)>,
     /// Lines for the report: resizing, action bounds that differ, ...
     pub notes: Vec<String>,
     /// The selected episodes and their lengths, in index order.
@@ -197,17 +206,48 @@ impl EvalDataset {
                  filter before evaluation; every metric is computed at {mw}x{mh}."
             ));
         }
-        let palette = ds
-            .dreamyard()
-            .and_then(|m| m.spec.scene.as_ref())
+        let stored_scene = ds.dreamyard().and_then(|m| m.spec.scene.clone());
+        let palette = stored_scene
+            .as_ref()
             .map(|scene| Palette::from_spec(scene, DEFAULT_TOLERANCE))
             .filter(Palette::has_objects);
+        let rules = match &stored_scene {
+            Some(spec) if palette.is_some() => {
+                let stored = ObjectRules::from_spec(spec, frame.0);
+                if stored.states_any() {
+                    Some(stored)
+                } else {
+                    // Recorded before scenes stated their objects' physics: the built-in scene
+                    // of the same name and objects states it.
+                    let built_in = load_scene(&SceneSource::parse(&spec.name), None)
+                        .ok()
+                        .filter(|sc| same_objects(sc.spec(), spec));
+                    match built_in {
+                        Some(sc) => {
+                            notes.push(format!(
+                                "The dataset's scene spec predates object physics; rigidity, \
+                                 headings and motion bounds are the built-in `{}` scene's.",
+                                spec.name
+                            ));
+                            let mut with_frame = sc.spec().clone();
+                            with_frame.frame_width = spec.frame_width;
+                            Some(ObjectRules::from_spec(&with_frame, frame.0))
+                        }
+                        None => Some(stored),
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut out = Self {
             ds,
             source_frame,
             frame,
             action,
             palette,
+            rules,
+            scene: None,
+            states: HashMap::new(),
             notes,
             episodes,
             cache: HashMap::new(),
@@ -220,6 +260,96 @@ impl EvalDataset {
     /// The underlying dataset.
     pub fn dataset(&self) -> &Dataset {
         &self.ds
+    }
+
+    /// Opens the scene the dataset was recorded from, so windows can be replayed in it from
+    /// their stored states with other actions. The dataset must say which scene (Dreamyard's
+    /// `meta/dreamyard.json`), that scene must be built in with the same actions, state and
+    /// objects, and the episodes must store the scene state.
+    pub fn enable_counterfactual(&mut self) -> anyhow::Result<()> {
+        let root = self.ds.root().display().to_string();
+        let Some(spec) = self.ds.dreamyard().and_then(|m| m.spec.scene.clone()) else {
+            bail!(
+                "--counterfactual: {root} does not say which scene it was recorded from (no \
+                 `scene` in meta/dreamyard.json); counterfactual rollouts need the simulator \
+                 the episodes came from"
+            );
+        };
+        let (w, h) = self.source_frame;
+        let scene = load_scene(&SceneSource::parse(&spec.name), Some((w as u32, h as u32)))
+            .with_context(|| {
+                format!(
+                    "--counterfactual: {root} was recorded from scene `{}`, which is not built in",
+                    spec.name
+                )
+            })?;
+        if !same_objects(scene.spec(), &spec)
+            || scene.spec().state_names != spec.state_names
+            || scene.spec().action_space != spec.action_space
+        {
+            bail!(
+                "--counterfactual: {root}'s scene `{}` (meta/dreamyard.json, field \
+                 `spec.scene`) differs from the built-in scene of that name in its actions, \
+                 state or objects; its episodes cannot be replayed here",
+                spec.name
+            );
+        }
+        self.scene = Some(scene);
+        self.states.clear();
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Whether counterfactual rollouts are on.
+    pub fn has_scene(&self) -> bool {
+        self.scene.is_some()
+    }
+
+    /// The simulator's frames (at the evaluated size) from episode `episode`'s stored state at
+    /// frame `t`, stepped with `actions` (`n x dim` recorded-action rows), one frame per action.
+    pub fn simulate(
+        &self,
+        episode: u64,
+        t: usize,
+        actions: &[f32],
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
+        let Some(proto) = &self.scene else {
+            bail!("counterfactual rollouts are not enabled");
+        };
+        let (dim, states) = self
+            .states
+            .get(&episode)
+            .with_context(|| format!("episode {episode} is not loaded"))?;
+        let state: Vec<f64> = states
+            .get(t * dim..(t + 1) * dim)
+            .with_context(|| format!("episode {episode} has no state at frame {t}"))?
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let mut scene = proto.boxed_clone();
+        scene.reset_to(&state).with_context(|| {
+            format!("{}: episode {episode} frame {t}", self.ds.root().display())
+        })?;
+        let space = scene.spec().action_space.clone();
+        let adim = match &space {
+            dreamyard_scenes::ActionSpace::Continuous { low, .. } => low.len(),
+            dreamyard_scenes::ActionSpace::Discrete { .. } => 1,
+        };
+        let (sw, sh) = self.source_frame;
+        let (dw, dh) = self.frame;
+        bridge::actions_from_rows(actions, adim, &space)
+            .iter()
+            .map(|a| {
+                let obs = scene.step(a).with_context(|| {
+                    format!("{}: episode {episode} replay", self.ds.root().display())
+                })?;
+                Ok(if (sw, sh) == (dw, dh) {
+                    obs.frame.data
+                } else {
+                    bridge::resize_area(&obs.frame.data, sw, sh, dw, dh)
+                })
+            })
+            .collect()
     }
 
     fn resize(&self, mut ep: EpisodeData) -> EpisodeData {
@@ -239,6 +369,7 @@ impl EvalDataset {
     /// Makes `episodes` resident (read and resized) and drops every other cached episode.
     pub fn load(&mut self, episodes: &[u64]) -> anyhow::Result<()> {
         self.cache.retain(|e, _| episodes.contains(e));
+        self.states.retain(|e, _| episodes.contains(e));
         for &e in episodes {
             if self.cache.contains_key(&e) {
                 continue;
@@ -261,6 +392,17 @@ impl EvalDataset {
                     self.source_frame.0,
                     self.source_frame.1
                 );
+            }
+            if self.scene.is_some() {
+                if ep.scene_state_dim == 0 {
+                    bail!(
+                        "--counterfactual: {} episode {e} stores no scene state (feature \
+                         `scene.state` or `observation.state`); windows cannot be replayed",
+                        self.ds.root().display()
+                    );
+                }
+                self.states
+                    .insert(e, (ep.scene_state_dim, ep.scene_states.clone()));
             }
             let converted = self.resize(bridge::episode_data(&ep));
             self.cache.insert(e, converted);
@@ -285,6 +427,16 @@ impl EvalDataset {
     pub fn put_back(&mut self, episodes: &[u64], data: Vec<EpisodeData>) {
         self.cache.extend(episodes.iter().copied().zip(data));
     }
+}
+
+/// Whether two scene specs name the same objects in the same colours.
+fn same_objects(a: &SceneSpec, b: &SceneSpec) -> bool {
+    a.name == b.name
+        && a.objects.len() == b.objects.len()
+        && a.objects
+            .iter()
+            .zip(&b.objects)
+            .all(|(x, y)| x.name == y.name && x.colors == y.colors)
 }
 
 /// The model's and the dataset's action spaces must agree in kind and size.

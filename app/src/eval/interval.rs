@@ -31,7 +31,24 @@ pub struct StepIntervals {
     /// Mean mask IoU of the model per object (objects scored in no window are left out).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub iou: BTreeMap<String, [f64; 2]>,
+    /// The physics means (see `physics.rs`) and the action-response ratios, per key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub physics: BTreeMap<String, [f64; 2]>,
 }
+
+/// Ratios of two physics means the report derives: `(name, numerator key, denominator key)`.
+pub const RATIOS: [(&str, &str, &str); 2] = [
+    (
+        "response.pixel_ratio",
+        "response.model_px",
+        "response.world_px",
+    ),
+    (
+        "response.pose_ratio",
+        "response.model_pose",
+        "response.world_pose",
+    ),
+];
 
 /// Sums over one episode's windows at one step.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +58,8 @@ struct Sums {
     gain: f64,
     /// Per object: sum of IoU and the windows where it is defined.
     iou: Vec<(f64, f64)>,
+    /// Per physics key: sum and the windows where it is defined.
+    physics: Vec<(f64, f64)>,
 }
 
 /// Per-step intervals of `records` (one entry per step of `horizon`), or `None` when the
@@ -57,17 +76,19 @@ pub fn step_intervals(
     if episodes.len() < 2 {
         return None;
     }
+    let keys: Vec<&String> = records
+        .iter()
+        .flat_map(|r| r.physics.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let empty = || Sums {
+        iou: vec![(0.0, 0.0); objects.len()],
+        physics: vec![(0.0, 0.0); keys.len()],
+        ..Sums::default()
+    };
     // sums[episode][step]
-    let mut sums = vec![
-        vec![
-            Sums {
-                iou: vec![(0.0, 0.0); objects.len()],
-                ..Sums::default()
-            };
-            horizon
-        ];
-        episodes.len()
-    ];
+    let mut sums = vec![vec![empty(); horizon]; episodes.len()];
     for r in records {
         let Ok(e) = episodes.binary_search(&r.window.episode) else {
             continue;
@@ -85,8 +106,21 @@ pub fn step_intervals(
                     slot.1 += 1.0;
                 }
             }
+            for (slot, key) in s.physics.iter_mut().zip(&keys) {
+                if let Some(Some(v)) = r.physics.get(*key).and_then(|vals| vals.get(h)) {
+                    slot.0 += v;
+                    slot.1 += 1.0;
+                }
+            }
         }
     }
+    let ratios: Vec<(&str, usize, usize)> = RATIOS
+        .iter()
+        .filter_map(|(name, num, den)| {
+            let at = |k: &str| keys.iter().position(|key| key.as_str() == k);
+            Some((*name, at(num)?, at(den)?))
+        })
+        .collect();
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = episodes.len();
@@ -98,11 +132,10 @@ pub fn step_intervals(
             let mut psnr = Vec::with_capacity(RESAMPLES);
             let mut gain = Vec::with_capacity(RESAMPLES);
             let mut iou = vec![Vec::with_capacity(RESAMPLES); objects.len()];
+            let mut phys = vec![Vec::with_capacity(RESAMPLES); keys.len()];
+            let mut ratio = vec![Vec::with_capacity(RESAMPLES); ratios.len()];
             for draw in &draws {
-                let mut total = Sums {
-                    iou: vec![(0.0, 0.0); objects.len()],
-                    ..Sums::default()
-                };
+                let mut total = empty();
                 for &e in draw {
                     let s = &sums[e][h];
                     total.windows += s.windows;
@@ -111,6 +144,21 @@ pub fn step_intervals(
                     for (t, v) in total.iou.iter_mut().zip(&s.iou) {
                         t.0 += v.0;
                         t.1 += v.1;
+                    }
+                    for (t, v) in total.physics.iter_mut().zip(&s.physics) {
+                        t.0 += v.0;
+                        t.1 += v.1;
+                    }
+                }
+                for (values, t) in phys.iter_mut().zip(&total.physics) {
+                    if t.1 > 0.0 {
+                        values.push(t.0 / t.1);
+                    }
+                }
+                for (values, &(_, num, den)) in ratio.iter_mut().zip(&ratios) {
+                    let (n, d) = (total.physics[num], total.physics[den]);
+                    if n.1 > 0.0 && d.1 > 0.0 && d.0 > 0.0 {
+                        values.push((n.0 / n.1) / (d.0 / d.1));
                     }
                 }
                 if total.windows > 0.0 {
@@ -131,6 +179,14 @@ pub fn step_intervals(
                     .zip(iou.iter_mut())
                     .filter(|(_, v)| !v.is_empty())
                     .map(|(o, v)| (o.clone(), percentile_interval(v)))
+                    .collect(),
+                physics: keys
+                    .iter()
+                    .map(|k| k.as_str())
+                    .zip(phys.iter_mut())
+                    .chain(ratios.iter().map(|r| r.0).zip(ratio.iter_mut()))
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.to_owned(), percentile_interval(v)))
                     .collect(),
             }
         })
@@ -178,6 +234,7 @@ mod tests {
             best_of_k: None,
             baseline: vec![metrics(psnr - 2.0, iou); 2],
             teacher_forced: None,
+            physics: BTreeMap::new(),
         }
     }
 

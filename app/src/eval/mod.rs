@@ -16,6 +16,7 @@
 
 pub mod data;
 pub mod interval;
+pub mod physics;
 pub mod plot;
 pub mod report;
 pub mod run;
@@ -32,6 +33,7 @@ use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Palette, score_frame};
+pub use crate::perturb::Perturbation;
 use data::EvalDataset;
 
 pub use crate::metrics::PSNR_CAP_DB;
@@ -106,6 +108,9 @@ pub struct Protocol {
     pub psnr_cap_db: f64,
     /// Colour tolerance of the object masks (RGB distance).
     pub iou_tolerance: u8,
+    /// The perturbed actions of the counterfactual rollouts (action response), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterfactual: Option<Perturbation>,
 }
 
 /// One window: `context + horizon` frames of an episode from `start`.
@@ -233,6 +238,9 @@ pub struct WindowRecord {
     pub baseline: Vec<FrameMetrics>,
     /// The model teacher-forced (only in autoregressive runs), mean over samples.
     pub teacher_forced: Option<Vec<FrameMetrics>>,
+    /// Object physics and action response (see [`physics`]): one value per horizon step for
+    /// each key, `None` where undefined; empty without scene colours.
+    pub physics: physics::PhysicsSeries,
 }
 
 /// Frames of one example window for a strip: truth and the model's first sample, per step.
@@ -301,12 +309,41 @@ impl NoiseSource for RowNoise {
 pub struct Evaluator<'a> {
     model: &'a WorldModel,
     protocol: &'a Protocol,
+    /// Wall time spent on the physics metrics and on the counterfactual (its model rollouts
+    /// and the simulator), for the cost line `eval` prints.
+    costs: std::cell::Cell<Costs>,
+}
+
+/// Where an evaluation's time went beyond the rollouts and frame metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Costs {
+    /// Object physics of every window (masks, poses, checks), seconds.
+    pub physics_s: f64,
+    /// The perturbed model rollouts, seconds.
+    pub counterfactual_model_s: f64,
+    /// The simulator's two futures per window, seconds.
+    pub counterfactual_world_s: f64,
 }
 
 impl<'a> Evaluator<'a> {
     /// An evaluator of `model` under `protocol`.
     pub fn new(model: &'a WorldModel, protocol: &'a Protocol) -> Self {
-        Self { model, protocol }
+        Self {
+            model,
+            protocol,
+            costs: std::cell::Cell::new(Costs::default()),
+        }
+    }
+
+    /// Time spent so far on physics and the counterfactual.
+    pub fn costs(&self) -> Costs {
+        self.costs.get()
+    }
+
+    fn add_cost(&self, f: impl FnOnce(&mut Costs)) {
+        let mut c = self.costs.get();
+        f(&mut c);
+        self.costs.set(c);
     }
 
     /// Scores one batch of windows; `examples` lists the window ids whose frames to keep.
@@ -363,10 +400,21 @@ impl<'a> Evaluator<'a> {
         };
         let palette = data.palette.clone();
 
-        let primary = self.rollouts(batch_data, windows, p.regime, &local)?;
+        let primary = self.rollouts(batch_data, windows, p.regime, None, &local)?;
         let teacher = (p.regime == Regime::Autoregressive)
-            .then(|| self.rollouts(batch_data, windows, Regime::TeacherForced, &local))
+            .then(|| self.rollouts(batch_data, windows, Regime::TeacherForced, None, &local))
             .transpose()?;
+        // The counterfactual: the same rows, the same noise, the perturbed actions.
+        let perturbed = match p.counterfactual {
+            Some(pert) if data.has_scene() => {
+                let t = std::time::Instant::now();
+                let frames = self.rollouts(batch_data, windows, p.regime, Some(pert), &local)?;
+                let dt = t.elapsed().as_secs_f64();
+                self.add_cost(|c| c.counterfactual_model_s += dt);
+                Some(frames)
+            }
+            _ => None,
+        };
 
         let mut records = Vec::with_capacity(windows.len());
         let mut kept = Vec::new();
@@ -396,23 +444,67 @@ impl<'a> Evaluator<'a> {
             };
             let (model, best) = score(&primary);
             let teacher_forced = teacher.as_ref().map(|t| score(t).0);
+            // The newest real frame the model had: the last context frame when rolling out,
+            // the previous frame when teacher-forced.
+            let last_real = |h: usize| match p.regime {
+                Regime::Autoregressive => w.start + t_ctx - 1,
+                Regime::TeacherForced => w.start + t_ctx + h - 2,
+            };
+            let baseline_frames: Vec<&[u8]> =
+                (1..=horizon).map(|h| frame_u8(w, last_real(h))).collect();
             let baseline = (1..=horizon)
                 .map(|h| {
-                    // The newest real frame the model had: the last context frame when rolling
-                    // out, the previous frame when teacher-forced.
-                    let last = match p.regime {
-                        Regime::Autoregressive => w.start + t_ctx - 1,
-                        Regime::TeacherForced => w.start + t_ctx + h - 2,
-                    };
-                    FrameMetrics::of(frame_u8(w, last), truth[h - 1], fw, fh, palette.as_ref())
+                    FrameMetrics::of(
+                        baseline_frames[h - 1],
+                        truth[h - 1],
+                        fw,
+                        fh,
+                        palette.as_ref(),
+                    )
                 })
                 .collect();
+            let physics = match (&palette, &data.rules) {
+                (Some(pal), Some(rules)) => {
+                    let t = std::time::Instant::now();
+                    let world = match &perturbed {
+                        Some(_) => Some(self.world_futures(data, w, batch_data, &local)?),
+                        None => None,
+                    };
+                    let t_world = t.elapsed().as_secs_f64();
+                    let samples: Vec<&[Vec<u8>]> =
+                        (0..k).map(|s| primary[i * k + s].as_slice()).collect();
+                    let frames = physics::WindowFrames {
+                        width: fw,
+                        height: fh,
+                        last_context: frame_u8(w, w.start + t_ctx - 1),
+                        truth: &truth,
+                        samples: &samples,
+                        baseline: &baseline_frames,
+                        counterfactual: perturbed.as_ref().zip(world.as_ref()).map(
+                            |(model, (actual, other))| physics::CounterfactualFrames {
+                                model: &model[i * k..(i + 1) * k],
+                                world: actual,
+                                world_perturbed: other,
+                            },
+                        ),
+                    };
+                    let series = physics::window_physics(&frames, pal, rules);
+                    let t_physics = t.elapsed().as_secs_f64() - t_world;
+                    self.add_cost(|c| {
+                        c.counterfactual_world_s += t_world;
+                        c.physics_s += t_physics;
+                    });
+                    series
+                }
+                _ => physics::PhysicsSeries::new(),
+            };
             records.push(WindowRecord {
                 window: *w,
                 model,
                 best_of_k: (k > 1).then_some(best),
                 baseline,
                 teacher_forced,
+                physics,
             });
             if examples.contains(&w.id) {
                 kept.push(ExampleFrames {
@@ -425,12 +517,43 @@ impl<'a> Evaluator<'a> {
         Ok((records, kept))
     }
 
+    /// The simulator's futures of window `w` from its stored state at the last context frame:
+    /// with the recorded actions of the horizon, and with the perturbed ones.
+    fn world_futures(
+        &self,
+        data: &EvalDataset,
+        w: &Window,
+        batch: &TrainData,
+        local: &dyn Fn(&Window) -> WindowStart,
+    ) -> anyhow::Result<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+        let p = self.protocol;
+        let pert = p
+            .counterfactual
+            .context("no counterfactual perturbation in the protocol")?;
+        let t0 = w.start + p.context - 1;
+        let aw = batch.action_width();
+        let ep = &batch.episodes[local(w).episode];
+        let rows = ep
+            .actions
+            .get(t0 * aw..(t0 + p.horizon) * aw)
+            .with_context(|| format!("episode {} has no actions at {t0}", w.episode))?;
+        let other: Vec<f32> = rows
+            .chunks_exact(aw.max(1))
+            .flat_map(|r| pert.apply(r, &batch.action))
+            .collect();
+        Ok((
+            data.simulate(w.episode, t0, rows)?,
+            data.simulate(w.episode, t0, &other)?,
+        ))
+    }
+
     /// Predicted frames (RGB8) for every row (window-major, then sample) and step.
     fn rollouts(
         &self,
         data: &TrainData,
         windows: &[Window],
         regime: Regime,
+        perturb: Option<Perturbation>,
         local: &dyn Fn(&Window) -> WindowStart,
     ) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
         let p = self.protocol;
@@ -452,16 +575,38 @@ impl<'a> Evaluator<'a> {
             }
             Ok((Tensor::stack(&frames, 0)?, Tensor::stack(&actions, 0)?))
         };
-        // The recorded action at frame `t` (relative) of every row: [rows] or [rows, dim].
+        // The recorded action at frame `t` (relative) of every row, perturbed for a
+        // counterfactual: [rows] or [rows, dim].
+        let aw = data.action_width();
         let action_at = |t: usize| -> anyhow::Result<Tensor> {
-            let acts = rows
-                .iter()
-                .map(|(w, _)| {
-                    let s = local(w);
-                    data.actions(s.episode, s.t + t, 1, device)
-                })
-                .collect::<dreamyard_model::Result<Vec<_>>>()?;
-            Ok(Tensor::cat(&acts, 0)?)
+            let Some(pert) = perturb else {
+                let acts = rows
+                    .iter()
+                    .map(|(w, _)| {
+                        let s = local(w);
+                        data.actions(s.episode, s.t + t, 1, device)
+                    })
+                    .collect::<dreamyard_model::Result<Vec<_>>>()?;
+                return Ok(Tensor::cat(&acts, 0)?);
+            };
+            let mut flat = Vec::with_capacity(rows.len() * aw);
+            for (w, _) in &rows {
+                let s = local(w);
+                let at = (s.t + t) * aw;
+                let row = data.episodes[s.episode]
+                    .actions
+                    .get(at..at + aw)
+                    .with_context(|| format!("window {}: no action at frame {}", w.id, s.t + t))?;
+                flat.extend(pert.apply(row, &data.action));
+            }
+            Ok(match &data.action {
+                dreamyard_model::config::ActionSpace::Discrete { .. } => {
+                    Tensor::from_vec(flat, rows.len(), device)?.to_dtype(DType::U32)?
+                }
+                dreamyard_model::config::ActionSpace::Continuous { .. } => {
+                    Tensor::from_vec(flat, (rows.len(), aw), device)?
+                }
+            })
         };
         let mut out = vec![Vec::with_capacity(p.horizon); rows.len()];
         let mut state: Option<dreamyard_model::RolloutState> = None;

@@ -13,8 +13,18 @@ use tiny_skia::{Paint, PathBuilder, Pixmap, Stroke, Transform};
 use crate::metrics::{abs_error, heat_color};
 use crate::text::{draw_text, line_height, text_width};
 
-/// Series colours (colour-blind safe: Okabe-Ito blue, orange, bluish green, grey).
-pub const COLORS: [[u8; 3]; 4] = [[0, 114, 178], [230, 159, 0], [0, 158, 115], [110, 110, 110]];
+/// Series colours (colour-blind safe: Okabe-Ito blue, orange, bluish green, grey, then
+/// vermillion, sky blue, reddish purple, yellow).
+pub const COLORS: [[u8; 3]; 8] = [
+    [0, 114, 178],
+    [230, 159, 0],
+    [0, 158, 115],
+    [110, 110, 110],
+    [213, 94, 0],
+    [86, 180, 233],
+    [204, 121, 167],
+    [240, 228, 66],
+];
 
 /// One curve.
 #[derive(Debug, Clone)]

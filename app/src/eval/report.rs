@@ -28,6 +28,8 @@ pub const WINDOWS_CSV: &str = "windows.csv";
 pub const REPORT_MD: &str = "report.md";
 /// Folder of the example strips.
 pub const EXAMPLES_DIR: &str = "examples";
+/// Every window's physics series (see `physics.rs`).
+pub const PHYSICS_CSV: &str = "physics.csv";
 
 /// The model evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +107,12 @@ pub struct StepEntry {
     /// than two episodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<StepIntervals>,
+    /// Object physics and action response: the mean over windows of each key of
+    /// `physics.rs` where defined, plus `response.pixel_ratio` / `response.pose_ratio` (the
+    /// model's mean divergence over the simulator's) and `<object>.first_lost` (the share of
+    /// rollouts whose first loss is at this step).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub physics: BTreeMap<String, f64>,
 }
 
 impl StepEntry {
@@ -142,6 +150,11 @@ pub struct Summary {
     /// Best of K (K > 1 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of_k: Option<SeriesEntry>,
+    /// Physics over the horizon: the mean over steps of each per-step value, except the
+    /// cumulative `*_by` shares (their value at the last step: by the horizon) and the
+    /// ratios (of the means over steps); `first_lost` is left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub physics: BTreeMap<String, f64>,
 }
 
 /// A shard a merged report was made from.
@@ -312,6 +325,7 @@ pub fn aggregate(
     }
     let mut intervals =
         interval::step_intervals(records, objects, horizon, seed).map(Vec::into_iter);
+    let physics = physics_means(records, horizon);
     let mut per_step = Vec::with_capacity(horizon);
     for h in 0..horizon {
         let at = |k| series_at(records, k, h, objects);
@@ -326,6 +340,7 @@ pub fn aggregate(
             teacher_forced: at(SeriesKind::TeacherForced),
             best_of_k: at(SeriesKind::BestOfK),
             interval: intervals.as_mut().and_then(Iterator::next),
+            physics: physics.get(h).cloned().unwrap_or_default(),
         });
     }
     let model_entries: Vec<SeriesEntry> = per_step.iter().map(StepEntry::model).collect();
@@ -334,8 +349,175 @@ pub fn aggregate(
         baseline: mean_over_steps(per_step.iter().map(|e| &e.baseline)).context("empty horizon")?,
         teacher_forced: mean_over_steps(per_step.iter().filter_map(|e| e.teacher_forced.as_ref())),
         best_of_k: mean_over_steps(per_step.iter().filter_map(|e| e.best_of_k.as_ref())),
+        physics: physics_summary(&physics),
     };
     Ok((per_step, summary))
+}
+
+/// Per step, the mean over windows of every physics key where defined, and the derived keys.
+fn physics_means(records: &[WindowRecord], horizon: usize) -> Vec<BTreeMap<String, f64>> {
+    let mut sums: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    for r in records {
+        for (key, values) in &r.physics {
+            let slot = sums
+                .entry(key.as_str())
+                .or_insert_with(|| vec![(0.0, 0); horizon]);
+            for (h, v) in values.iter().enumerate().take(horizon) {
+                if let Some(v) = v {
+                    slot[h].0 += v;
+                    slot[h].1 += 1;
+                }
+            }
+        }
+    }
+    let mut steps: Vec<BTreeMap<String, f64>> = (0..horizon)
+        .map(|h| {
+            sums.iter()
+                .filter(|(_, v)| v[h].1 > 0)
+                .map(|(k, v)| ((*k).to_owned(), v[h].0 / v[h].1 as f64))
+                .collect()
+        })
+        .collect();
+    for h in 0..horizon {
+        for (name, num, den) in interval::RATIOS {
+            if let (Some(n), Some(d)) = (steps[h].get(num), steps[h].get(den))
+                && *d > 0.0
+            {
+                let r = n / d;
+                steps[h].insert(name.to_owned(), r);
+            }
+        }
+        let lost_by: Vec<(String, f64)> = steps[h]
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_suffix(".lost_by")?.to_owned(), *v)))
+            .collect();
+        for (object, now) in lost_by {
+            let before = h
+                .checked_sub(1)
+                .and_then(|p| steps[p].get(&format!("{object}.lost_by")).copied())
+                .unwrap_or(0.0);
+            steps[h].insert(format!("{object}.first_lost"), (now - before).max(0.0));
+        }
+    }
+    steps
+}
+
+/// The physics summary over steps (see [`Summary::physics`]).
+fn physics_summary(steps: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let keys: std::collections::BTreeSet<&String> = steps.iter().flat_map(|s| s.keys()).collect();
+    for key in keys {
+        if key.ends_with(".first_lost") || key.ends_with("_ratio") {
+            continue;
+        }
+        let value = if key.ends_with("_by") {
+            steps.iter().rev().find_map(|s| s.get(key)).copied()
+        } else {
+            let vals: Vec<f64> = steps.iter().filter_map(|s| s.get(key)).copied().collect();
+            (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+        };
+        if let Some(v) = value {
+            out.insert(key.clone(), v);
+        }
+    }
+    for (name, num, den) in interval::RATIOS {
+        if let (Some(n), Some(d)) = (out.get(num), out.get(den))
+            && *d > 0.0
+        {
+            let r = n / d;
+            out.insert(name.to_owned(), r);
+        }
+    }
+    out
+}
+
+/// `physics.csv`: one row per window and step, one column per physics key (the union over
+/// windows, sorted); empty where undefined. Numbers in shortest round-trip form.
+pub fn physics_csv(records: &[WindowRecord]) -> String {
+    let keys: Vec<&String> = records
+        .iter()
+        .flat_map(|r| r.physics.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut out = String::from("window,episode,start,step");
+    for k in &keys {
+        let _ = write!(out, ",{k}");
+    }
+    out.push('\n');
+    for r in records {
+        let steps = r.physics.values().map(Vec::len).max().unwrap_or(0);
+        for h in 0..steps {
+            let _ = write!(
+                out,
+                "{},{},{},{}",
+                r.window.id,
+                r.window.episode,
+                r.window.start,
+                h + 1
+            );
+            for k in &keys {
+                let v = r.physics.get(*k).and_then(|v| v.get(h).copied().flatten());
+                let _ = write!(out, ",{}", csv_opt(v));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Reads `physics.csv` (see [`physics_csv`]) into `records` (matched by window id).
+pub fn parse_physics_csv(
+    text: &str,
+    file: &Path,
+    records: &mut [WindowRecord],
+    horizon: usize,
+) -> anyhow::Result<()> {
+    let mut lines = text.lines().enumerate();
+    let header = lines.next().map(|(_, l)| l).unwrap_or_default();
+    let cols: Vec<&str> = header.split(',').collect();
+    if cols.len() < 4 || cols[..4] != ["window", "episode", "start", "step"] {
+        bail!(
+            "{}: header is `{header}`, expected `window,episode,start,step,<keys>`",
+            file.display()
+        );
+    }
+    let keys: Vec<String> = cols[4..].iter().map(|k| (*k).to_owned()).collect();
+    for (i, line) in lines {
+        let at = || format!("{} line {}", file.display(), i + 1);
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != cols.len() {
+            bail!("{}: {} columns, expected {}", at(), cells.len(), cols.len());
+        }
+        let int = |c: usize| -> anyhow::Result<usize> {
+            cells[c]
+                .parse()
+                .with_context(|| format!("{}: column `{}` is not an integer", at(), cols[c]))
+        };
+        let (id, step) = (int(0)?, int(3)?);
+        if step == 0 || step > horizon {
+            bail!("{}: step {step} outside the horizon 1..={horizon}", at());
+        }
+        let rec = records
+            .iter_mut()
+            .find(|r| r.window.id == id)
+            .with_context(|| format!("{}: window {id} is not in windows.csv", at()))?;
+        for (c, key) in keys.iter().enumerate() {
+            let cell = cells[4 + c];
+            let v = if cell.is_empty() {
+                None
+            } else {
+                Some(
+                    cell.parse::<f64>()
+                        .with_context(|| format!("{}: column `{key}` is not a number", at()))?,
+                )
+            };
+            rec.physics
+                .entry(key.clone())
+                .or_insert_with(|| vec![None; horizon])[step - 1] = v;
+        }
+    }
+    Ok(())
 }
 
 fn csv_opt(v: Option<f64>) -> String {
@@ -444,6 +626,7 @@ pub fn parse_windows_csv(
             best_of_k: None,
             baseline: Vec::new(),
             teacher_forced: None,
+            physics: BTreeMap::new(),
         });
         if rec.window != window {
             bail!("{}: window {id} appears with two different starts", at());
@@ -512,6 +695,27 @@ pub fn per_step_csv(report: &Report) -> String {
             let _ = write!(out, ",model_iou:{o}_lo,model_iou:{o}_hi");
         }
     }
+    let phys_keys: Vec<&String> = report
+        .per_step
+        .iter()
+        .flat_map(|e| e.physics.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let phys_iv_keys: Vec<&String> = report
+        .per_step
+        .iter()
+        .filter_map(|e| e.interval.as_ref())
+        .flat_map(|iv| iv.physics.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for k in &phys_keys {
+        let _ = write!(out, ",physics:{k}");
+    }
+    for k in &phys_iv_keys {
+        let _ = write!(out, ",physics:{k}_lo,physics:{k}_hi");
+    }
     out.push('\n');
     for e in &report.per_step {
         let _ = write!(out, "{}", e.step);
@@ -538,6 +742,18 @@ pub fn per_step_csv(report: &Report) -> String {
             for o in objects {
                 let _ = write!(out, ",{}", pair(iv.and_then(|i| i.iou.get(o).copied())));
             }
+        }
+        for k in &phys_keys {
+            let _ = write!(out, ",{}", csv_opt(e.physics.get(*k).copied()));
+        }
+        for k in &phys_iv_keys {
+            let v = e.interval.as_ref().and_then(|i| i.physics.get(*k).copied());
+            let _ = write!(
+                out,
+                ",{},{}",
+                csv_opt(v.map(|v| v[0])),
+                csv_opt(v.map(|v| v[1]))
+            );
         }
         out.push('\n');
     }
@@ -712,9 +928,11 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
             md.push('\n');
         }
     }
+    physics_md(&mut md, report, &shown);
     let _ = writeln!(
         md,
-        "\nAll steps: `per_step.csv` and `report.json` (`per_step`); every window: `windows.csv`."
+        "\nAll steps: `per_step.csv` and `report.json` (`per_step`); every window: `windows.csv`, \
+         and its physics `physics.csv`."
     );
     if !plots.is_empty() {
         let _ = writeln!(md, "\n## Plots\n");
@@ -762,6 +980,150 @@ pub fn report_md(report: &Report, plots: &[String], examples: &[String]) -> Stri
     md
 }
 
+/// The physics section of `report.md`: per object, pose, shape, permanence and motion at the
+/// shown steps; the action response; the spread of K samples.
+fn physics_md(md: &mut String, report: &Report, shown: &[usize]) {
+    if report.summary.physics.is_empty() {
+        return;
+    }
+    let rows: Vec<&StepEntry> = report
+        .per_step
+        .iter()
+        .filter(|e| shown.contains(&e.step))
+        .collect();
+    let get = |e: &StepEntry, k: &str| e.physics.get(k).copied();
+    let with_iv = |e: &StepEntry, k: &str, digits: usize| -> String {
+        let v = fmt_opt(get(e, k), digits);
+        match e.interval.as_ref().and_then(|iv| iv.physics.get(k)) {
+            Some([lo, hi]) if get(e, k).is_some() => {
+                format!("{v} ({lo:.digits$} – {hi:.digits$})")
+            }
+            _ => v,
+        }
+    };
+    let _ = writeln!(
+        md,
+        "\n## Physics and controls\n\nObjects are read from the scene's colours (the IoU \
+         masks, specks apart from the body dropped). Centroid and heading errors are in pixels \
+         and degrees at the evaluated size; \"lost by\" is the share of rollouts that have lost \
+         the object (model area below half the true area) at or before the step; \"teleport by\" \
+         the share whose object moved farther than the scene's dynamics allow; 95 % intervals \
+         in brackets where the windows come from several episodes."
+    );
+    let columns: [(&str, &str, usize); 9] = [
+        ("centroid_px", "centroid error (px)", 2),
+        ("copy_last.centroid_px", "copy-last centroid (px)", 2),
+        ("angle_deg", "heading error (°)", 1),
+        ("copy_last.angle_deg", "copy-last heading (°)", 1),
+        ("area_ratio", "area ratio", 3),
+        ("shape_iou", "aligned shape IoU", 3),
+        ("lost_by", "lost by", 3),
+        ("phantom", "phantom", 3),
+        ("teleport_by", "teleport by", 3),
+    ];
+    let key = |o: &str, c: &str| match c.strip_prefix("copy_last.") {
+        Some(rest) => format!("copy_last.{o}.{rest}"),
+        None => format!("{o}.{c}"),
+    };
+    for o in &report.objects {
+        let present: Vec<&(&str, &str, usize)> = columns
+            .iter()
+            .filter(|(c, _, _)| rows.iter().any(|e| get(e, &key(o, c)).is_some()))
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "\n### {o}\n");
+        let mut head = String::from("| step |");
+        let mut rule = String::from("|---:|");
+        for (_, label, _) in &present {
+            let _ = write!(head, " {label} |");
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(md, "{head}\n{rule}");
+        for e in &rows {
+            let _ = write!(md, "| {} |", e.step);
+            for (c, _, digits) in &present {
+                let k = key(o, c);
+                let cell = if c.starts_with("copy_last") {
+                    fmt_opt(get(e, &k), *digits)
+                } else {
+                    with_iv(e, &k, *digits)
+                };
+                let _ = write!(md, " {cell} |");
+            }
+            md.push('\n');
+        }
+        let first: Vec<String> = report
+            .per_step
+            .iter()
+            .filter_map(|e| {
+                get(e, &format!("{o}.first_lost"))
+                    .filter(|v| *v > 0.0)
+                    .map(|v| format!("{}: {v:.3}", e.step))
+            })
+            .collect();
+        if !first.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nFirst loss (step: share of rollouts): {}.",
+                first.join(", ")
+            );
+        }
+    }
+    if rows.iter().any(|e| get(e, "response.world_px").is_some()) {
+        let pert = report
+            .protocol
+            .counterfactual
+            .map_or_else(String::new, |p| format!(" (`{p}`)"));
+        let _ = writeln!(
+            md,
+            "\n### Action response\n\nEach window rolled out twice from the same context and \
+             noise, with the recorded actions and with perturbed ones{pert}, in the model and \
+             in the simulator from the stored state. Divergence between the two futures: mean \
+             absolute pixel difference (8-bit) and mean centroid distance of the moving objects \
+             (px). Ratio = model / simulator: 0 = the model ignores the actions, 1 = it responds \
+             as the world does.\n\n\
+             | step | model (px) | simulator (px) | pixel ratio | model pose (px) | simulator \
+             pose (px) | pose ratio |\n|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for e in &rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                e.step,
+                fmt_opt(get(e, "response.model_px"), 2),
+                fmt_opt(get(e, "response.world_px"), 2),
+                with_iv(e, "response.pixel_ratio", 3),
+                fmt_opt(get(e, "response.model_pose"), 2),
+                fmt_opt(get(e, "response.world_pose"), 2),
+                with_iv(e, "response.pose_ratio", 3),
+            );
+        }
+    }
+    if rows.iter().any(|e| get(e, "samples.coverage").is_some()) {
+        let k = report.protocol.samples;
+        let _ = writeln!(
+            md,
+            "\n### {k} sampled futures\n\nSpread: the per-pixel standard deviation across the \
+             samples (8-bit), averaged. Coverage: the share of pixel values where the truth lies \
+             within the samples' range; {k} calibrated samples cover a true draw with \
+             probability (K - 1) / (K + 1) = {:.3}: more is over-dispersed, less over-confident.\n\n\
+             | step | spread | coverage |\n|---:|---:|---:|",
+            crate::objects::ideal_coverage(k)
+        );
+        for e in &rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                e.step,
+                with_iv(e, "samples.spread", 2),
+                with_iv(e, "samples.coverage", 3)
+            );
+        }
+    }
+}
+
 /// `0-9, 12` style list of episode indices.
 fn episode_ranges(eps: &[u64]) -> String {
     let mut parts = Vec::new();
@@ -796,6 +1158,14 @@ pub fn write_report_dir(
     write(REPORT_JSON, &serde_json::to_string_pretty(report)?)?;
     write(PER_STEP_CSV, &per_step_csv(report))?;
     write(WINDOWS_CSV, &windows_csv(records, &report.objects))?;
+    let physics_path = out.join(PHYSICS_CSV);
+    if records.iter().any(|r| !r.physics.is_empty()) {
+        write(PHYSICS_CSV, &physics_csv(records))?;
+    } else if physics_path.exists() {
+        // An earlier run's file would be merged as this run's.
+        std::fs::remove_file(&physics_path)
+            .with_context(|| format!("{}: cannot remove", physics_path.display()))?;
+    }
     let plots = write_plots(out, report)?;
     let mut examples: Vec<String> = match std::fs::read_dir(out.join(EXAMPLES_DIR)) {
         Ok(dir) => dir
@@ -816,7 +1186,8 @@ fn write_plots(out: &Path, report: &Report) -> anyhow::Result<Vec<String>> {
         for entry in dir.filter_map(Result::ok) {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with("iou_") && name.ends_with(".png") {
+            if (name.starts_with("iou_") || name.starts_with("physics_")) && name.ends_with(".png")
+            {
                 let path = entry.path();
                 std::fs::remove_file(&path)
                     .with_context(|| format!("{}: cannot remove the old plot", path.display()))?;
@@ -892,6 +1263,83 @@ fn write_plots(out: &Path, report: &Report) -> anyhow::Result<Vec<String>> {
             &series_for(&|s| s.iou.get(o).copied()),
         )?;
     }
+    // Physics: one curve per object (or quantity) and its colour.
+    let phys = |key: &str| collect(&|e: &StepEntry| e.physics.get(key).copied());
+    let curves = |keys: &[(String, String)]| -> Vec<Series> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, (key, label))| Series {
+                label: label.clone(),
+                color: plot::COLORS[i % plot::COLORS.len()],
+                points: phys(key),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    let moving: Vec<&String> = report
+        .objects
+        .iter()
+        .filter(|o| {
+            report
+                .summary
+                .physics
+                .contains_key(&format!("{o}.teleport"))
+        })
+        .collect();
+    let lost: Vec<(String, String)> = report
+        .objects
+        .iter()
+        .filter(|o| report.summary.physics.contains_key(&format!("{o}.lost_by")))
+        .map(|o| (format!("{o}.lost_by"), format!("{o} lost")))
+        .chain(
+            moving
+                .iter()
+                .map(|o| (format!("{o}.teleport_by"), format!("{o} teleported"))),
+        )
+        .collect();
+    plot_one(
+        "physics_lost.png".into(),
+        "share of rollouts, by step",
+        &curves(&lost),
+    )?;
+    let centroid: Vec<(String, String)> = moving
+        .iter()
+        .flat_map(|o| {
+            [
+                (format!("{o}.centroid_px"), format!("{o} (model)")),
+                (
+                    format!("copy_last.{o}.centroid_px"),
+                    format!("{o} (copy last)"),
+                ),
+            ]
+        })
+        .collect();
+    plot_one(
+        "physics_centroid.png".into(),
+        "centroid error (px)",
+        &curves(&centroid),
+    )?;
+    plot_one(
+        "physics_response.png".into(),
+        "model / simulator divergence",
+        &curves(&[
+            ("response.pixel_ratio".into(), "pixels".into()),
+            ("response.pose_ratio".into(), "object positions".into()),
+        ]),
+    )?;
+    if report.protocol.samples > 1 {
+        let mut cov = curves(&[("samples.coverage".into(), "truth within the samples".into())]);
+        if let Some(first) = cov.first() {
+            let ideal = crate::objects::ideal_coverage(report.protocol.samples);
+            let xs: Vec<f64> = first.points.iter().map(|p| p.0).collect();
+            cov.push(Series {
+                label: format!("calibrated ({ideal:.2})"),
+                color: plot::COLORS[3],
+                points: xs.into_iter().map(|x| (x, ideal)).collect(),
+            });
+        }
+        plot_one("physics_coverage.png".into(), "coverage", &cov)?;
+    }
     Ok(files)
 }
 
@@ -905,7 +1353,13 @@ pub fn read_report_dir(dir: &Path) -> anyhow::Result<(Report, Vec<WindowRecord>)
     let csv_path = dir.join(WINDOWS_CSV);
     let csv = std::fs::read_to_string(&csv_path)
         .with_context(|| format!("{}: cannot read", csv_path.display()))?;
-    let records = parse_windows_csv(&csv, &csv_path, &report.objects, report.protocol.horizon)?;
+    let mut records = parse_windows_csv(&csv, &csv_path, &report.objects, report.protocol.horizon)?;
+    let physics_path = dir.join(PHYSICS_CSV);
+    if physics_path.exists() {
+        let text = std::fs::read_to_string(&physics_path)
+            .with_context(|| format!("{}: cannot read", physics_path.display()))?;
+        parse_physics_csv(&text, &physics_path, &mut records, report.protocol.horizon)?;
+    }
     Ok((report, records))
 }
 
@@ -1056,6 +1510,7 @@ mod tests {
             best_of_k: Some((0..3).map(|h| m(h, 0.7)).collect()),
             baseline: (0..3).map(|h| m(h, 2.2)).collect(),
             teacher_forced: tf.then(|| (0..3).map(|h| m(h, 1.1)).collect()),
+            physics: BTreeMap::new(),
         }
     }
 
@@ -1102,6 +1557,7 @@ mod tests {
             best_of_k: None,
             baseline: vec![m(base)],
             teacher_forced: None,
+            physics: BTreeMap::new(),
         };
         let recs = [rec(0, crate::metrics::PSNR_CAP_DB), rec(1, 20.0)];
         let (steps, summary) = aggregate(&recs, &[], 1, 0).unwrap();

@@ -11,8 +11,8 @@ use dreamyard_model::candle_core::{DType, Device};
 use super::data::{EvalDataset, dataset_fingerprint};
 use super::report::{DatasetInfo, EXAMPLES_DIR, ModelInfo, Report, aggregate, write_report_dir};
 use super::{
-    Evaluator, PSNR_CAP_DB, Protocol, Regime, Shard, example_ids, plot, select_windows,
-    shard_batches,
+    Costs, Evaluator, PSNR_CAP_DB, Perturbation, Protocol, Regime, Shard, example_ids, plot,
+    select_windows, shard_batches,
 };
 use crate::metrics::DEFAULT_TOLERANCE;
 use crate::model_source::ModelSource;
@@ -38,6 +38,8 @@ pub struct EvalRequest<'a> {
     pub shard: Option<Shard>,
     /// Example strips to write.
     pub examples: usize,
+    /// Counterfactual rollouts (action response) with these perturbed actions.
+    pub counterfactual: Option<Perturbation>,
     pub device: &'a Device,
     /// What the network computes in.
     pub dtype: DType,
@@ -61,6 +63,9 @@ pub enum Progress {
         windows: usize,
         psnr_last: Option<f64>,
     },
+    /// Every batch was scored in `total_s` seconds, of which these went to the physics metrics
+    /// and the counterfactual.
+    Scored { total_s: f64, costs: Costs },
 }
 
 /// Runs the evaluation `args` describes and writes its report directory; returns the report.
@@ -86,6 +91,22 @@ pub fn evaluate(
         );
     }
     let mut data = EvalDataset::open(dataset, &spec, &source, args.episodes)?;
+    if args.counterfactual.is_some() {
+        if args.regime != Regime::Autoregressive {
+            bail!(
+                "--counterfactual needs --regime autoregressive: the two futures must each \
+                 follow their own actions from one context"
+            );
+        }
+        if data.palette.is_none() {
+            bail!(
+                "--counterfactual: {} has no scene colours (meta/dreamyard.json), so object \
+                 positions cannot be read from its frames",
+                dataset.display()
+            );
+        }
+        data.enable_counterfactual()?;
+    }
     let (context, horizon) = (spec.context_len, args.horizon);
     let stride = args.stride.unwrap_or(horizon);
     if stride == 0 {
@@ -113,6 +134,7 @@ pub fn evaluate(
         frame: [data.frame.0, data.frame.1],
         psnr_cap_db: PSNR_CAP_DB,
         iou_tolerance: DEFAULT_TOLERANCE,
+        counterfactual: args.counterfactual,
     };
     let model_info = ModelInfo {
         path: model_path.display().to_string(),
@@ -151,6 +173,7 @@ pub fn evaluate(
         episodes: data.episodes.len(),
     });
     let evaluator = Evaluator::new(&model, &protocol);
+    let started = std::time::Instant::now();
     let mut records = Vec::with_capacity(scored);
     for range in batches {
         let batch = &windows[range];
@@ -171,6 +194,10 @@ pub fn evaluate(
         });
         records.extend(recs);
     }
+    progress(Progress::Scored {
+        total_s: started.elapsed().as_secs_f64(),
+        costs: evaluator.costs(),
+    });
     let (per_step, summary) = aggregate(&records, &objects, horizon, protocol.seed)?;
     let report = Report {
         dreamyard_version: env!("CARGO_PKG_VERSION").to_owned(),

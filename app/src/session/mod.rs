@@ -37,8 +37,8 @@ use truth::{Episode, GroundTruth, TruthKind, TruthSource, TruthSpec};
 use worker::{ModelWorker, Reply, StartFrom};
 
 pub use timeline::{
-    Branch, BranchId, FrameKind, KEPT_STATES, MetricSeries, StepMetrics, StepRecord, Timeline,
-    evict_old_state,
+    Branch, BranchId, FrameKind, KEPT_STATES, MetricSeries, ObjectStatus, StepMetrics, StepRecord,
+    Timeline, evict_old_state,
 };
 
 /// Settings the user changes while the session runs.
@@ -151,6 +151,8 @@ pub struct Session {
     /// Ground truth that comes with the loading model (a scene that ships its own model).
     loading_truth: Option<Box<dyn GroundTruth>>,
     palette: Option<Palette>,
+    /// The ground truth's scene, for what it states about its objects' physics.
+    scene_spec: Option<dreamyard_scenes::SceneSpec>,
     timeline: Timeline,
     pending: Option<Pending>,
     /// Bumped by every reset so replies for an old rollout are ignored.
@@ -181,6 +183,34 @@ pub struct Session {
     replay_done: usize,
     /// The SHA-256 of the weights the saved session being opened ran with.
     replay_weights: Option<String>,
+    /// Whose events are being replayed: a saved session's, a counterfactual's (a fork and its
+    /// perturbed steps) or sampled futures' (forks retaking the same steps with other noise).
+    replay_kind: ReplayKind,
+    /// The last sampled futures.
+    futures: Option<Futures>,
+}
+
+/// Whose events [`Session::advance_replay`] carries out.
+#[derive(Debug, Clone, PartialEq)]
+enum ReplayKind {
+    SavedSession,
+    Counterfactual,
+    /// K futures from step `at` of branch `original`; branches with ids from `first_new` on
+    /// are its new samples; the user's seed is restored when they are done.
+    Futures {
+        original: BranchId,
+        at: usize,
+        first_new: u32,
+        seed: u64,
+    },
+}
+
+/// K sampled futures of the same actions: the branches (the original first), all equal up to
+/// step `at` and each imagined with its own noise after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Futures {
+    pub at: usize,
+    pub branches: Vec<BranchId>,
 }
 
 /// Model steps kept for the achieved rate, and the window it is measured over.
@@ -207,6 +237,7 @@ impl Session {
             loading: None,
             loading_truth: None,
             palette: None,
+            scene_spec: None,
             timeline: Timeline::default(),
             pending: None,
             generation: 0,
@@ -226,6 +257,8 @@ impl Session {
             replay_total: 0,
             replay_done: 0,
             replay_weights: None,
+            replay_kind: ReplayKind::SavedSession,
+            futures: None,
         }
     }
 
@@ -373,6 +406,121 @@ impl Session {
         self.replay_done = 0;
         self.replay = events.into();
         self.replay_weights = weights_sha256;
+        self.replay_kind = ReplayKind::SavedSession;
+    }
+
+    /// K futures of the steps after `at` on the active branch: `k - 1` new branches forked at
+    /// `at` retake its next `steps` actions, each with its own sampler noise, beside a live
+    /// scene or a replay alike (the actions are the same, so is the world). [`Session::futures`]
+    /// lists them with the original; the view shows them side by side with their spread.
+    pub fn sample_futures(&mut self, at: usize, steps: usize, k: usize) -> Result<(), String> {
+        if !self.replay.is_empty() {
+            return Err("busy replaying events; try again when it is done".into());
+        }
+        if k < 2 {
+            return Err("sampled futures need at least 2 samples".into());
+        }
+        if self.model.is_none() {
+            return Err("sampled futures need a model".into());
+        }
+        let original = self.active_id();
+        let actions: Vec<Action> = self
+            .active_branch()
+            .steps
+            .iter()
+            .skip(at + 1)
+            .take(steps)
+            .filter_map(|r| r.action.clone())
+            .collect();
+        if actions.is_empty() {
+            return Err(format!(
+                "no steps after step {at} to sample again: step on first, then ask for the \
+                 futures of an earlier step"
+            ));
+        }
+        let seed = self.config.seed;
+        let mut events = Vec::new();
+        for j in 1..k {
+            events.push(Event::Switch { branch: original.0 });
+            events.push(Event::Fork { step: at });
+            let sample_seed = seed ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            events.extend(actions.iter().map(|a| Event::Step {
+                action: a.clone(),
+                seed: sample_seed,
+                anchor_every: self.config.anchor_every,
+                repeat: 1,
+            }));
+        }
+        events.push(Event::Switch { branch: original.0 });
+        let first_new = self.branches().iter().map(|b| b.id.0).max().unwrap_or(0) + 1;
+        self.replay_events(events, None);
+        self.replay_kind = ReplayKind::Futures {
+            original,
+            at,
+            first_new,
+            seed,
+        };
+        Ok(())
+    }
+
+    /// The last sampled futures whose branches all still exist.
+    pub fn futures(&self) -> Option<&Futures> {
+        self.futures.as_ref().filter(|f| {
+            f.branches
+                .iter()
+                .all(|id| self.branches().iter().any(|b| b.id == *id))
+        })
+    }
+
+    /// The counterfactual of the steps after `at` on the active branch: a new branch forked
+    /// at `at` retakes the next `steps` actions (those the branch has) perturbed, in the model
+    /// (same noise per step as the original) and in the live scene alike, so the two branches
+    /// show model and world under both action sequences ([`Session::action_response`]).
+    pub fn counterfactual(
+        &mut self,
+        at: usize,
+        steps: usize,
+        perturbation: crate::perturb::Perturbation,
+    ) -> Result<(), String> {
+        if !self.replay.is_empty() {
+            return Err("busy replaying events; try again when it is done".into());
+        }
+        if self
+            .active_branch()
+            .current_truth()
+            .is_none_or(|t| t.kind() != TruthKind::Live)
+        {
+            return Err(
+                "a counterfactual needs a live scene beside the model (a recording cannot \
+                 show what other actions would have done)"
+                    .into(),
+            );
+        }
+        let space = self.action_space().cloned().ok_or("no action space")?;
+        let actions: Vec<Action> = self
+            .active_branch()
+            .steps
+            .iter()
+            .skip(at + 1)
+            .take(steps)
+            .filter_map(|r| r.action.clone())
+            .collect();
+        if actions.is_empty() {
+            return Err(format!(
+                "no steps after step {at} to perturb: step on first, then ask for the \
+                 counterfactual of an earlier step"
+            ));
+        }
+        let mut events = vec![Event::Fork { step: at }];
+        events.extend(actions.iter().map(|a| Event::Step {
+            action: perturbation.apply_action(a, &space),
+            seed: self.config.seed,
+            anchor_every: self.config.anchor_every,
+            repeat: 1,
+        }));
+        self.replay_events(events, None);
+        self.replay_kind = ReplayKind::Counterfactual;
+        Ok(())
     }
 
     /// Events replayed so far and in all (a step repeated counts each time) while a saved
@@ -399,21 +547,55 @@ impl Session {
             }
             self.replay_done += 1;
             let n = self.replay_done;
+            let what = match self.replay_kind {
+                ReplayKind::SavedSession => "saved session",
+                ReplayKind::Counterfactual => "counterfactual",
+                ReplayKind::Futures { .. } => "sampled futures",
+            };
             if let Err(why) = self.apply_event(&event) {
                 self.notify(
                     Level::Error,
                     format!(
-                        "saved session: event {n} of {} ({event:?}) could not be replayed: \
-                         {why}; the session stops there",
+                        "{what}: event {n} of {} ({event:?}) could not be replayed: \
+                         {why}; it stops there",
                         self.replay_total
                     ),
                 );
                 self.replay.clear();
+                if let ReplayKind::Futures { seed, .. } = self.replay_kind {
+                    self.config.seed = seed;
+                }
             } else if self.replay.is_empty() {
-                self.notify(
-                    Level::Info,
-                    format!("session restored: {} events replayed", self.replay_total),
-                );
+                let done = match self.replay_kind.clone() {
+                    ReplayKind::SavedSession => {
+                        format!("session restored: {} events replayed", self.replay_total)
+                    }
+                    ReplayKind::Counterfactual => format!(
+                        "counterfactual: {} perturbed steps taken on a new branch; the views \
+                         compare it with its parent",
+                        self.replay_total - 1
+                    ),
+                    ReplayKind::Futures {
+                        original,
+                        at,
+                        first_new,
+                        seed,
+                    } => {
+                        // The samples' steps set the seed; the user's comes back.
+                        self.config.seed = seed;
+                        let mut branches = vec![original];
+                        branches.extend(
+                            self.branches()
+                                .iter()
+                                .map(|b| b.id)
+                                .filter(|id| id.0 >= first_new),
+                        );
+                        let k = branches.len();
+                        self.futures = Some(Futures { at, branches });
+                        format!("{k} sampled futures from step {at}: shown side by side")
+                    }
+                };
+                self.notify(Level::Info, done);
             }
         }
     }
@@ -459,6 +641,7 @@ impl Session {
             .as_ref()
             .map(|s| Palette::from_spec(s, metrics::DEFAULT_TOLERANCE))
             .filter(Palette::has_objects);
+        self.scene_spec = truth.spec().scene.clone();
         self.truth_template = Some(truth);
         self.new_origin();
     }
@@ -552,6 +735,40 @@ impl Session {
 
     fn active_branch_mut(&mut self) -> &mut Branch {
         self.timeline.active_mut()
+    }
+
+    /// The active branch's parent and the step it forked at, when it has one.
+    pub fn parent_branch(&self) -> Option<(&Branch, usize)> {
+        let (id, at) = self.active_branch().parent?;
+        Some((self.timeline.branch(id)?, at))
+    }
+
+    /// The active branch against its parent after the fork (see [`ActionResponse`]); `None`
+    /// without a parent or before any step both imagined beside a truth.
+    pub fn action_response(&self) -> Option<ActionResponse> {
+        let (parent, at) = self.parent_branch()?;
+        let branch = self.active_branch();
+        let (mut steps, mut model_px, mut world_px) = (0usize, 0.0, 0.0);
+        for (a, b) in branch.steps.iter().zip(&parent.steps).skip(at + 1) {
+            let both = |r: &StepRecord| {
+                (r.kind == FrameKind::Imagined).then_some(())?;
+                Some((r.model.clone()?, r.truth.clone()?))
+            };
+            let (Some((ma, ta)), Some((mb, tb))) = (both(a), both(b)) else {
+                continue;
+            };
+            if ma.data.len() != mb.data.len() || ta.data.len() != tb.data.len() {
+                continue;
+            }
+            steps += 1;
+            model_px += crate::objects::pixel_divergence(&ma.data, &mb.data);
+            world_px += crate::objects::pixel_divergence(&ta.data, &tb.data);
+        }
+        (steps > 0).then(|| ActionResponse {
+            steps,
+            model_px: model_px / steps as f64,
+            world_px: world_px / steps as f64,
+        })
     }
 
     /// The step the views show: a step of the active branch, or one of the
@@ -1109,19 +1326,30 @@ impl Session {
         }
         let anchor_every = self.config.anchor_every;
         let has_palette = self.palette.clone();
+        let scene_spec = self.scene_spec.clone();
         let Some(branch) = self.timeline.branch_mut(p.branch) else {
             return false;
         };
         let has_truth = branch.current_truth().is_some();
+        // The model's frame before this step, for motion checks.
+        let previous = p
+            .step
+            .checked_sub(1)
+            .and_then(|i| branch.steps.get(i))
+            .and_then(|r| r.model.clone());
         let Some(rec) = branch.steps.get_mut(p.step) else {
             return false;
         };
         match result {
             Ok(done) => {
-                rec.metrics = rec
-                    .truth
-                    .as_ref()
-                    .map(|t| frame_metrics(t, &done.frame, has_palette.as_ref()));
+                rec.metrics = rec.truth.as_ref().map(|t| {
+                    let mut m = frame_metrics(t, &done.frame, has_palette.as_ref());
+                    if let (Some(palette), Some(spec)) = (&has_palette, &scene_spec) {
+                        m.objects =
+                            object_status(t, &done.frame, previous.as_deref(), palette, spec);
+                    }
+                    m
+                });
                 rec.model = Some(Arc::new(done.frame));
                 rec.state = Some(done.state);
                 rec.compute_ms = Some(done.compute_ms);
@@ -1502,6 +1730,73 @@ pub fn frame_metrics(truth: &Frame, model: &Frame, palette: Option<&Palette>) ->
         psnr_db: s.psnr,
         ssim: s.ssim,
         iou: s.iou,
+        objects: Vec::new(),
+    }
+}
+
+/// Each scene object of a model frame against the truth (same size), and whether it moved
+/// farther than the scene allows since `previous` (the model's frame a step before), through
+/// the definitions `eval` uses ([`crate::objects`]).
+pub fn object_status(
+    truth: &Frame,
+    model: &Frame,
+    previous: Option<&Frame>,
+    palette: &Palette,
+    spec: &dreamyard_scenes::SceneSpec,
+) -> Vec<ObjectStatus> {
+    use crate::objects::{Masks, ObjectRules, check_objects, is_teleport, presence_min_px};
+    let (w, h) = (truth.width as usize, truth.height as usize);
+    let rules = ObjectRules::from_spec(spec, w);
+    let t = Masks::of(&truth.data, w, h, palette);
+    let m = Masks::of(&model.data, w, h, palette);
+    let before = previous
+        .filter(|p| (p.width, p.height) == (truth.width, truth.height))
+        .map(|p| Masks::of(&p.data, w, h, palette));
+    let min_px = presence_min_px(w, h);
+    check_objects(&t, &m, &rules)
+        .into_iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let bound = rules.max_step_px.get(k).copied().flatten();
+            let teleport = match (bound, &before, c.model_pose) {
+                (Some(b), Some(before), Some(now)) => before
+                    .object(k)
+                    .pose(false)
+                    .filter(|p| p.area >= min_px)
+                    .is_some_and(|p| is_teleport(p.centroid, now.centroid, b)),
+                _ => false,
+            };
+            ObjectStatus {
+                name: rules.names[k].clone(),
+                moving: bound.is_some(),
+                centroid_px: c.centroid_px,
+                angle_deg: c.angle_deg,
+                lost: c.lost,
+                phantom: c.phantom,
+                teleport,
+            }
+        })
+        .collect()
+}
+
+/// How a branch's model responds to its different actions, against the world: over the steps
+/// after the fork where both it and its parent have true and imagined frames, the mean
+/// absolute pixel difference between the two model frames and between the two true frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActionResponse {
+    /// Steps compared.
+    pub steps: usize,
+    /// Mean divergence of the two branches' model frames (8-bit).
+    pub model_px: f64,
+    /// Mean divergence of their true frames (8-bit).
+    pub world_px: f64,
+}
+
+impl ActionResponse {
+    /// Model over world: 0 = the model ignores the different actions, 1 = it responds as the
+    /// world does; `None` while the worlds have not diverged.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.world_px > 0.0).then(|| self.model_px / self.world_px)
     }
 }
 

@@ -1237,3 +1237,99 @@ fn a_reset_while_a_step_computes_can_be_undone_without_that_step() {
     step_wait(&mut s, &actions[6]);
     assert_eq!(frames_of(&s), frames_of(&reference));
 }
+
+#[test]
+fn a_counterfactual_retakes_the_next_steps_perturbed_in_model_and_scene() {
+    let (mut s, _) = live_session();
+    let actions: Vec<Action> = (0..10)
+        .map(|i| act(150.0 + 15.0 * i as f32, 200.0 + 5.0 * i as f32))
+        .collect();
+    for a in &actions {
+        step_wait(&mut s, a);
+    }
+    let main = s.active_id();
+    let main_steps = s.active_branch().steps.clone();
+    // The newest step has nothing after it to perturb.
+    assert!(
+        s.counterfactual(10, 4, crate::perturb::Perturbation::Mirror)
+            .is_err()
+    );
+    s.counterfactual(5, 4, crate::perturb::Perturbation::Mirror)
+        .unwrap();
+    assert!(s.wait_idle(WAIT));
+    let cf = s.active_branch();
+    assert_ne!(cf.id, main);
+    assert_eq!(cf.parent, Some((main, 5)));
+    assert_eq!(cf.steps.len(), 10);
+    for i in 6..10 {
+        let Some(Action::Continuous(v)) = &cf.steps[i].action else {
+            panic!("step {i} has no action");
+        };
+        let Some(Action::Continuous(orig)) = &main_steps[i].action else {
+            panic!("main step {i} has no action");
+        };
+        // Mirrored about the middle of push-t's 0..512 box.
+        assert_eq!(*v, vec![512.0 - orig[0], 512.0 - orig[1]]);
+        assert_ne!(cf.steps[i].truth, main_steps[i].truth, "the world responds");
+    }
+    // The fake model ignores actions: its frames equal the parent's, so its response is 0,
+    // while the world's is not.
+    let r = s.action_response().unwrap();
+    assert_eq!(r.steps, 4);
+    assert!(r.world_px > 0.0, "{r:?}");
+    assert_eq!(r.model_px, 0.0);
+    assert_eq!(r.ratio(), Some(0.0));
+    // Objects are checked on every imagined step beside the scene.
+    let objects = &cf.steps[9].metrics.as_ref().unwrap().objects;
+    let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["goal", "block", "agent", "wall"]);
+    assert!(objects.iter().any(|o| o.moving && o.centroid_px.is_some()));
+    // A replay cannot show what other actions would have done.
+    let (fake, _) = Fake::new(push_t_space());
+    let mut r = Session::default();
+    r.load_model(
+        ModelWorker::with_backend(Box::new(fake)).unwrap(),
+        "fake".into(),
+    );
+    assert!(r.wait_idle(WAIT));
+    assert!(r.set_truth(Box::new(Replay::new(episode(20, true), None).unwrap())));
+    for _ in 0..8 {
+        step_wait(&mut r, &act(0.0, 0.0));
+    }
+    let err = r
+        .counterfactual(4, 2, crate::perturb::Perturbation::Mirror)
+        .unwrap_err();
+    assert!(err.contains("live scene"), "{err}");
+}
+
+#[test]
+fn sampled_futures_retake_the_same_actions_with_other_noise_and_restore_the_seed() {
+    let (mut s, _) = live_session();
+    for i in 0..9 {
+        step_wait(&mut s, &act(160.0 + 10.0 * i as f32, 220.0));
+    }
+    let main = s.active_id();
+    let main_steps = s.active_branch().steps.clone();
+    assert!(s.sample_futures(4, 3, 1).is_err());
+    s.sample_futures(4, 3, 3).unwrap();
+    assert!(s.wait_idle(WAIT));
+    let futures = s.futures().unwrap().clone();
+    assert_eq!(futures.at, 4);
+    assert_eq!(futures.branches.len(), 3);
+    assert_eq!(futures.branches[0], main);
+    assert_eq!(s.active_id(), main, "the original branch is shown again");
+    assert_eq!(s.config.seed, 7, "the user's seed is back");
+    for id in &futures.branches[1..] {
+        let b = s.branches().iter().find(|b| b.id == *id).unwrap();
+        assert_eq!(b.parent, Some((main, 4)));
+        assert_eq!(b.steps.len(), 8);
+        for i in 5..8 {
+            assert_eq!(b.steps[i].action, main_steps[i].action);
+            // The same actions: the same world.
+            assert_eq!(b.steps[i].truth, main_steps[i].truth);
+        }
+    }
+    // Deleting a sample drops the set.
+    s.delete_branch(futures.branches[2]).unwrap();
+    assert!(s.futures().is_none());
+}

@@ -32,6 +32,27 @@ pub struct StepMetrics {
     pub ssim: f64,
     /// IoU per scene object (`None`: the object is in neither frame).
     pub iou: Vec<(String, Option<f64>)>,
+    /// Each scene object's pose and presence in the model's frame against the truth (empty
+    /// without scene colours).
+    pub objects: Vec<ObjectStatus>,
+}
+
+/// One scene object in a model frame against the true one (see [`crate::objects`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectStatus {
+    pub name: String,
+    /// The scene states a motion bound for it: it moves (agent, block), unlike the goal.
+    pub moving: bool,
+    /// Centroid distance (pixels), where both frames show it.
+    pub centroid_px: Option<f64>,
+    /// Heading error (degrees), for objects with a heading.
+    pub angle_deg: Option<f64>,
+    /// The model shows less than half its true area.
+    pub lost: bool,
+    /// The model draws it where the truth has none.
+    pub phantom: bool,
+    /// It moved farther since the model's previous frame than the scene's dynamics allow.
+    pub teleport: bool,
 }
 
 impl StepMetrics {
@@ -96,6 +117,8 @@ pub struct MetricSeries {
     pub psnr: Vec<[f64; 2]>,
     pub ssim: Vec<[f64; 2]>,
     pub iou: Vec<[f64; 2]>,
+    /// Centroid error (pixels) of each moving object, by name.
+    pub pose: Vec<(String, Vec<[f64; 2]>)>,
 }
 
 /// Identifies a branch for the session's lifetime.
@@ -209,8 +232,40 @@ impl Branch {
             if let Some(v) = m.mean_iou() {
                 out.iou.push([x, v]);
             }
+            for o in m.objects.iter().filter(|o| o.moving) {
+                let Some(v) = o.centroid_px else { continue };
+                match out.pose.iter_mut().find(|(n, _)| *n == o.name) {
+                    Some((_, points)) => points.push([x, v]),
+                    None => out.pose.push((o.name.clone(), vec![[x, v]])),
+                }
+            }
         }
         out
+    }
+
+    /// The first imagined step where the model lost an object or moved one farther than the
+    /// scene allows, and what happened ("block lost", "agent teleported").
+    pub fn first_object_event(&self) -> Option<(usize, String)> {
+        self.steps.iter().enumerate().find_map(|(i, rec)| {
+            let m = rec
+                .metrics
+                .as_ref()
+                .filter(|_| rec.kind == FrameKind::Imagined)?;
+            let what: Vec<String> = m
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    if o.lost {
+                        Some(format!("{} lost", o.name))
+                    } else if o.teleport {
+                        Some(format!("{} teleported", o.name))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            (!what.is_empty()).then(|| (i, what.join(", ")))
+        })
     }
 
     /// Number of imagined steps.
@@ -559,6 +614,7 @@ mod tests {
             psnr_db: psnr,
             ssim: psnr / 100.0,
             iou: vec![("block".into(), iou)],
+            objects: Vec::new(),
         };
         for (psnr, iou) in [(30.0, Some(0.5)), (f64::INFINITY, None), (20.0, Some(0.25))] {
             t.active_mut().steps.push(StepRecord {

@@ -6,6 +6,9 @@ use bevy_egui::egui;
 use super::UiState;
 use crate::commands::Command;
 
+/// Steps a counterfactual retakes at most.
+const COUNTERFACTUAL_STEPS: usize = 16;
+
 pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     ui.label(egui::RichText::new("Branches").strong().size(14.0));
     let session = state.session;
@@ -30,7 +33,37 @@ pub(super) fn branches_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         {
             state.commands.push(Command::Fork(s));
         }
+        // What other actions would have done: the next steps retaken mirrored on a new
+        // branch, shown beside this one.
+        let after = match (shown, head) {
+            (Some(s), Some(h)) if h > s => (h - s).min(COUNTERFACTUAL_STEPS),
+            _ => 0,
+        };
+        let live =
+            session.active_branch().truth_kind() == Some(crate::session::truth::TruthKind::Live);
+        if ui
+            .add_enabled(
+                after > 0 && live,
+                egui::Button::new(format!("Counterfactual ({after} steps)")),
+            )
+            .on_hover_text(
+                "fork here and retake the next steps with mirrored actions (each target \
+                 mirrored about the middle of the table), in the model with the same noise and \
+                 in the live scene: the views show both branches' model and world frames, the \
+                 metrics the action response (needs a live scene and steps after this one)",
+            )
+            .clicked()
+            && let Some(s) = shown
+        {
+            state.view.side_by_side = Some(session.active_id());
+            state.commands.push(Command::Counterfactual {
+                at: s,
+                steps: after,
+                perturbation: crate::perturb::Perturbation::Mirror,
+            });
+        }
     });
+    super::futures::futures_button_ui(ui, state);
     let active = session.active_id();
     let divergence_db = session.config.divergence_psnr_db;
     let rows: Vec<_> = session

@@ -18,7 +18,14 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let threshold = session.config.divergence_psnr_db;
     let divergence = branch.first_divergence(threshold);
     let shown = session.view_step();
-    let MetricSeries { psnr, ssim, iou } = branch.metric_series();
+    let MetricSeries {
+        psnr,
+        ssim,
+        iou,
+        pose,
+    } = branch.metric_series();
+    let event = branch.first_object_event();
+    status_ui(ui, state);
     // Other branches ticked "plot" in the branch list, overlaid (dashed) to compare.
     let others: Vec<(String, MetricSeries)> = session
         .branches()
@@ -44,7 +51,10 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     );
     let height = ui.available_height().max(80.0);
     let mut clicked_step = None;
-    ui.columns(if recorded.is_empty() { 2 } else { 3 }, |cols| {
+    let pose_col = 2;
+    let recorded_col = if pose.is_empty() { 2 } else { 3 };
+    let columns = recorded_col + usize::from(!recorded.is_empty());
+    ui.columns(columns, |cols| {
         if show.0 {
             let r = Plot::new("psnr")
                 .height(height)
@@ -115,6 +125,37 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 clicked_step = r.inner.map(|p| p.x);
             }
         }
+        if !pose.is_empty() {
+            let r = Plot::new("pose")
+                .height(height)
+                .legend(Legend::default().position(Corner::LeftTop))
+                .include_x(0.0)
+                .include_x(head)
+                .include_y(0.0)
+                .include_y(2.0)
+                .y_axis_label("object centroid error (px)")
+                .allow_scroll(false)
+                .link_axis("metrics", [true, false])
+                .show(&mut cols[pose_col], |plot| {
+                    for (k, (name, points)) in pose.iter().enumerate() {
+                        plot.line(
+                            Line::new(
+                                format!("{name} pose error"),
+                                PlotPoints::from(points.clone()),
+                            )
+                            .color(POSE_COLOURS[k % POSE_COLOURS.len()]),
+                        );
+                    }
+                    if let Some((at, what)) = &event {
+                        plot.vline(VLine::new(what.clone(), *at as f64).color(LOST).width(2.0));
+                    }
+                    marks(plot, shown, None);
+                    plot.pointer_coordinate()
+                });
+            if r.response.clicked() {
+                clicked_step = r.inner.map(|p| p.x);
+            }
+        }
         if !recorded.is_empty() {
             let r = Plot::new("recorded")
                 .height(height)
@@ -129,7 +170,7 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 .y_axis_label("recorded action / state")
                 .allow_scroll(false)
                 .link_axis("metrics", [true, false])
-                .show(&mut cols[2], |plot| {
+                .show(&mut cols[recorded_col], |plot| {
                     for (k, (name, points, is_action)) in recorded.iter().enumerate() {
                         let line = Line::new(name.clone(), PlotPoints::from(points.clone()));
                         plot.line(if *is_action {
@@ -152,6 +193,75 @@ pub(super) fn metrics_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             .commands
             .push(Command::Scrub(x.round().max(0.0) as usize));
     }
+}
+
+/// The first step an object was lost or teleported.
+pub(super) const LOST: Color32 = Color32::from_rgb(255, 90, 90);
+const POSE_COLOURS: [Color32; 3] = [
+    Color32::from_rgb(150, 170, 200),
+    Color32::from_rgb(90, 130, 240),
+    Color32::from_rgb(230, 160, 90),
+];
+
+/// One line over the plots: the shown step's objects (pose error, lost, phantom, teleported)
+/// and, on a branch forked from another, how its model responds to the different actions
+/// against the world's response.
+fn status_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
+    let session = state.session;
+    let objects = session
+        .shown_record()
+        .and_then(|r| r.metrics.clone())
+        .map(|m| m.objects)
+        .unwrap_or_default();
+    let response = session.action_response();
+    if objects.is_empty() && response.is_none() {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        for o in &objects {
+            let (text, colour) = if o.lost {
+                (format!("{}: LOST", o.name), LOST)
+            } else if o.phantom {
+                (format!("{}: phantom", o.name), LOST)
+            } else if o.teleport {
+                (format!("{}: teleported", o.name), LOST)
+            } else {
+                let pose = match (o.centroid_px, o.angle_deg) {
+                    (Some(c), Some(a)) => format!("{c:.1} px, {a:.0}°"),
+                    (Some(c), None) => format!("{c:.1} px"),
+                    _ => "absent".to_owned(),
+                };
+                (format!("{}: {pose}", o.name), Color32::from_gray(190))
+            };
+            ui.label(egui::RichText::new(text).small().color(colour))
+                .on_hover_text(
+                    "the object read from its colour in the model's frame against the truth: \
+                     centroid error in pixels and heading error; LOST below half its true \
+                     area; teleported: moved farther in a step than the scene allows",
+                );
+        }
+        if let Some(r) = response {
+            let ratio = r
+                .ratio()
+                .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
+            let parent = session
+                .parent_branch()
+                .map_or_else(String::new, |(b, _)| format!(" vs {}", b.name));
+            ui.separator();
+            ui.label(
+                egui::RichText::new(format!(
+                    "action response{parent}: {ratio} (model {:.1}, world {:.1} over {} steps)",
+                    r.model_px, r.world_px, r.steps
+                ))
+                .small(),
+            )
+            .on_hover_text(
+                "how far this branch's model frames are from its parent's after the fork, over \
+                 how far the true frames are (mean absolute pixel difference): 0 = the model \
+                 ignores the different actions, 1 = it responds as the world does",
+            );
+        }
+    });
 }
 
 const ACTION_COLOURS: [Color32; 3] = [

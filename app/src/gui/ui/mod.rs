@@ -4,6 +4,7 @@
 mod branches;
 mod controls;
 mod episodes;
+mod futures;
 mod hud;
 mod menu;
 mod metrics;
@@ -63,6 +64,14 @@ pub(super) struct ViewState {
     pub side_by_side: Option<crate::session::BranchId>,
     /// The texture of that frame, and which frame it is.
     pub beside_texture: TextureCache,
+    /// The compared branch's ground-truth frame (a counterfactual's world).
+    pub beside_truth_texture: TextureCache,
+    /// The sampled-futures window is open.
+    pub show_futures: bool,
+    /// Its frames' textures, by slot.
+    pub futures_textures: Vec<TextureCache>,
+    /// Its spread heat map (kept alive while shown).
+    pub futures_spread: Option<egui::TextureHandle>,
 }
 
 /// An uploaded frame texture and which frame (by address) it shows.
@@ -89,6 +98,10 @@ impl Default for ViewState {
             compare: Default::default(),
             side_by_side: None,
             beside_texture: TextureCache::default(),
+            beside_truth_texture: TextureCache::default(),
+            show_futures: false,
+            futures_textures: Vec::new(),
+            futures_spread: None,
         }
     }
 }
@@ -250,4 +263,5 @@ fn layout_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         views::frames_ui(ui, state);
     });
     episodes::episode_picker_ui(ui.ctx(), state);
+    futures::futures_ui(ui.ctx(), state);
 }

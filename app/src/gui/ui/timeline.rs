@@ -16,6 +16,7 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     let n = session.timeline_len();
     let shown = session.view_step();
     let divergence = branch.first_divergence(session.config.divergence_psnr_db);
+    let object_event = branch.first_object_event();
     let fork_point = branch.parent.map(|(_, s)| s);
 
     ui.horizontal(|ui| {
@@ -56,6 +57,19 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         {
             go = Some(d);
         }
+        if let Some((at, what)) = &object_event
+            && ui
+                .small_button(
+                    egui::RichText::new(format!("⚠ {what} at {at}")).color(super::metrics::LOST),
+                )
+                .on_hover_text(
+                    "jump to the first step where the model lost an object (below half its \
+                     true area) or moved one farther than the scene allows",
+                )
+                .clicked()
+        {
+            go = Some(*at);
+        }
         let position = if last > head {
             format!("{} / {head} imagined · {last} recorded", shown.unwrap_or(0))
         } else {
@@ -76,6 +90,9 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             legend(ui, RECORDED, "recorded, not imagined yet");
         }
         legend(ui, Color32::from_rgb(255, 210, 70), "anchor / divergence");
+        if object_event.is_some() {
+            legend(ui, super::metrics::LOST, "object lost / teleported");
+        }
         if let Some(step) = go {
             state.commands.push(Command::Scrub(step));
         }
@@ -132,6 +149,20 @@ pub(super) fn timeline_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 egui::pos2(x + 6.0, y),
             ],
             Color32::from_rgb(255, 210, 70),
+            Stroke::NONE,
+        ));
+    }
+    if let Some((at, _)) = object_event {
+        // A red triangle on top: the first object lost or teleported.
+        let x = x_of(at);
+        let y = rect.top();
+        painter.add(egui::Shape::convex_polygon(
+            vec![
+                egui::pos2(x, y + 8.0),
+                egui::pos2(x + 6.0, y),
+                egui::pos2(x - 6.0, y),
+            ],
+            super::metrics::LOST,
             Stroke::NONE,
         ));
     }

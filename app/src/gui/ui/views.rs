@@ -82,7 +82,14 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         let i = step?.min(b.steps.len().checked_sub(1)?);
         Some((b.name.clone(), i, b.steps[i].clone()))
     });
-    let panels = if beside.is_some() { 4.0 } else { 3.0 };
+    let beside_truth = beside
+        .as_ref()
+        .is_some_and(|(_, _, rec)| rec.truth.is_some());
+    let panels = match (&beside, beside_truth) {
+        (Some(_), true) => 5.0,
+        (Some(_), false) => 4.0,
+        (None, _) => 3.0,
+    };
     let gap = 12.0;
     let avail = ui.available_size();
     let caption_h = 64.0;
@@ -208,6 +215,19 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     .map(|f| texture_of(ui, &mut state.view.beside_texture.0, f));
                 frame_ui(ui, image, size, border, "no model frame at this step");
             });
+            // And its ground truth: with a counterfactual, the world under the other actions.
+            if let Some(truth) = &rec.truth {
+                ui.vertical(|ui| {
+                    header_ui(
+                        ui,
+                        &format!("Ground truth · {name}"),
+                        &format!("step {i}"),
+                        NEUTRAL,
+                    );
+                    let image = texture_of(ui, &mut state.view.beside_truth_texture.0, truth);
+                    frame_ui(ui, Some(image), size, NEUTRAL, "");
+                });
+            }
         }
     });
 
