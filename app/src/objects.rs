@@ -397,6 +397,28 @@ pub fn sample_spread(samples: &[&[u8]], truth: &[u8]) -> (f64, f64) {
     (spread / n as f64, covered as f64 / n as f64)
 }
 
+/// The fraction of pixel values, among those where the truth changed since `before` (what
+/// moved), where the truth lies within the samples' range; `None` where nothing changed.
+/// Unchanged background is trivially covered by samples that all draw it, so this isolates
+/// the dynamic part of [`sample_spread`]'s coverage.
+pub fn moving_coverage(samples: &[&[u8]], truth: &[u8], before: &[u8]) -> Option<f64> {
+    let n = samples
+        .iter()
+        .map(|s| s.len())
+        .min()
+        .unwrap_or(0)
+        .min(truth.len())
+        .min(before.len());
+    let (mut moved, mut covered) = (0u64, 0u64);
+    for i in (0..n).filter(|&i| truth[i] != before[i]) {
+        let lo = samples.iter().map(|s| s[i]).min().unwrap_or(0);
+        let hi = samples.iter().map(|s| s[i]).max().unwrap_or(0);
+        moved += 1;
+        covered += u64::from((lo..=hi).contains(&truth[i]));
+    }
+    (moved > 0).then(|| covered as f64 / moved as f64)
+}
+
 /// The coverage [`sample_spread`] expects of K calibrated samples: `(K - 1) / (K + 1)`.
 pub fn ideal_coverage(k: usize) -> f64 {
     (k as f64 - 1.0) / (k as f64 + 1.0)
@@ -578,6 +600,11 @@ mod tests {
         let (spread, cov) = sample_spread(&s, &truth);
         assert_eq!((spread, cov), (10.0, 1.0));
         assert_eq!(ideal_coverage(4), 0.6);
+        // Only the values that changed since `before` count: the first is unchanged.
+        let before = [10u8, 40, 190];
+        let s: [&[u8]; 2] = [&[10, 60, 200], &[10, 60, 200]];
+        assert_eq!(moving_coverage(&s, &truth, &before), Some(0.5));
+        assert_eq!(moving_coverage(&s, &before, &before), None);
         assert_eq!(pixel_divergence(&[0, 10], &[4, 0]), 7.0);
         assert!((angle_between(0.1, 0.1 + std::f64::consts::TAU) - 0.0).abs() < 1e-9);
         assert!(

@@ -525,7 +525,7 @@ impl<'a> Evaluator<'a> {
         w: &Window,
         batch: &TrainData,
         local: &dyn Fn(&Window) -> WindowStart,
-    ) -> anyhow::Result<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    ) -> anyhow::Result<(Frames, Frames)> {
         let p = self.protocol;
         let pert = p
             .counterfactual
@@ -637,6 +637,9 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 }
+
+/// RGB8 frames, one per step.
+type Frames = Vec<Vec<u8>>;
 
 /// Model frames [b, 3, h, w] in [-1, 1] -> RGB8 (HWC) per row.
 fn to_rgb8(frames: &Tensor) -> anyhow::Result<Vec<Vec<u8>>> {

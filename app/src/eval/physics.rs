@@ -14,6 +14,7 @@
 //! | `<object>.teleport_by` | fraction of samples that teleported it at this step or before |
 //! | `copy_last.<object>.centroid_px`, `copy_last.<object>.angle_deg` | the same errors of the copy-last-frame baseline |
 //! | `samples.spread`, `samples.coverage` | K > 1: per-pixel standard deviation across samples (8-bit) and the fraction of pixel values the samples' range covers |
+//! | `samples.coverage_moving` | K > 1: the same coverage over the pixel values where the truth differs from the last context frame (what moved; still background is covered trivially) |
 //! | `response.model_px`, `response.world_px` | counterfactual: mean absolute pixel difference between the future under the recorded actions and the one under the perturbed actions, in the model (mean over samples, same noise) and in the simulator |
 //! | `response.model_pose`, `response.world_pose` | the same as mean centroid distance of the moving objects (pixels) |
 //!
@@ -25,8 +26,8 @@ use std::collections::BTreeMap;
 
 use crate::metrics::Palette;
 use crate::objects::{
-    Masks, ObjectRules, check_objects, is_teleport, pixel_divergence, pose_divergence,
-    presence_min_px, sample_spread,
+    Masks, ObjectRules, check_objects, is_teleport, moving_coverage, pixel_divergence,
+    pose_divergence, presence_min_px, sample_spread,
 };
 
 /// Per key, one value per horizon step (`None` where undefined).
@@ -206,6 +207,11 @@ pub fn window_physics(
             let (spread, coverage) = sample_spread(&frames, t);
             out.add("samples.spread".into(), step, Some(spread));
             out.add("samples.coverage".into(), step, Some(coverage));
+            out.add(
+                "samples.coverage_moving".into(),
+                step,
+                moving_coverage(&frames, t, f.last_context),
+            );
         }
     }
 

@@ -1108,17 +1108,21 @@ fn physics_md(md: &mut String, report: &Report, shown: &[usize]) {
             "\n### {k} sampled futures\n\nSpread: the per-pixel standard deviation across the \
              samples (8-bit), averaged. Coverage: the share of pixel values where the truth lies \
              within the samples' range; {k} calibrated samples cover a true draw with \
-             probability (K - 1) / (K + 1) = {:.3}: more is over-dispersed, less over-confident.\n\n\
-             | step | spread | coverage |\n|---:|---:|---:|",
+             probability (K - 1) / (K + 1) = {:.3}: more is over-dispersed, less over-confident. \
+             Still background is covered trivially (every sample draws it), so the moving \
+             coverage counts only the pixel values where the truth differs from the last context \
+             frame.\n\n\
+             | step | spread | coverage | moving coverage |\n|---:|---:|---:|---:|",
             crate::objects::ideal_coverage(k)
         );
         for e in &rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 e.step,
                 with_iv(e, "samples.spread", 2),
-                with_iv(e, "samples.coverage", 3)
+                with_iv(e, "samples.coverage", 3),
+                with_iv(e, "samples.coverage_moving", 3)
             );
         }
     }
@@ -1328,7 +1332,13 @@ fn write_plots(out: &Path, report: &Report) -> anyhow::Result<Vec<String>> {
         ]),
     )?;
     if report.protocol.samples > 1 {
-        let mut cov = curves(&[("samples.coverage".into(), "truth within the samples".into())]);
+        let mut cov = curves(&[
+            ("samples.coverage".into(), "truth within the samples".into()),
+            (
+                "samples.coverage_moving".into(),
+                "… where the truth moved".into(),
+            ),
+        ]);
         if let Some(first) = cov.first() {
             let ideal = crate::objects::ideal_coverage(report.protocol.samples);
             let xs: Vec<f64> = first.points.iter().map(|p| p.0).collect();

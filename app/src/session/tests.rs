@@ -1261,16 +1261,16 @@ fn a_counterfactual_retakes_the_next_steps_perturbed_in_model_and_scene() {
     assert_ne!(cf.id, main);
     assert_eq!(cf.parent, Some((main, 5)));
     assert_eq!(cf.steps.len(), 10);
-    for i in 6..10 {
-        let Some(Action::Continuous(v)) = &cf.steps[i].action else {
+    for (i, (step, orig_step)) in cf.steps.iter().zip(&main_steps).enumerate().skip(6) {
+        let Some(Action::Continuous(v)) = &step.action else {
             panic!("step {i} has no action");
         };
-        let Some(Action::Continuous(orig)) = &main_steps[i].action else {
+        let Some(Action::Continuous(orig)) = &orig_step.action else {
             panic!("main step {i} has no action");
         };
         // Mirrored about the middle of push-t's 0..512 box.
         assert_eq!(*v, vec![512.0 - orig[0], 512.0 - orig[1]]);
-        assert_ne!(cf.steps[i].truth, main_steps[i].truth, "the world responds");
+        assert_ne!(step.truth, orig_step.truth, "the world responds");
     }
     // The fake model ignores actions: its frames equal the parent's, so its response is 0,
     // while the world's is not.
@@ -1323,10 +1323,10 @@ fn sampled_futures_retake_the_same_actions_with_other_noise_and_restore_the_seed
         let b = s.branches().iter().find(|b| b.id == *id).unwrap();
         assert_eq!(b.parent, Some((main, 4)));
         assert_eq!(b.steps.len(), 8);
-        for i in 5..8 {
-            assert_eq!(b.steps[i].action, main_steps[i].action);
+        for (step, orig) in b.steps.iter().zip(&main_steps).skip(5) {
+            assert_eq!(step.action, orig.action);
             // The same actions: the same world.
-            assert_eq!(b.steps[i].truth, main_steps[i].truth);
+            assert_eq!(step.truth, orig.truth);
         }
     }
     // Deleting a sample drops the set.

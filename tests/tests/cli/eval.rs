@@ -130,11 +130,17 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
     let (full, s0, s1, merged) = (dir("full"), dir("s0"), dir("s1"), dir("merged"));
 
-    let (ok, stdout, stderr) = run_cli(&eval_args(fx, &full, &["--samples", "2"]));
+    let physics = ["--samples", "2", "--counterfactual", "mirror"];
+    let (ok, stdout, stderr) = run_cli(&eval_args(fx, &full, &physics));
     assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("physics metrics"),
+        "the cost line: {stderr}"
+    );
     for (out, shard) in [(&s0, "0/2"), (&s1, "1/2")] {
-        let (ok, stdout, stderr) =
-            run_cli(&eval_args(fx, out, &["--samples", "2", "--shard", shard]));
+        let mut args = physics.to_vec();
+        args.extend(["--shard", shard]);
+        let (ok, stdout, stderr) = run_cli(&eval_args(fx, out, &args));
         assert!(ok, "{stdout}{stderr}");
     }
     // Shards given in any order.
@@ -164,10 +170,14 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
             "`{key}` differs between one run and the merge"
         );
     }
-    assert_eq!(
-        std::fs::read_to_string(Path::new(&full).join("windows.csv")).unwrap(),
-        std::fs::read_to_string(Path::new(&merged).join("windows.csv")).unwrap()
-    );
+    for f in ["windows.csv", "physics.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(Path::new(&full).join(f)).unwrap(),
+            std::fs::read_to_string(Path::new(&merged).join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(one["protocol"]["counterfactual"], "mirror");
     assert_eq!(two["merged_from"].as_array().unwrap().len(), 2);
     assert_eq!(one["command"][0], "dreamyard");
 
@@ -190,6 +200,25 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
         let psnr = e["psnr"].as_f64().unwrap();
         let [lo, hi] = [0, 1].map(|i| e["interval"]["psnr"][i].as_f64().unwrap());
         assert!(lo <= psnr && psnr <= hi, "{psnr} outside {lo} – {hi}");
+        // Physics: the T block's pose, the shares that lost it, the response to the mirrored
+        // actions against the simulator's, and the spread of the 2 samples.
+        let p = &e["physics"];
+        for key in [
+            "block.centroid_px",
+            "block.lost_by",
+            "block.teleport_by",
+            "copy_last.block.centroid_px",
+            "response.model_px",
+            "response.world_px",
+            "response.pixel_ratio",
+            "samples.spread",
+            "samples.coverage",
+        ] {
+            assert!(p[key].is_number(), "per_step physics lacks {key}: {p}");
+        }
+        assert!(p["response.world_px"].as_f64().unwrap() > 0.0, "{p}");
+        let lost = p["block.lost_by"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&lost));
         let gain = psnr - e["baseline"]["psnr"].as_f64().unwrap();
         let [lo, hi] = [0, 1].map(|i| e["interval"]["psnr_gain"][i].as_f64().unwrap());
         assert!(
@@ -204,9 +233,14 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
         for f in [
             "per_step.csv",
             "windows.csv",
+            "physics.csv",
             "report.md",
             "psnr.png",
             "ssim.png",
+            "physics_lost.png",
+            "physics_centroid.png",
+            "physics_response.png",
+            "physics_coverage.png",
         ] {
             assert!(Path::new(d).join(f).is_file(), "{d}/{f} missing");
         }
@@ -222,6 +256,8 @@ fn one_run_equals_two_shards_merged_and_writes_every_report_file() {
     let md = std::fs::read_to_string(Path::new(&full).join("report.md")).unwrap();
     assert!(md.contains("capped at 100 dB"), "{md}");
     assert!(md.contains("95 % intervals"), "{md}");
+    assert!(md.contains("## Physics and controls") && md.contains("### Action response"));
+    assert!(csv.contains(",physics:response.pixel_ratio"), "{csv}");
 
     // Merging an incomplete set of shards is refused.
     let (ok, stdout, _) = run_cli(&["eval", "merge", "--out", &dir("bad"), &s0]);
@@ -257,7 +293,8 @@ fn teacher_forced_run_is_deterministic_and_resizes_to_the_model() {
         cfg["frame"] = serde_json::json!({"width": 64, "height": 64});
     });
     let out = tmp.path().join("r64").to_str().unwrap().to_owned();
-    let mut args = eval_args(fx, &out, &extra);
+    // The counterfactual's simulator renders at the dataset's size and is resized the same way.
+    let mut args = eval_args(fx, &out, &["--counterfactual", "offset:0.25"]);
     args[2] = big.to_str().unwrap();
     let (ok, stdout, stderr) = run_cli(&args);
     assert!(ok, "{stdout}{stderr}");
@@ -319,6 +356,18 @@ fn mismatched_model_and_dataset_give_clear_errors() {
     assert!(!ok && stdout.contains("no window fits"), "{stdout}");
     let (ok, stdout, _) = run_cli(&eval_args(fx, &out, &["--episodes", "0-7"]));
     assert!(!ok && stdout.contains("no episode 2"), "{stdout}");
+
+    // A counterfactual needs each future to follow its own actions, and a perturbation it
+    // knows.
+    let tf = ["--counterfactual", "mirror", "--regime", "teacher-forced"];
+    let (ok, stdout, _) = run_cli(&eval_args(fx, &out, &tf));
+    assert!(
+        !ok && stdout.contains("--regime autoregressive"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = run_cli(&eval_args(fx, &out, &["--counterfactual", "flip"]));
+    let text = format!("{stdout}{stderr}");
+    assert!(!ok && text.contains("offset:F"), "{text}");
 }
 
 /// Runs `dreamyard train --scene push-t` on the CPU with `extra` arguments.

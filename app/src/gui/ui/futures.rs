@@ -10,7 +10,7 @@ use bevy_egui::egui::{self, Color32, Vec2};
 use super::UiState;
 use crate::commands::Command;
 use crate::metrics::heat_color;
-use crate::objects::{ideal_coverage, sample_spread};
+use crate::objects::{ideal_coverage, moving_coverage, sample_spread};
 
 /// Samples a "Futures" request asks for.
 pub(super) const FUTURES_K: usize = 4;
@@ -71,11 +71,16 @@ pub(super) fn futures_ui(ctx: &egui::Context, state: &mut UiState<'_>) {
             )
         })
         .collect();
-    let truth = session
+    let original = session
         .branches()
         .iter()
-        .find(|b| Some(&b.id) == futures.branches.first())
+        .find(|b| Some(&b.id) == futures.branches.first());
+    let truth = original
         .and_then(|b| b.steps.get(step))
+        .and_then(|r| r.truth.clone());
+    // The true frame the futures started from: what "moved" is measured against.
+    let start = original
+        .and_then(|b| b.steps.get(futures.at))
         .and_then(|r| r.truth.clone());
     let mut open = true;
     egui::Window::new(format!("Sampled futures from step {}", futures.at))
@@ -145,16 +150,23 @@ pub(super) fn futures_ui(ctx: &egui::Context, state: &mut UiState<'_>) {
                         ui.label(egui::RichText::new("spread (×4)").small());
                         ui.image((tex.id(), Vec2::splat(side)));
                     });
-                    state.view.futures_spread = Some(tex);
+                    state.view.futures_spread = super::TextureCache(Some((0, tex)));
                 }
             });
             let slices: Vec<&[u8]> = models.iter().map(|m| m.data.as_slice()).collect();
             let text = match &truth {
                 Some(t) if slices.iter().all(|s| s.len() == t.data.len()) => {
                     let (spread, coverage) = sample_spread(&slices, &t.data);
+                    let moving = start
+                        .as_ref()
+                        .and_then(|b| moving_coverage(&slices, &t.data, &b.data))
+                        .map_or_else(String::new, |m| {
+                            format!(", {:.0} % where the truth moved", m * 100.0)
+                        });
                     format!(
                         "spread {spread:.2} (8-bit std per pixel) · truth within the samples' \
-                         range at {:.0} % of pixel values ({} calibrated samples: {:.0} %)",
+                         range at {:.0} % of pixel values{moving} ({} calibrated samples: \
+                         {:.0} %)",
                         coverage * 100.0,
                         models.len(),
                         ideal_coverage(models.len()) * 100.0

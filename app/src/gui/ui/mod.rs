@@ -71,7 +71,7 @@ pub(super) struct ViewState {
     /// Its frames' textures, by slot.
     pub futures_textures: Vec<TextureCache>,
     /// Its spread heat map (kept alive while shown).
-    pub futures_spread: Option<egui::TextureHandle>,
+    pub futures_spread: TextureCache,
 }
 
 /// An uploaded frame texture and which frame (by address) it shows.
@@ -101,7 +101,7 @@ impl Default for ViewState {
             beside_truth_texture: TextureCache::default(),
             show_futures: false,
             futures_textures: Vec::new(),
-            futures_spread: None,
+            futures_spread: TextureCache::default(),
         }
     }
 }
