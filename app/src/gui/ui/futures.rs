@@ -123,34 +123,28 @@ pub(super) fn futures_ui(ctx: &egui::Context, state: &mut UiState<'_>) {
                 let f0 = models[0];
                 let same = models.iter().all(|m| m.data.len() == f0.data.len());
                 if same {
-                    let (w, h) = (f0.width as usize, f0.height as usize);
-                    let mut rgb = Vec::with_capacity(w * h * 3);
-                    for p in 0..w * h {
-                        let mut sd = 0.0;
-                        for c in 0..3 {
-                            let vals: Vec<f64> = models
-                                .iter()
-                                .map(|m| f64::from(m.data[p * 3 + c]))
-                                .collect();
-                            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-                            sd += (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
-                                / vals.len() as f64)
-                                .sqrt();
+                    // Uploaded again only when the shown frames change (a texture made and
+                    // dropped within one frame never reaches the screen).
+                    let key = models
+                        .iter()
+                        .fold(0usize, |h, m| h.rotate_left(7) ^ Arc::as_ptr(m) as usize);
+                    let id = match &state.view.futures_spread.0 {
+                        Some((k, tex)) if *k == key => tex.id(),
+                        _ => {
+                            let tex = ui.ctx().load_texture(
+                                "futures-spread",
+                                spread_image(&models),
+                                egui::TextureOptions::NEAREST,
+                            );
+                            let id = tex.id();
+                            state.view.futures_spread = super::TextureCache(Some((key, tex)));
+                            id
                         }
-                        // Four times the mean channel deviation, so 64 levels fill the ramp.
-                        rgb.extend(heat_color((sd / 3.0 * 4.0).min(255.0) as u8));
-                    }
-                    let image = egui::ColorImage::from_rgb([w, h], &rgb);
-                    let tex = ui.ctx().load_texture(
-                        "futures-spread",
-                        image,
-                        egui::TextureOptions::NEAREST,
-                    );
+                    };
                     ui.vertical(|ui| {
                         ui.label(egui::RichText::new("spread (×4)").small());
-                        ui.image((tex.id(), Vec2::splat(side)));
+                        ui.image((id, Vec2::splat(side)));
                     });
-                    state.view.futures_spread = super::TextureCache(Some((0, tex)));
                 }
             });
             let slices: Vec<&[u8]> = models.iter().map(|m| m.data.as_slice()).collect();
@@ -182,6 +176,25 @@ pub(super) fn futures_ui(ctx: &egui::Context, state: &mut UiState<'_>) {
     if !open {
         state.view.show_futures = false;
     }
+}
+
+/// The per-pixel standard deviation across `models` (same size) as a heat map: four times the
+/// mean channel deviation, so 64 levels fill the ramp.
+fn spread_image(models: &[&Arc<dreamyard_scenes::Frame>]) -> egui::ColorImage {
+    let f0 = models[0];
+    let (w, h) = (f0.width as usize, f0.height as usize);
+    let n = models.len() as f64;
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for p in 0..w * h {
+        let mut sd = 0.0;
+        for c in 0..3 {
+            let vals = models.iter().map(|m| f64::from(m.data[p * 3 + c]));
+            let mean = vals.clone().sum::<f64>() / n;
+            sd += (vals.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        }
+        rgb.extend(heat_color((sd / 3.0 * 4.0).min(255.0) as u8));
+    }
+    egui::ColorImage::from_rgb([w, h], &rgb)
 }
 
 /// The texture of `frame` in slot `k`, uploaded again only when the frame changes.

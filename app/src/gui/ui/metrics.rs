@@ -218,7 +218,9 @@ fn status_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
         return;
     }
     ui.horizontal_wrapped(|ui| {
-        for o in &objects {
+        // What moves, and anything lost or drawn where it is not (static scenery's centroid,
+        // like a thin wall's, says little).
+        for o in objects.iter().filter(|o| o.moving || o.lost || o.phantom) {
             let (text, colour) = if o.lost {
                 (format!("{}: LOST", o.name), LOST)
             } else if o.phantom {
