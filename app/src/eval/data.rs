@@ -331,13 +331,9 @@ impl EvalDataset {
             format!("{}: episode {episode} frame {t}", self.ds.root().display())
         })?;
         let space = scene.spec().action_space.clone();
-        let adim = match &space {
-            dreamyard_scenes::ActionSpace::Continuous { low, .. } => low.len(),
-            dreamyard_scenes::ActionSpace::Discrete { .. } => 1,
-        };
         let (sw, sh) = self.source_frame;
         let (dw, dh) = self.frame;
-        bridge::actions_from_rows(actions, adim, &space)
+        bridge::actions_from_rows(actions, space.dim(), &space)
             .iter()
             .map(|a| {
                 let obs = scene.step(a).with_context(|| {

@@ -76,12 +76,7 @@ pub fn step_intervals(
     if episodes.len() < 2 {
         return None;
     }
-    let keys: Vec<&String> = records
-        .iter()
-        .flat_map(|r| r.physics.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let keys = super::physics::physics_keys(records);
     let empty = || Sums {
         iou: vec![(0.0, 0.0); objects.len()],
         physics: vec![(0.0, 0.0); keys.len()],

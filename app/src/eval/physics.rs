@@ -33,6 +33,16 @@ use crate::objects::{
 /// Per key, one value per horizon step (`None` where undefined).
 pub type PhysicsSeries = BTreeMap<String, Vec<Option<f64>>>;
 
+/// The physics keys of `records`: the union over windows, sorted.
+pub fn physics_keys(records: &[super::WindowRecord]) -> Vec<&String> {
+    records
+        .iter()
+        .flat_map(|r| r.physics.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// The frames of one counterfactual: the model's K futures under the perturbed actions (same
 /// noise as the recorded-action rollouts), and the simulator's futures under both.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +98,32 @@ impl Series {
 
     fn flag(&mut self, key: String, h: usize, defined: bool, on: bool) {
         self.add(key, h, defined.then_some(if on { 1.0 } else { 0.0 }));
+    }
+
+    /// `response.<who>_px` and `response.<who>_pose` per step: how far the futures under the
+    /// recorded actions (`actual`, each with its masks) are from those under the perturbed ones.
+    fn add_divergence<'f>(
+        &mut self,
+        who: &str,
+        actual: impl Iterator<Item = (&'f [u8], &'f Masks)>,
+        perturbed: &[Vec<u8>],
+        (w, h): (usize, usize),
+        palette: &Palette,
+        rules: &ObjectRules,
+    ) {
+        for (step, ((a, ma), b)) in actual.zip(perturbed).enumerate() {
+            self.add(
+                format!("response.{who}_px"),
+                step,
+                Some(pixel_divergence(a, b)),
+            );
+            let mb = Masks::of(b, w, h, palette);
+            self.add(
+                format!("response.{who}_pose"),
+                step,
+                pose_divergence(ma, &mb, rules),
+            );
+        }
     }
 
     fn finish(self) -> PhysicsSeries {
@@ -174,19 +210,9 @@ pub fn window_physics(
         if let Some(cf) = f.counterfactual
             && let Some(other) = cf.model.get(s)
         {
-            for (step, (a, b)) in frames.iter().zip(other).enumerate() {
-                out.add(
-                    "response.model_px".into(),
-                    step,
-                    Some(pixel_divergence(a, b)),
-                );
-                let (ma, mb) = (Masks::of(a, w, h, palette), Masks::of(b, w, h, palette));
-                out.add(
-                    "response.model_pose".into(),
-                    step,
-                    pose_divergence(&ma, &mb, rules),
-                );
-            }
+            // This sample's frames are labelled already.
+            let labelled = frames.iter().map(Vec::as_slice).zip(&model);
+            out.add_divergence("model", labelled, other, (w, h), palette, rules);
         }
     }
 
@@ -216,19 +242,20 @@ pub fn window_physics(
     }
 
     if let Some(cf) = f.counterfactual {
-        for (step, (a, b)) in cf.world.iter().zip(cf.world_perturbed).enumerate() {
-            out.add(
-                "response.world_px".into(),
-                step,
-                Some(pixel_divergence(a, b)),
-            );
-            let (ma, mb) = (Masks::of(a, w, h, palette), Masks::of(b, w, h, palette));
-            out.add(
-                "response.world_pose".into(),
-                step,
-                pose_divergence(&ma, &mb, rules),
-            );
-        }
+        let masks: Vec<Masks> = cf
+            .world
+            .iter()
+            .map(|a| Masks::of(a, w, h, palette))
+            .collect();
+        let labelled = cf.world.iter().map(Vec::as_slice).zip(&masks);
+        out.add_divergence(
+            "world",
+            labelled,
+            cf.world_perturbed,
+            (w, h),
+            palette,
+            rules,
+        );
     }
     out.finish()
 }

@@ -434,12 +434,7 @@ fn physics_summary(steps: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
 /// `physics.csv`: one row per window and step, one column per physics key (the union over
 /// windows, sorted); empty where undefined. Numbers in shortest round-trip form.
 pub fn physics_csv(records: &[WindowRecord]) -> String {
-    let keys: Vec<&String> = records
-        .iter()
-        .flat_map(|r| r.physics.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let keys = super::physics::physics_keys(records);
     let mut out = String::from("window,episode,start,step");
     for k in &keys {
         let _ = write!(out, ",{k}");

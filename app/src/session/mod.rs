@@ -424,20 +424,7 @@ impl Session {
             return Err("sampled futures need a model".into());
         }
         let original = self.active_id();
-        let actions: Vec<Action> = self
-            .active_branch()
-            .steps
-            .iter()
-            .skip(at + 1)
-            .take(steps)
-            .filter_map(|r| r.action.clone())
-            .collect();
-        if actions.is_empty() {
-            return Err(format!(
-                "no steps after step {at} to sample again: step on first, then ask for the \
-                 futures of an earlier step"
-            ));
-        }
+        let actions = self.actions_after(at, steps, "sample again", "futures")?;
         let seed = self.config.seed;
         let mut events = Vec::new();
         for j in 1..k {
@@ -461,6 +448,32 @@ impl Session {
             seed,
         };
         Ok(())
+    }
+
+    /// The actions of the (at most) `steps` steps after `at` on the active branch, to retake;
+    /// an error naming what would `verb` them and the `request` when there are none.
+    fn actions_after(
+        &self,
+        at: usize,
+        steps: usize,
+        verb: &str,
+        request: &str,
+    ) -> Result<Vec<Action>, String> {
+        let actions: Vec<Action> = self
+            .active_branch()
+            .steps
+            .iter()
+            .skip(at + 1)
+            .take(steps)
+            .filter_map(|r| r.action.clone())
+            .collect();
+        if actions.is_empty() {
+            return Err(format!(
+                "no steps after step {at} to {verb}: step on first, then ask for the \
+                 {request} of an earlier step"
+            ));
+        }
+        Ok(actions)
     }
 
     /// The last sampled futures whose branches all still exist.
@@ -497,20 +510,7 @@ impl Session {
             );
         }
         let space = self.action_space().cloned().ok_or("no action space")?;
-        let actions: Vec<Action> = self
-            .active_branch()
-            .steps
-            .iter()
-            .skip(at + 1)
-            .take(steps)
-            .filter_map(|r| r.action.clone())
-            .collect();
-        if actions.is_empty() {
-            return Err(format!(
-                "no steps after step {at} to perturb: step on first, then ask for the \
-                 counterfactual of an earlier step"
-            ));
-        }
+        let actions = self.actions_after(at, steps, "perturb", "counterfactual")?;
         let mut events = vec![Event::Fork { step: at }];
         events.extend(actions.iter().map(|a| Event::Step {
             action: perturbation.apply_action(a, &space),
