@@ -33,7 +33,31 @@ pub fn action_space_to_scene(space: &ModelActionSpace) -> SceneActionSpace {
             high: high.clone(),
             names: (0..*dim).map(|i| format!("a{i}")).collect(),
         },
+        // A multi-hot vector is a box of 0/1 values; the layout names them when it exists.
+        ModelActionSpace::MultiHot {
+            num_actions,
+            keyboard_mouse,
+        } => SceneActionSpace::Continuous {
+            low: vec![0.0; *num_actions],
+            high: vec![1.0; *num_actions],
+            names: match keyboard_mouse {
+                Some(km) => multi_hot_names(km),
+                None => (0..*num_actions).map(|i| format!("a{i}")).collect(),
+            },
+        },
     }
+}
+
+/// Names of a keyboard-and-mouse vector's values: the keys and buttons, then `mouse x <bin>`
+/// and `mouse y <bin>`.
+pub fn multi_hot_names(km: &dreamyard_model::KeyboardMouse) -> Vec<String> {
+    km.keys
+        .iter()
+        .chain(&km.buttons)
+        .cloned()
+        .chain(km.mouse_x.iter().map(|b| format!("mouse x {b}")))
+        .chain(km.mouse_y.iter().map(|b| format!("mouse y {b}")))
+        .collect()
 }
 
 /// A scene's action space as a model takes it.

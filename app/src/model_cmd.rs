@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use dreamyard_model::candle_core::{DType, Device, Tensor};
-use dreamyard_model::{ActionSpace, KernelPath, SeededNoise, WorldModel};
+use dreamyard_model::{ActionSpace, Checkpoint, KernelPath, SeededNoise, WorldModel};
 use serde_json::{Value, json};
 
 use crate::device::{device_name, parse_device};
@@ -17,11 +17,15 @@ use crate::parse::parse_kernels;
 pub struct BenchModelArgs {
     /// A model: a native directory, a `model.safetensors`, a DIAMOND `agent.pt` (with
     /// `--config`) or a folder holding one with its yaml.
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "random")]
+    pub model: Option<PathBuf>,
     /// Config for `--model`: DIAMOND's yaml for an `agent.pt`, or a native `config.json`.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Time the architecture of `--config` with freshly initialised weights instead of a
+    /// model's (e.g. `assets/configs/diamond-csgo.yaml`, DIAMOND's published CS:GO model).
+    #[arg(long, requires = "config", conflicts_with = "model")]
+    pub random: bool,
     /// auto (a GPU when the build has one and one is present, else the CPU), cpu, cuda,
     /// cuda:N, metal or metal:N.
     #[arg(long, default_value = "auto")]
@@ -29,7 +33,8 @@ pub struct BenchModelArgs {
     /// What the network computes in: f32, f16 or bf16 (bf16 on a GPU only; the sampler stays f32).
     #[arg(long, default_value = "f32", value_parser = crate::device::parse_dtype)]
     pub dtype: DType,
-    /// Frame size HxW (or one number for a square); default: the model's, else 64x64.
+    /// Frame size HxW (or one number for a square) of the first stage; default: the model's,
+    /// else 64x64. A two-stage model's output is its upsampling factor times larger.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(usize, usize)>,
     /// Generated frames (sampler steps) timed per batch size, after one warm-up step.
@@ -62,10 +67,38 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
         bail!("--steps and every --batch size must be positive");
     }
     let device = parse_device(&args.device)?;
-    let source = ModelSource::resolve(&args.model, args.config.as_deref())?;
-    let model = source
-        .build_with(&device, args.dtype)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (model, label, format, sha, values) = match (&args.model, &args.config) {
+        (Some(path), config) => {
+            let source = ModelSource::resolve(path, config.as_deref())?;
+            let ck = source
+                .load()
+                .with_context(|| format!("loading {}", path.display()))?;
+            let model = ck
+                .build_with(&device, args.dtype)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let sha = source.weights_sha256()?;
+            (
+                model,
+                path.clone(),
+                source.format.to_string(),
+                Some(sha),
+                ck.num_values(),
+            )
+        }
+        (None, Some(config)) => {
+            let cfg = Checkpoint::config_from_file(config)?;
+            let ck = Checkpoint::random(&cfg, 0)?;
+            let model = ck.build_with(&device, args.dtype)?;
+            (
+                model,
+                config.clone(),
+                "random".to_string(),
+                None,
+                ck.num_values(),
+            )
+        }
+        (None, None) => bail!("give --model, or --random with --config"),
+    };
     let (h, w) = args
         .size
         .or(model.spec().frame.map(|f| (f.height, f.width)))
@@ -88,9 +121,11 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
         .collect();
     let mut out = json!({
         "bench": "model",
-        "model": args.model,
-        "model_format": source.format.to_string(),
-        "model_sha256": source.weights_sha256()?,
+        "model": label,
+        "model_format": format,
+        "model_sha256": sha,
+        "parameters": values,
+        "upsampling_factor": model.spec().upsampling.map(|u| u.factor),
         "device": device_name(&device),
         "dtype": crate::device::dtype_name(args.dtype),
         "kernels": args.kernels.name(),
@@ -107,6 +142,7 @@ pub fn bench(args: &BenchModelArgs) -> anyhow::Result<()> {
         "ms_per_denoiser_call": first["ms_per_denoiser_call"],
         "ms_per_frame": first["ms_per_frame"],
         "frames_per_s": first["frames_per_s"],
+        "stages": first["stages"],
     });
     if let Some(obj) = out.as_object_mut() {
         obj.extend(by_batch);
@@ -127,15 +163,20 @@ fn time_batch(
     let spec = model.spec();
     let t = spec.context_len;
     let mut noise = SeededNoise::new(0);
-    // Context frames in [-1, 1]; the content does not change the work done.
-    let frames = (Tensor::rand(-1f32, 1f32, (b, t, spec.img_channels, h, w), device)?)
+    // Context frames in [-1, 1]; the content does not change the work done. A two-stage model
+    // starts from full-resolution frames (its first stage's are their downscale).
+    let f = spec.upsampling.map_or(1, |u| u.factor);
+    let frames = (Tensor::rand(-1f32, 1f32, (b, t, spec.img_channels, h * f, w * f), device)?)
         .to_dtype(DType::F32)?;
     let (actions, step_action) = match &spec.action {
         ActionSpace::Discrete { .. } => (
             Tensor::zeros((b, t), DType::U32, device)?,
             Tensor::zeros(b, DType::U32, device)?,
         ),
-        ActionSpace::Continuous { dim, .. } => (
+        ActionSpace::Continuous { dim, .. }
+        | ActionSpace::MultiHot {
+            num_actions: dim, ..
+        } => (
             Tensor::zeros((b, t, *dim), DType::F32, device)?,
             Tensor::zeros((b, *dim), DType::F32, device)?,
         ),
@@ -173,6 +214,44 @@ fn time_batch(
         .zip(process_cpu_ms())
         .map(|(a, b)| (b - a) / steps as f64);
 
+    // A two-stage model: each stage alone, on the state the steps left.
+    let stages = match (model.upsampler(), state.full_frames()) {
+        (Some(up), Some(full)) => {
+            let (mut lr_ms, mut up_ms) = (Vec::new(), Vec::new());
+            for _ in 0..steps {
+                let start = Instant::now();
+                let low = model.sampler().sample(
+                    model.denoiser(),
+                    state.frames(),
+                    &window,
+                    &mut noise,
+                )?;
+                device.synchronize()?;
+                lr_ms.push(start.elapsed().as_secs_f64() * 1e3);
+                let start = Instant::now();
+                up.upsample(full, &low, &mut noise)?;
+                device.synchronize()?;
+                up_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            let (lr_med, _) = median_min(&mut lr_ms);
+            let (up_med, _) = median_min(&mut up_ms);
+            json!({
+                "next_frame": {
+                    "frame": [h, w],
+                    "denoiser_calls": model.sampler().sigmas().len() - 1,
+                    "ms_per_frame": lr_med / b as f64,
+                },
+                "upsampler": {
+                    "frame": [h * f, w * f],
+                    "denoiser_calls": up.sampler().sigmas().len() - 1
+                        + up.sampler().config().order.saturating_sub(1) as usize
+                            * (up.sampler().sigmas().len().saturating_sub(2)),
+                    "ms_per_frame": up_med / b as f64,
+                },
+            })
+        }
+        _ => Value::Null,
+    };
     let (step_med, step_min) = median_min(&mut step_ms);
     let (call_med, call_min) = median_min(&mut call_ms);
     let frames_per_step = b as f64;
@@ -186,6 +265,7 @@ fn time_batch(
         "ms_per_frame_min": step_min / frames_per_step,
         "frames_per_s": 1e3 * frames_per_step / step_med,
         "frames_per_s_max": 1e3 * frames_per_step / step_min,
+        "stages": stages,
     }))
 }
 

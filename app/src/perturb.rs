@@ -38,11 +38,50 @@ impl Perturbation {
         }
     }
 
+    /// A keyboard-and-mouse vector: the keys and buttons stay, the mouse movement is mirrored
+    /// (its one-hot index reflected within each block: the bins are symmetric about 0) or
+    /// shifted by `f` of the block's length (reflected at the ends).
+    fn apply_keyboard_mouse(self, row: &[f32], km: &dreamyard_model::KeyboardMouse) -> Vec<f32> {
+        let mut out = row.to_vec();
+        for (off, n) in [
+            (km.mouse_x_offset(), km.mouse_x.len()),
+            (km.mouse_y_offset(), km.mouse_y.len()),
+        ] {
+            let Some(block) = out.get_mut(off..off + n) else {
+                continue;
+            };
+            let Some(i) = block.iter().position(|&v| v > 0.5) else {
+                continue;
+            };
+            let j = match self {
+                Self::Mirror => n - 1 - i,
+                Self::Offset(f) => {
+                    let span = (n - 1) as f64;
+                    if span <= 0.0 {
+                        i
+                    } else {
+                        let x = (i as f64 + f * span).rem_euclid(2.0 * span);
+                        (if x > span { 2.0 * span - x } else { x }).round() as usize
+                    }
+                }
+            };
+            block.iter_mut().for_each(|v| *v = 0.0);
+            block[j.min(n - 1)] = 1.0;
+        }
+        out
+    }
+
     /// Applies the perturbation to one recorded action row (`dim` floats; a discrete action is
     /// its id) of `space`.
     pub fn apply(self, row: &[f32], space: &dreamyard_model::config::ActionSpace) -> Vec<f32> {
         use dreamyard_model::config::ActionSpace as S;
         match space {
+            S::MultiHot {
+                keyboard_mouse: Some(km),
+                ..
+            } => self.apply_keyboard_mouse(row, km),
+            // Without a layout there is no meaningful opposite of a set of flags.
+            S::MultiHot { .. } => row.to_vec(),
             S::Discrete { num_actions } => row
                 .iter()
                 .map(|&id| ((id as usize + 1) % (*num_actions).max(1)) as f32)

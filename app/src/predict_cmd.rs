@@ -25,11 +25,18 @@ pub struct PredictArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Input tensors: `obs` (b,T,C,H,W) f32 in [-1,1] or `obs_u8` u8; `act` (b,T) ints or
-    /// (b,T,dim) f32; `rollout.actions` (b,N) ints or (b,N,dim) f32; optional `rollout.noise`
-    /// (b,N,C,H,W) f32, the sampler's initial noise at each step.
+    /// (b,T,dim) f32 (multi-hot: ints or floats of 0/1); `rollout.actions` (b,N) ints or
+    /// (b,N,dim) f32; optional `rollout.noise` (b,N,C,H,W) f32, the sampler's initial noise at
+    /// each step. A two-stage model also takes `full_obs` / `full_obs_u8` (b,T',C,fH,fW), the
+    /// full-resolution context (else `obs` is taken as full resolution and downscaled), and
+    /// optionally every draw of its samplers as DIAMOND's fixture stores them:
+    /// `rollout.lr.x0` (b,N,C,H,W), `rollout.lr.cond_offset` (b,N,S,T*C,1,1),
+    /// `rollout.lr.cond_noise` (b,N,S,T*C,H,W), `rollout.up.x0` (b,N,C,fH,fW) and
+    /// `rollout.up.churn` (b,N,K,C,fH,fW).
     #[arg(long)]
     pub inputs: PathBuf,
-    /// Output file: `frames` (b,N,C,H,W) f32 in [-1,1].
+    /// Output file: `frames` (b,N,C,H,W) f32 in [-1,1] (a two-stage model: at full resolution,
+    /// and its first stage's as `frames_lowres`).
     #[arg(long)]
     pub out: PathBuf,
     /// Seed of the sampler noise when the inputs have no `rollout.noise`.
@@ -105,7 +112,10 @@ fn actions_for(
             }
             Ok(t.to_dtype(DType::I64)?)
         }
-        ActionSpace::Continuous { dim, .. } => {
+        ActionSpace::Continuous { dim, .. }
+        | ActionSpace::MultiHot {
+            num_actions: dim, ..
+        } => {
             check_rank(
                 t,
                 file,
@@ -185,6 +195,9 @@ fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    if spec.upsampling.is_some() {
+        return predict_two_stage(args, &model, &device, &inputs, (&obs, &act, &roll), &source);
+    }
     let mut state = model
         .reset(&obs.to_device(&device)?, &act.to_device(&device)?)
         .with_context(|| format!("{}: `obs` / `act` do not fit the model", file.display()))?;
@@ -216,6 +229,149 @@ fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
             "out": args.out.display().to_string(),
             "batch": b,
             "steps": steps,
+            "model_sha256": source.weights_sha256()?,
+        })
+    );
+    Ok(())
+}
+
+/// A frame tensor given as f32 in [-1, 1] (`key`) or u8 (`key_u8`), if present.
+fn frames_input(
+    inputs: &HashMap<String, Tensor>,
+    file: &Path,
+    key: &str,
+) -> anyhow::Result<Option<Tensor>> {
+    if let Some(t) = inputs.get(key) {
+        check_rank(t, file, key, 5, "(b, T, C, H, W) f32 in [-1, 1]")?;
+        return Ok(Some(t.to_dtype(DType::F32)?));
+    }
+    let k8 = format!("{key}_u8");
+    let Some(t) = inputs.get(&k8) else {
+        return Ok(None);
+    };
+    check_rank(t, file, &k8, 5, "(b, T, C, H, W) u8")?;
+    if t.dtype() != DType::U8 {
+        bail!(
+            "{}: tensor `{k8}` is {:?}, expected u8",
+            file.display(),
+            t.dtype()
+        );
+    }
+    // DIAMOND's `x.div(255).mul(2).sub(1)`, a true division.
+    let d = Tensor::new(255f32, &Device::Cpu)?;
+    Ok(Some(
+        ((t.to_dtype(DType::F32)?.broadcast_div(&d)? * 2.0)? - 1.0)?,
+    ))
+}
+
+/// The draws of one two-stage step `t` in the order the samplers request them, from the
+/// fixture-shaped tensors: the first stage's `x0`, per sampler step its churn, offset and
+/// conditioning noise; then the upsampler's `x0` and churn. `None` when the file has none.
+fn two_stage_draws(
+    model: &dreamyard_model::WorldModel,
+    inputs: &HashMap<String, Tensor>,
+    file: &Path,
+    t: usize,
+) -> anyhow::Result<Option<Vec<Tensor>>> {
+    if !inputs.contains_key("rollout.lr.x0") {
+        return Ok(None);
+    }
+    let up = model
+        .upsampler()
+        .context("two-stage draws for a single-stage model")?;
+    let mut draws = Vec::new();
+    for (stage, sampler, cond) in [("lr", model.sampler(), true), ("up", up.sampler(), false)] {
+        let take = |name: &str, idx: &[usize]| -> anyhow::Result<Tensor> {
+            let key = format!("rollout.{stage}.{name}");
+            let mut x = get(inputs, file, &key)?.i((.., t))?;
+            for &i in idx {
+                x = x.i((.., i)).with_context(|| {
+                    format!("{}: tensor `{key}` has too few entries", file.display())
+                })?;
+            }
+            Ok(x.contiguous()?)
+        };
+        draws.push(take("x0", &[])?);
+        let churn = sampler.churn_steps();
+        let s_cond = sampler.config().s_cond > 0.0;
+        for i in 0..sampler.sigmas().len() - 1 {
+            if let Some(k) = churn.iter().position(|&c| c == i) {
+                draws.push(take("churn", &[k])?);
+            }
+            if cond && s_cond {
+                draws.push(take("cond_offset", &[i])?);
+                draws.push(take("cond_noise", &[i])?);
+            }
+        }
+    }
+    Ok(Some(draws))
+}
+
+/// `predict` for a two-stage model: both stages' frames, with the fixture's draws if given.
+fn predict_two_stage(
+    args: &PredictArgs,
+    model: &dreamyard_model::WorldModel,
+    device: &Device,
+    inputs: &HashMap<String, Tensor>,
+    (obs, act, roll): (&Tensor, &Tensor, &Tensor),
+    source: &ModelSource,
+) -> anyhow::Result<()> {
+    let file = args.inputs.as_path();
+    let b = obs.dim(0)?;
+    let mut state = match frames_input(inputs, file, "full_obs")? {
+        Some(full) => model.reset_two_stage(
+            &obs.to_device(device)?,
+            &full.to_device(device)?,
+            &act.to_device(device)?,
+        ),
+        None => model.reset(&obs.to_device(device)?, &act.to_device(device)?),
+    }
+    .with_context(|| {
+        format!(
+            "{}: `obs` / `full_obs` / `act` do not fit the model",
+            file.display()
+        )
+    })?;
+    let mut seeded = SeededNoise::new(args.seed);
+    let steps = roll.dim(1)?;
+    let (mut lows, mut fulls) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    for t in 0..steps {
+        let a = roll.i((.., t))?.contiguous()?.to_device(device)?;
+        let frames = match two_stage_draws(model, inputs, file, t)? {
+            Some(draws) => {
+                let draws = draws
+                    .into_iter()
+                    .map(|d| d.to_device(device))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut given = GivenNoise::new(draws);
+                let f = model
+                    .step_stages(&mut state, &a, &mut given as &mut dyn NoiseSource)
+                    .with_context(|| format!("{}: step {t}", file.display()))?;
+                if given.remaining() != 0 {
+                    bail!("{}: step {t} left supplied noise unused", file.display());
+                }
+                f
+            }
+            None => model.step_stages(&mut state, &a, &mut seeded)?,
+        };
+        lows.push(frames.low.to_device(&Device::Cpu)?);
+        fulls.push(frames.output().to_device(&Device::Cpu)?);
+    }
+    let out: HashMap<String, Tensor> = [
+        ("frames".to_string(), Tensor::stack(&fulls, 1)?),
+        ("frames_lowres".to_string(), Tensor::stack(&lows, 1)?),
+    ]
+    .into_iter()
+    .collect();
+    dreamyard_model::candle_core::safetensors::save(&out, &args.out)
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": args.out.display().to_string(),
+            "batch": b,
+            "steps": steps,
+            "stages": 2,
             "model_sha256": source.weights_sha256()?,
         })
     );

@@ -14,17 +14,20 @@ use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
 use serde::Deserialize;
 
-use crate::config::{DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig, SamplerConfig};
+use crate::config::{
+    ActionSpace, DenoiserConfig, FrameSize, InnerModelConfig, ModelConfig, SamplerConfig,
+    UpsamplerConfig,
+};
 use crate::error::{ModelError, Result};
-use crate::world_model::WorldModel;
+use crate::world_model::{UPSAMPLER_PREFIX, WorldModel};
 
 /// File name of the native weights inside a model directory.
 pub const NATIVE_WEIGHTS: &str = "model.safetensors";
 /// File name of the native config inside a model directory.
 pub const NATIVE_CONFIG: &str = "config.json";
 
-/// A config plus its denoiser tensors (DIAMOND key names without `denoiser.`), before the model
-/// is built.
+/// A config plus its tensors (DIAMOND's denoiser key names without `denoiser.`; a two-stage
+/// model's upsampler keys as `upsampler.<key>`), before the model is built.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     /// The configuration.
@@ -56,17 +59,67 @@ impl Checkpoint {
     }
 
     /// Reads a DIAMOND agent checkpoint (`torch.save` of a flat state dict) and DIAMOND's
-    /// composed yaml config.
+    /// composed yaml config (or the agent yaml alone: `config/agent/*.yaml`).
     ///
-    /// Keeps the keys starting with `denoiser` and strips the text up to the first `.`, as
-    /// DIAMOND's `Agent.load` does; the reward/end model and actor-critic are ignored.
-    /// `num_actions` comes from the yaml (`agent.denoiser.inner_model.num_actions`,
-    /// `agent.num_actions` or top-level `num_actions`), else from the action embedding's shape.
+    /// Keeps the `denoiser.*` keys without the prefix and, for a two-stage model (DIAMOND's
+    /// `csgo` branch: the yaml has an `upsampler`), the `upsampler.*` keys; the reward/end model
+    /// and actor-critic are ignored. `num_actions` comes from the yaml
+    /// (`agent.denoiser.inner_model.num_actions`, `agent.num_actions`, `env.num_actions` or
+    /// top-level `num_actions`), else from the action embedding's shape. Weights from the
+    /// `csgo` branch (they have `noise_cond_emb`) take multi-hot actions; 51 of them are the
+    /// CS:GO keyboard and mouse. Without `world_model_env`, a two-stage model samples with
+    /// DIAMOND's default `fast` settings.
     pub fn from_diamond(agent_pt: &Path, config_yaml: &Path) -> Result<Self> {
-        let tensors = read_diamond_denoiser(agent_pt)?;
+        let tensors = read_diamond_agent(agent_pt)?;
         let text = read_text(config_yaml)?;
         let config = diamond_config_from_yaml(&text, &config_yaml.display().to_string(), &tensors)?;
         Ok(Self { config, tensors })
+    }
+
+    /// A model of `config` with freshly initialised weights (DIAMOND's initialisation, seeded),
+    /// for measuring speed or memory without downloading weights.
+    pub fn random(config: &ModelConfig, seed: u64) -> Result<Self> {
+        use rand::SeedableRng;
+        config.validate()?;
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        WorldModel::new(config, vb)?;
+        let vars = varmap
+            .data()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        crate::train::init::init_params(&vars, &config.denoiser.inner_model, &mut rng)?;
+        // Plain tensors (not variables): the fast kernels skip anything tracking gradients.
+        let tensors = vars
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().detach()))
+            .collect();
+        Ok(Self {
+            config: config.clone(),
+            tensors,
+        })
+    }
+
+    /// Reads a model config alone: a native `config.json` (`.json`) or DIAMOND's yaml (the
+    /// composed config or the agent yaml; without weights, a yaml with an `upsampler` is taken
+    /// as DIAMOND's `csgo` branch).
+    pub fn config_from_file(path: &Path) -> Result<ModelConfig> {
+        let text = read_text(path)?;
+        let origin = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "json") {
+            let config: ModelConfig = serde_json::from_str(&text)
+                .map_err(|e| ModelError::config(&origin, json_field(&e), e.to_string()))?;
+            config.validate()?;
+            return Ok(config);
+        }
+        diamond_config_from_yaml(&text, &origin, &HashMap::new())
+    }
+
+    /// Number of values in the weights.
+    pub fn num_values(&self) -> usize {
+        self.tensors.values().map(Tensor::elem_count).sum()
     }
 
     /// Builds the model on `device` (f32), checking every tensor.
@@ -197,16 +250,21 @@ fn json_field(e: &serde_json::Error) -> String {
         .unwrap_or_else(|| "(document)".to_string())
 }
 
-/// Reads the `denoiser*` tensors of a DIAMOND `agent.pt` (PyTorch zip format).
-fn read_diamond_denoiser(path: &Path) -> Result<HashMap<String, Tensor>> {
+/// Reads the `denoiser.*` and `upsampler.*` tensors of a DIAMOND `agent.pt` (PyTorch zip
+/// format): the first without their prefix, the second keeping it.
+fn read_diamond_agent(path: &Path) -> Result<HashMap<String, Tensor>> {
     let pth =
         candle_core::pickle::PthTensors::new(path, None).map_err(|e| weights_error(path, &e))?;
     let mut out = HashMap::new();
     for name in pth.tensor_infos().keys() {
-        if !name.starts_with("denoiser") {
-            continue;
-        }
-        let Some((_, stripped)) = name.split_once('.') else {
+        let stripped = if let Some(rest) = name.strip_prefix("denoiser.") {
+            rest.to_string()
+        } else if name
+            .strip_prefix(UPSAMPLER_PREFIX)
+            .is_some_and(|r| r.starts_with('.'))
+        {
+            name.clone()
+        } else {
             continue;
         };
         let tensor = pth
@@ -230,7 +288,13 @@ fn read_diamond_denoiser(path: &Path) -> Result<HashMap<String, Tensor>> {
 /// The parts of DIAMOND's composed config we read; everything else is ignored.
 #[derive(Deserialize)]
 struct DiamondYaml {
-    agent: DiamondAgent,
+    #[serde(default)]
+    agent: Option<DiamondAgent>,
+    /// The agent yaml alone (`config/agent/csgo.yaml`) has these at the top.
+    #[serde(default)]
+    denoiser: Option<DiamondDenoiser>,
+    #[serde(default)]
+    upsampler: Option<DiamondDenoiser>,
     #[serde(default)]
     world_model_env: Option<DiamondWorldModelEnv>,
     #[serde(default)]
@@ -243,6 +307,8 @@ struct DiamondYaml {
 struct DiamondAgent {
     denoiser: DiamondDenoiser,
     #[serde(default)]
+    upsampler: Option<DiamondDenoiser>,
+    #[serde(default)]
     num_actions: Option<usize>,
 }
 
@@ -251,11 +317,18 @@ struct DiamondDenoiser {
     sigma_data: serde_norway::Value,
     sigma_offset_noise: serde_norway::Value,
     inner_model: serde_norway::Value,
+    #[serde(default)]
+    upsampling_factor: Option<usize>,
 }
 
 #[derive(Deserialize)]
 struct DiamondWorldModelEnv {
-    diffusion_sampler: serde_norway::Value,
+    #[serde(default)]
+    diffusion_sampler: Option<serde_norway::Value>,
+    #[serde(default)]
+    diffusion_sampler_next_obs: Option<serde_norway::Value>,
+    #[serde(default)]
+    diffusion_sampler_upsampling: Option<serde_norway::Value>,
 }
 
 fn yaml_f64(v: &serde_norway::Value, origin: &str, field: &str) -> Result<f64> {
@@ -267,8 +340,104 @@ fn yaml_f64(v: &serde_norway::Value, origin: &str, field: &str) -> Result<f64> {
     .ok_or_else(|| ModelError::config(origin, field, format!("expected a number, found {v:?}")))
 }
 
+/// DIAMOND's `config/world_model_env/fast.yaml` (its default): one Euler step for the next
+/// frame with conditioning noise 0.005, one churned step for the upsampler.
+fn diamond_fast_samplers() -> (SamplerConfig, SamplerConfig) {
+    let next_obs = SamplerConfig {
+        num_steps_denoising: 1,
+        sigma_min: 2e-3,
+        sigma_max: 5.0,
+        rho: 7.0,
+        order: 1,
+        s_churn: 0.0,
+        s_tmin: 0.0,
+        s_tmax: f64::INFINITY,
+        s_noise: 1.0,
+        s_cond: 0.005,
+    };
+    let upsampling = SamplerConfig {
+        num_steps_denoising: 1,
+        sigma_min: 1.0,
+        sigma_max: 5.0,
+        rho: 7.0,
+        order: 2,
+        s_churn: 10.0,
+        s_tmin: 1.0,
+        s_tmax: 5.0,
+        s_noise: 0.9,
+        s_cond: 0.0,
+    };
+    (next_obs, upsampling)
+}
+
+fn yaml_sampler(v: serde_norway::Value, origin: &str, field: &str) -> Result<SamplerConfig> {
+    let mut v = v;
+    if let serde_norway::Value::Mapping(m) = &mut v {
+        m.remove("_target_");
+    }
+    serde_norway::from_value::<SamplerConfig>(v)
+        .map_err(|e| ModelError::config(origin, field, e.to_string()))
+}
+
+/// One DIAMOND `DenoiserConfig` (`field` names it in errors): `num_actions` is filled in when
+/// the yaml leaves it to `instantiate`; `noise_cond` (the `csgo` branch's extra embedding) is
+/// read from whether the weights have it; `keyboard_mouse` describes 51 multi-hot actions.
+fn yaml_denoiser(
+    d: DiamondDenoiser,
+    field: &str,
+    origin: &str,
+    num_actions: Option<usize>,
+    noise_cond: bool,
+    keyboard_mouse: Option<crate::action::KeyboardMouse>,
+) -> Result<DenoiserConfig> {
+    use serde_norway::Value;
+    let mut inner = d.inner_model;
+    let inner_field = format!("{field}.inner_model");
+    let Value::Mapping(map) = &mut inner else {
+        return Err(ModelError::config(
+            origin,
+            inner_field,
+            "expected a mapping",
+        ));
+    };
+    map.remove("_target_");
+    let key = Value::String("num_actions".into());
+    if !map.contains_key(&key) {
+        let n = num_actions.ok_or_else(|| {
+            ModelError::config(
+                origin,
+                "num_actions",
+                "not in the yaml and not inferable from the weights",
+            )
+        })?;
+        map.insert(key, Value::Number(n.into()));
+    }
+    let mut inner_model: InnerModelConfig = serde_norway::from_value(inner)
+        .map_err(|e| ModelError::config(origin, &inner_field, e.to_string()))?;
+    inner_model.noise_cond = noise_cond;
+    inner_model.is_upsampler = d.upsampling_factor.is_some();
+    if noise_cond && let ActionSpace::Discrete { num_actions } = inner_model.action {
+        // The `csgo` branch embeds multi-hot vectors (`act.float() @ weight`).
+        inner_model.action = ActionSpace::MultiHot {
+            num_actions,
+            keyboard_mouse: keyboard_mouse.filter(|k| k.len() == num_actions),
+        };
+    }
+    inner_model.validate()?;
+    Ok(DenoiserConfig {
+        sigma_data: yaml_f64(&d.sigma_data, origin, &format!("{field}.sigma_data"))?,
+        sigma_offset_noise: yaml_f64(
+            &d.sigma_offset_noise,
+            origin,
+            &format!("{field}.sigma_offset_noise"),
+        )?,
+        inner_model,
+        upsampling_factor: d.upsampling_factor,
+    })
+}
+
 /// Builds a [`ModelConfig`] from DIAMOND's yaml; `tensors` supplies `num_actions` when the yaml
-/// does not.
+/// does not, and tells the `csgo` branch's layout (a `noise_cond_emb`) from the `main` one.
 fn diamond_config_from_yaml(
     text: &str,
     origin: &str,
@@ -277,49 +446,93 @@ fn diamond_config_from_yaml(
     use serde_norway::Value;
     let y: DiamondYaml = serde_norway::from_str(text)
         .map_err(|e| ModelError::config(origin, "(yaml)", e.to_string()))?;
-
-    let mut inner = y.agent.denoiser.inner_model;
-    let Value::Mapping(map) = &mut inner else {
-        return Err(ModelError::config(
-            origin,
-            "agent.denoiser.inner_model",
-            "expected a mapping",
-        ));
-    };
-    map.remove("_target_");
-    let key = Value::String("num_actions".into());
-    if !map.contains_key(&key) {
-        let from_weights = tensors
-            .get("inner_model.act_emb.0.weight")
-            .and_then(|t| t.dims().first().copied());
-        let n = y
-            .agent
-            .num_actions
-            .or(y.num_actions)
-            .or(from_weights)
-            .ok_or_else(|| {
-                ModelError::config(
-                    origin,
-                    "num_actions",
-                    "not in the yaml and not inferable from the weights",
-                )
-            })?;
-        map.insert(key, Value::Number(n.into()));
-    }
-    let inner_model: InnerModelConfig = serde_norway::from_value(inner)
-        .map_err(|e| ModelError::config(origin, "agent.denoiser.inner_model", e.to_string()))?;
-
-    let sampler = match y.world_model_env {
-        Some(w) => {
-            let mut s = w.diffusion_sampler;
-            if let Value::Mapping(m) = &mut s {
-                m.remove("_target_");
-            }
-            serde_norway::from_value::<SamplerConfig>(s).map_err(|e| {
-                ModelError::config(origin, "world_model_env.diffusion_sampler", e.to_string())
-            })?
+    let (denoiser, upsampler, agent_actions, prefix) = match (y.agent, y.denoiser) {
+        (Some(a), _) => (a.denoiser, a.upsampler, a.num_actions, "agent."),
+        (None, Some(d)) => (d, y.upsampler, None, ""),
+        (None, None) => {
+            return Err(ModelError::config(
+                origin,
+                "agent.denoiser",
+                "missing (expected DIAMOND's composed config or its agent yaml)",
+            ));
         }
-        None => {
+    };
+    let env_actions = y
+        .env
+        .as_ref()
+        .and_then(|e| e.get("num_actions"))
+        .and_then(Value::as_u64)
+        .map(|n| n as usize);
+    let from_weights = tensors
+        .get("inner_model.act_emb.0.weight")
+        .and_then(|t| t.dims().first().copied());
+    let num_actions = agent_actions
+        .or(env_actions)
+        .or(y.num_actions)
+        .or(from_weights);
+    let keymap = y
+        .env
+        .as_ref()
+        .and_then(|e| e.get("keymap"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    // DIAMOND's CS:GO layout, unless the env names another keymap.
+    let keyboard_mouse = match keymap.as_deref() {
+        None | Some("csgo") => Some(crate::action::KeyboardMouse::csgo()),
+        Some(_) => None,
+    };
+    // Without weights (a config read alone), a two-stage yaml is the `csgo` branch's.
+    let csgo_without_weights = tensors.is_empty() && upsampler.is_some();
+    let has = |k: &str| csgo_without_weights || tensors.contains_key(k);
+    let denoiser = yaml_denoiser(
+        denoiser,
+        &format!("{prefix}denoiser"),
+        origin,
+        num_actions,
+        has("inner_model.noise_cond_emb.weight"),
+        keyboard_mouse.clone(),
+    )?;
+    let upsampler = upsampler
+        .map(|u| {
+            yaml_denoiser(
+                u,
+                &format!("{prefix}upsampler"),
+                origin,
+                num_actions,
+                has(&format!(
+                    "{UPSAMPLER_PREFIX}.inner_model.noise_cond_emb.weight"
+                )),
+                keyboard_mouse,
+            )
+        })
+        .transpose()?;
+
+    let wme = y.world_model_env;
+    let (fast_next, fast_up) = diamond_fast_samplers();
+    let (sampler, up_sampler) = match (wme, upsampler.is_some()) {
+        (Some(w), two_stage) => {
+            let next = match (w.diffusion_sampler, w.diffusion_sampler_next_obs) {
+                (Some(s), _) => yaml_sampler(s, origin, "world_model_env.diffusion_sampler")?,
+                (None, Some(s)) => {
+                    yaml_sampler(s, origin, "world_model_env.diffusion_sampler_next_obs")?
+                }
+                (None, None) if two_stage => fast_next,
+                (None, None) => {
+                    return Err(ModelError::config(
+                        origin,
+                        "world_model_env.diffusion_sampler",
+                        "missing",
+                    ));
+                }
+            };
+            let up = match w.diffusion_sampler_upsampling {
+                Some(s) => yaml_sampler(s, origin, "world_model_env.diffusion_sampler_upsampling")?,
+                None => fast_up,
+            };
+            (next, up)
+        }
+        (None, true) => (fast_next, fast_up),
+        (None, false) => {
             return Err(ModelError::config(
                 origin,
                 "world_model_env.diffusion_sampler",
@@ -328,7 +541,13 @@ fn diamond_config_from_yaml(
         }
     };
 
-    // DIAMOND's env config gives the (square) training frame size as `env.train.size`.
+    // DIAMOND's env config gives the training frame size as `env.train.size` (the output's:
+    // full resolution for a two-stage model).
+    let factor = upsampler
+        .as_ref()
+        .and_then(|u| u.upsampling_factor)
+        .unwrap_or(1)
+        .max(1);
     let frame = y
         .env
         .as_ref()
@@ -341,23 +560,19 @@ fn diamond_config_from_yaml(
             }
             _ => None,
         })
-        .map(|(height, width)| FrameSize { height, width });
+        .filter(|(h, w)| h.is_multiple_of(factor) && w.is_multiple_of(factor))
+        .map(|(height, width)| FrameSize {
+            height: height / factor,
+            width: width / factor,
+        });
 
     let config = ModelConfig {
-        denoiser: DenoiserConfig {
-            sigma_data: yaml_f64(
-                &y.agent.denoiser.sigma_data,
-                origin,
-                "agent.denoiser.sigma_data",
-            )?,
-            sigma_offset_noise: yaml_f64(
-                &y.agent.denoiser.sigma_offset_noise,
-                origin,
-                "agent.denoiser.sigma_offset_noise",
-            )?,
-            inner_model,
-        },
+        denoiser,
         diffusion_sampler: sampler,
+        upsampler: upsampler.map(|denoiser| UpsamplerConfig {
+            denoiser,
+            diffusion_sampler: up_sampler,
+        }),
         frame,
         fps: None,
     };

@@ -28,6 +28,28 @@ pub enum ActionSpace {
         /// Upper bound of each component.
         high: Vec<f32>,
     },
+    /// A vector of `num_actions` values in {0, 1}, any number set (DIAMOND's CS:GO
+    /// keyboard-and-mouse actions); each context step's embedding is the sum of the rows of a
+    /// `num_actions` x `cond / T` table over the set entries.
+    MultiHot {
+        /// Length of the vector.
+        num_actions: usize,
+        /// What each entry means, when the vector encodes a keyboard and a mouse (the app maps
+        /// the real keyboard and mouse through it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keyboard_mouse: Option<crate::action::KeyboardMouse>,
+    },
+}
+
+impl ActionSpace {
+    /// Values per step: 1 for a discrete id, the vector's length otherwise.
+    pub fn dim(&self) -> usize {
+        match self {
+            Self::Discrete { .. } => 1,
+            Self::Continuous { dim, .. } => *dim,
+            Self::MultiHot { num_actions, .. } => *num_actions,
+        }
+    }
 }
 
 /// Spatial action conditioning, a Dreamyard extension (DIAMOND conditions on actions only
@@ -68,6 +90,15 @@ pub struct InnerModelConfig {
     /// Spatial action conditioning (absent in DIAMOND's models, and then not written).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_map: Option<ActionMap>,
+    /// Whether the conditioning vector also embeds the noise level of the context frames
+    /// (`noise_cond_emb`, DIAMOND's `csgo` branch); written only when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub noise_cond: bool,
+    /// An upsampler's network (DIAMOND's `is_upsampler`): `conv_in` also takes the
+    /// bicubic-upsampled new low-resolution frame after the context frames, and there is no
+    /// action embedding; written only when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_upsampler: bool,
 }
 
 /// Serde form of [`InnerModelConfig`]: accepts DIAMOND's `num_actions` as well as `action`, and
@@ -86,6 +117,10 @@ struct RawInnerModelConfig {
     num_actions: Option<usize>,
     #[serde(default)]
     action_map: Option<ActionMap>,
+    #[serde(default)]
+    noise_cond: bool,
+    #[serde(default)]
+    is_upsampler: bool,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +164,8 @@ impl TryFrom<RawInnerModelConfig> for InnerModelConfig {
                 .collect(),
             action,
             action_map: raw.action_map,
+            noise_cond: raw.noise_cond,
+            is_upsampler: raw.is_upsampler,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
@@ -219,16 +256,39 @@ impl InnerModelConfig {
                                     format!("{num_actions} discrete actions"),
                                 ActionSpace::Continuous { dim, .. } =>
                                     format!("{dim}-component continuous actions"),
+                                ActionSpace::MultiHot { num_actions, .. } =>
+                                    format!("{num_actions}-value multi-hot actions"),
                             }
                         ),
                     );
                 }
             }
         }
+        if self.is_upsampler && self.action_map.is_some() {
+            return err(
+                "action_map",
+                "an upsampler takes no action, so it cannot draw one".into(),
+            );
+        }
         match &self.action {
-            ActionSpace::Discrete { num_actions: 0 } => {
+            ActionSpace::Discrete { num_actions: 0 }
+            | ActionSpace::MultiHot { num_actions: 0, .. } => {
                 err("action.num_actions", "must be positive".into())
             }
+            ActionSpace::MultiHot {
+                num_actions,
+                keyboard_mouse: Some(km),
+            } if km.len() != *num_actions => err(
+                "action.keyboard_mouse",
+                format!(
+                    "describes {} values ({} keys, {} buttons, {} + {} mouse bins), the action has {num_actions}",
+                    km.len(),
+                    km.keys.len(),
+                    km.buttons.len(),
+                    km.mouse_x.len(),
+                    km.mouse_y.len()
+                ),
+            ),
             ActionSpace::Continuous { dim, low, high }
                 if *dim == 0 || low.len() != *dim || high.len() != *dim =>
             {
@@ -253,7 +313,8 @@ impl InnerModelConfig {
         } else {
             0
         };
-        (self.num_steps_conditioning + 1) * self.img_channels + map
+        let frames = self.num_steps_conditioning + usize::from(self.is_upsampler) + 1;
+        frames * self.img_channels + map
     }
 
     /// Width of one context step's action embedding (`cond_channels // num_steps_conditioning`).
@@ -272,6 +333,10 @@ pub struct DenoiserConfig {
     pub sigma_offset_noise: f64,
     /// The network.
     pub inner_model: InnerModelConfig,
+    /// An upsampler's scale factor (DIAMOND's `upsampling_factor`; absent for a next-frame
+    /// denoiser, and then not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsampling_factor: Option<usize>,
 }
 
 /// DIAMOND's `DiffusionSamplerConfig` (EDM / Karras sampler).
@@ -307,6 +372,14 @@ pub struct SamplerConfig {
     /// Scale of the churn noise.
     #[serde(default = "default_s_noise", deserialize_with = "de_f64")]
     pub s_noise: f64,
+    /// Noise added to the context frames at every step (DIAMOND's `csgo` branch; cumulative
+    /// over the steps, and fed to the network as `c_noise_cond`); 0: none, and then not written.
+    #[serde(default, deserialize_with = "de_f64", skip_serializing_if = "is_zero")]
+    pub s_cond: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_sigma_min() -> f64 {
@@ -347,6 +420,12 @@ impl SamplerConfig {
                 ),
             );
         }
+        if !(self.s_cond.is_finite() && self.s_cond >= 0.0) {
+            return err(
+                "s_cond",
+                format!("must be a finite number >= 0, found {}", self.s_cond),
+            );
+        }
         if self.order != 1 && self.order != 2 {
             return err(
                 "order",
@@ -366,14 +445,35 @@ pub struct FrameSize {
     pub width: usize,
 }
 
+/// The second stage of a two-stage model (DIAMOND's CS:GO): a diffusion upsampler that turns
+/// each new low-resolution frame into a full-resolution one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpsamplerConfig {
+    /// The upsampler's denoiser; `upsampling_factor` and `inner_model.is_upsampler` set.
+    pub denoiser: DenoiserConfig,
+    /// Its sampler.
+    pub diffusion_sampler: SamplerConfig,
+}
+
+impl UpsamplerConfig {
+    /// The scale factor (validated to be set).
+    pub fn factor(&self) -> usize {
+        self.denoiser.upsampling_factor.unwrap_or(1)
+    }
+}
+
 /// Complete configuration of a world model: the schema of the native `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// Denoiser and network.
+    /// Denoiser and network (of the low-resolution stage, in a two-stage model).
     pub denoiser: DenoiserConfig,
     /// Sampler used by [`crate::WorldModel::step`].
     pub diffusion_sampler: SamplerConfig,
-    /// Training frame size, if known.
+    /// The upsampling stage of a two-stage model (absent, and not written, otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsampler: Option<UpsamplerConfig>,
+    /// Training frame size, if known (of the low-resolution stage in a two-stage model; the
+    /// full-resolution frames are `upsampling_factor` times larger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame: Option<FrameSize>,
     /// Frames per second of the training data, if known.
@@ -386,15 +486,77 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         self.denoiser.inner_model.validate()?;
         self.diffusion_sampler.validate()?;
-        if self.denoiser.sigma_data.is_nan() || self.denoiser.sigma_data <= 0.0 {
+        check_denoiser("denoiser", &self.denoiser)?;
+        if self.denoiser.inner_model.is_upsampler || self.denoiser.upsampling_factor.is_some() {
             return Err(ModelError::config(
                 "denoiser",
-                "sigma_data",
-                format!("must be positive, found {}", self.denoiser.sigma_data),
+                "upsampling_factor",
+                "the first stage predicts the next frame; an upsampler goes under `upsampler`",
             ));
+        }
+        if let Some(up) = &self.upsampler {
+            up.denoiser.inner_model.validate()?;
+            up.diffusion_sampler.validate()?;
+            check_denoiser("upsampler.denoiser", &up.denoiser)?;
+            let err =
+                |field: &str, reason: String| Err(ModelError::config("upsampler", field, reason));
+            match up.denoiser.upsampling_factor {
+                Some(f) if f >= 1 => {}
+                other => {
+                    return err(
+                        "denoiser.upsampling_factor",
+                        format!("must be a whole number >= 1, found {other:?}"),
+                    );
+                }
+            }
+            if !up.denoiser.inner_model.is_upsampler {
+                return err(
+                    "denoiser.inner_model.is_upsampler",
+                    "must be set for the upsampling stage".into(),
+                );
+            }
+            let (a, b) = (
+                self.denoiser.inner_model.img_channels,
+                up.denoiser.inner_model.img_channels,
+            );
+            if a != b {
+                return err(
+                    "denoiser.inner_model.img_channels",
+                    format!("must match the first stage's {a}, found {b}"),
+                );
+            }
         }
         Ok(())
     }
+
+    /// The size of the frames a model outputs for `low`-sized first-stage frames.
+    pub fn output_size(&self, low: FrameSize) -> FrameSize {
+        let f = self.upsampler.as_ref().map_or(1, UpsamplerConfig::factor);
+        FrameSize {
+            height: low.height * f,
+            width: low.width * f,
+        }
+    }
+}
+
+fn check_denoiser(origin: &str, d: &DenoiserConfig) -> Result<()> {
+    for (field, v) in [
+        ("sigma_data", d.sigma_data),
+        ("sigma_offset_noise", d.sigma_offset_noise),
+    ] {
+        let ok = v.is_finite() && (v > 0.0 || (field == "sigma_offset_noise" && v == 0.0));
+        if !ok {
+            return Err(ModelError::config(
+                origin,
+                field,
+                format!(
+                    "must be a finite number {}, found {v}",
+                    if field == "sigma_data" { "> 0" } else { ">= 0" }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a float written as a number or a string: `"inf"`, `"-inf"`, `"2e-3"` (a string for

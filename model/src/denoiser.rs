@@ -24,6 +24,9 @@ pub struct Conditioners {
     pub c_skip: Tensor,
     /// Noise level fed to the network.
     pub c_noise: Tensor,
+    /// Noise level of the context frames fed to the network, `ln(sigma_cond) / 4` (DIAMOND's
+    /// `csgo` branch; `None`: not given, the network sees zeros).
+    pub c_noise_cond: Option<Tensor>,
 }
 
 /// Conditioners of one noise level, in f32 with the operation order of DIAMOND's
@@ -105,8 +108,31 @@ impl Denoiser {
     /// Reads `sigma` back to the host; [`Self::conditioners_at`] takes host values (what the
     /// sampler does, so a GPU rollout makes no device-to-host copy here).
     pub fn compute_conditioners(&self, sigma: &Tensor) -> Result<Conditioners> {
-        let sigmas: Vec<f32> = sigma.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        self.conditioners_at(&sigmas)
+        self.compute_conditioners_cond(sigma, None)
+    }
+
+    /// [`Self::compute_conditioners`] with the context frames' noise levels `sigma_cond` [b]
+    /// or [] (DIAMOND's `csgo` branch).
+    pub fn compute_conditioners_cond(
+        &self,
+        sigma: &Tensor,
+        sigma_cond: Option<&Tensor>,
+    ) -> Result<Conditioners> {
+        let host = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+        };
+        let sigmas = host(sigma)?;
+        let mut cs = self.conditioners_at(&sigmas)?;
+        if let Some(sc) = sigma_cond {
+            cs.c_noise_cond = Some(self.noise_cond_at(&host(sc)?)?);
+        }
+        Ok(cs)
+    }
+
+    /// `ln(sigma_cond) / 4` per value, f32 [n] on the model's device.
+    fn noise_cond_at(&self, sigma_cond: &[f32]) -> Result<Tensor> {
+        let v: Vec<f32> = sigma_cond.iter().map(|s| s.ln() / 4.0).collect();
+        Ok(Tensor::from_vec(v, sigma_cond.len(), &self.device)?)
     }
 
     /// Conditioners for the noise levels `sigmas`, one per batch element (or one shared), as
@@ -126,6 +152,7 @@ impl Denoiser {
             c_out: c_out?,
             c_skip: c_skip?,
             c_noise: c_noise?,
+            c_noise_cond: None,
         })
     }
 
@@ -140,7 +167,20 @@ impl Denoiser {
         obs: &Tensor,
         act: &Tensor,
     ) -> Result<DenoiseTrace> {
-        let cs = self.compute_conditioners(sigma)?;
+        self.denoise_traced_cond(noisy_next_obs, sigma, None, obs, act)
+    }
+
+    /// [`Self::denoise_traced`] with the context frames' noise levels `sigma_cond` [b] or []
+    /// (DIAMOND's `csgo` branch: the network sees `ln(sigma_cond) / 4`; `None` gives zeros).
+    pub fn denoise_traced_cond(
+        &self,
+        noisy_next_obs: &Tensor,
+        sigma: &Tensor,
+        sigma_cond: Option<&Tensor>,
+        obs: &Tensor,
+        act: &Tensor,
+    ) -> Result<DenoiseTrace> {
+        let cs = self.compute_conditioners_cond(sigma, sigma_cond)?;
         self.denoise_with(noisy_next_obs, cs, obs, act)
     }
 
@@ -157,9 +197,13 @@ impl Denoiser {
         let sigma_data = Tensor::new(self.cfg.sigma_data as f32, &self.device)?;
         let rescaled_obs = obs.broadcast_div(&sigma_data)?;
         let rescaled_noise = noisy_next_obs.broadcast_mul(&col(&cs.c_in)?)?;
-        let inner =
-            self.inner_model
-                .forward_traced(&rescaled_noise, &cs.c_noise, &rescaled_obs, act)?;
+        let inner = self.inner_model.forward_traced(
+            &rescaled_noise,
+            &cs.c_noise,
+            cs.c_noise_cond.as_ref(),
+            &rescaled_obs,
+            act,
+        )?;
         // The network may run in f16/bf16; the preconditioning and the sampler stay in f32.
         let f = inner.out.to_dtype(DType::F32)?;
         let d_raw = (noisy_next_obs.broadcast_mul(&col(&cs.c_skip)?)?
@@ -197,8 +241,24 @@ impl Denoiser {
         obs: &Tensor,
         act: &Tensor,
     ) -> Result<Tensor> {
+        self.denoise_at_cond(noisy_next_obs, sigma, None, obs, act)
+    }
+
+    /// [`Self::denoise_at`] with the context frames' noise level `sigma_cond` shared by the
+    /// batch (see [`Self::denoise_traced_cond`]).
+    pub fn denoise_at_cond(
+        &self,
+        noisy_next_obs: &Tensor,
+        sigma: f32,
+        sigma_cond: Option<f32>,
+        obs: &Tensor,
+        act: &Tensor,
+    ) -> Result<Tensor> {
         self.check_inputs(noisy_next_obs, obs)?;
-        let cs = self.conditioners_at(&[sigma])?;
+        let mut cs = self.conditioners_at(&[sigma])?;
+        if let Some(sc) = sigma_cond {
+            cs.c_noise_cond = Some(self.noise_cond_at(&[sc])?);
+        }
         Ok(self.denoise_with(noisy_next_obs, cs, obs, act)?.d_quant)
     }
 

@@ -32,6 +32,9 @@ pub enum ActionEmbedding {
         /// `2 / (high - low)` per component [dim] (1 where the range is empty).
         scale: Tensor,
     },
+    /// Multi-hot vectors (DIAMOND's CS:GO): `act.float() @ weight`, the sum of the table's
+    /// rows over the set entries; key `act_emb.0.weight` [num_actions, cond / T].
+    MultiHot(Tensor),
 }
 
 impl ActionEmbedding {
@@ -40,6 +43,9 @@ impl ActionEmbedding {
         Ok(match &cfg.action {
             ActionSpace::Discrete { num_actions } => {
                 Self::Discrete(candle_nn::embedding(*num_actions, e, vb.pp("0"))?)
+            }
+            ActionSpace::MultiHot { num_actions, .. } => {
+                Self::MultiHot(vb.pp("0").get((*num_actions, e), "weight")?)
             }
             ActionSpace::Continuous { dim, low, high } => {
                 // Raw actions can be in any units (push-t: pixels up to 512); a fixed affine map
@@ -58,8 +64,8 @@ impl ActionEmbedding {
         })
     }
 
-    /// Discrete: `act` [b, T] integer ids -> [b, T * e]. Continuous: `act` [b, T, dim] float ->
-    /// [b, T * e].
+    /// Discrete: `act` [b, T] integer ids -> [b, T * e]. Continuous and multi-hot: `act`
+    /// [b, T, dim] float -> [b, T * e].
     pub fn forward(&self, act: &Tensor) -> Result<Tensor> {
         let emb = match self {
             Self::Discrete(e) => {
@@ -75,6 +81,11 @@ impl ActionEmbedding {
                 let unit = (act.broadcast_sub(low)?.broadcast_mul(scale)? - 1.0)?; // in [-1, 1]
                 // The box map runs in f32 (raw pixel coordinates lose whole pixels in bf16).
                 linear.forward(&unit.to_dtype(linear.weight().dtype())?)? // [b, T, e]
+            }
+            Self::MultiHot(weight) => {
+                let (b, t, n) = act.dims3()?;
+                let act = act.to_dtype(weight.dtype())?.reshape((b * t, n))?;
+                act.matmul(weight)?.reshape((b, t, ()))? // [b, T, e]
             }
         };
         emb.flatten_from(1)
@@ -134,9 +145,11 @@ impl ActionPainter {
 pub struct InnerModelTrace {
     /// Fourier features of `c_noise` [b, cond].
     pub noise_emb: Tensor,
-    /// Action embedding [b, cond].
-    pub act_emb: Tensor,
-    /// `cond_proj(noise_emb + act_emb)` [b, cond].
+    /// Fourier features of `c_noise_cond` [b or 1, cond] (models with `noise_cond`).
+    pub noise_cond_emb: Option<Tensor>,
+    /// Action embedding [b, cond] (none for an upsampler).
+    pub act_emb: Option<Tensor>,
+    /// `cond_proj(noise_emb + noise_cond_emb + act_emb)` [b, cond].
     pub cond: Tensor,
     /// `conv_in` output [b, channels[0], h, w].
     pub conv_in: Tensor,
@@ -150,7 +163,8 @@ pub struct InnerModelTrace {
 #[derive(Debug, Clone)]
 pub struct InnerModel {
     noise_emb: FourierFeatures,
-    act_emb: ActionEmbedding,
+    noise_cond_emb: Option<FourierFeatures>,
+    act_emb: Option<ActionEmbedding>,
     cond_proj_0: Linear,
     cond_proj_2: Linear,
     conv_in: Conv,
@@ -168,7 +182,16 @@ impl InnerModel {
         let cond_proj = vb.pp("cond_proj");
         Ok(Self {
             noise_emb: FourierFeatures::new(cond, vb.pp("noise_emb"))?,
-            act_emb: ActionEmbedding::new(cfg, vb.pp("act_emb"))?,
+            noise_cond_emb: if cfg.noise_cond {
+                Some(FourierFeatures::new(cond, vb.pp("noise_cond_emb"))?)
+            } else {
+                None
+            },
+            act_emb: if cfg.is_upsampler {
+                None
+            } else {
+                Some(ActionEmbedding::new(cfg, vb.pp("act_emb"))?)
+            },
             cond_proj_0: candle_nn::linear(cond, cond, cond_proj.pp("0"))?,
             cond_proj_2: candle_nn::linear(cond, cond, cond_proj.pp("2"))?,
             conv_in: conv3x3(cfg.in_channels(), c0, vb.pp("conv_in"))?,
@@ -193,18 +216,50 @@ impl InnerModel {
         self.conv_in.inner().weight().dtype()
     }
 
-    /// The conditioning vector: `cond_proj(noise_emb(c_noise) + act_emb(act))`.
+    /// Whether this is an upsampler's network (no action input).
+    pub fn is_upsampler(&self) -> bool {
+        self.act_emb.is_none()
+    }
+
+    /// The conditioning vector:
+    /// `cond_proj(noise_emb(c_noise) + noise_cond_emb(c_noise_cond) + act_emb(act))`, summed in
+    /// that order as DIAMOND does.
     ///
-    /// `c_noise` [b] or [1] (broadcast over the batch, as DIAMOND's sampler does with a 0-d sigma).
-    /// Returns `(noise_emb, act_emb, cond)`.
-    pub fn conditioning(&self, c_noise: &Tensor, act: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    /// `c_noise` [b] or [1] (broadcast over the batch, as DIAMOND's sampler does with a 0-d
+    /// sigma); `c_noise_cond` likewise, zeros when `None` (DIAMOND without `sigma_cond`), used
+    /// only by models with `noise_cond`; `act` ignored by an upsampler.
+    /// Returns `(noise_emb, noise_cond_emb, act_emb, cond)`.
+    pub fn conditioning(
+        &self,
+        c_noise: &Tensor,
+        c_noise_cond: Option<&Tensor>,
+        act: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>, Tensor)> {
         let noise_emb = self.noise_emb.forward(c_noise)?; // [b or 1, cond]
-        let act_emb = self.act_emb.forward(act)?; // [b, cond]
-        let h = self
-            .cond_proj_0
-            .forward(&noise_emb.broadcast_add(&act_emb)?)?;
+        let mut sum = noise_emb.clone();
+        let noise_cond_emb = match &self.noise_cond_emb {
+            Some(f) => {
+                let c = match c_noise_cond {
+                    Some(c) => c.clone(),
+                    None => c_noise.zeros_like()?,
+                };
+                let e = f.forward(&c)?; // [b or 1, cond]
+                sum = sum.broadcast_add(&e)?;
+                Some(e)
+            }
+            None => None,
+        };
+        let act_emb = match &self.act_emb {
+            Some(a) => {
+                let e = a.forward(act)?; // [b, cond]
+                sum = sum.broadcast_add(&e)?;
+                Some(e)
+            }
+            None => None,
+        };
+        let h = self.cond_proj_0.forward(&sum)?;
         let cond = self.cond_proj_2.forward(&candle_nn::ops::silu(&h)?)?;
-        Ok((noise_emb, act_emb, cond))
+        Ok((noise_emb, noise_cond_emb, act_emb, cond))
     }
 
     /// `F(noisy_next_obs, c_noise, obs, act)`.
@@ -212,8 +267,9 @@ impl InnerModel {
     /// With an [`ActionMap`], the actions are also drawn onto the frame as extra input channels.
     ///
     /// `noisy_next_obs` [b, C, h, w] (already scaled by c_in), `c_noise` [b] or [1], `obs`
-    /// [b, T*C, h, w] (already divided by sigma_data, oldest frame first), `act` [b, T] or
-    /// [b, T, dim] -> [b, C, h, w].
+    /// [b, T*C, h, w] (already divided by sigma_data, oldest frame first; an upsampler's ends
+    /// with the bicubic-upsampled new frame), `act` [b, T] or [b, T, dim] (an upsampler ignores
+    /// it) -> [b, C, h, w].
     pub fn forward(
         &self,
         noisy_next_obs: &Tensor,
@@ -221,21 +277,26 @@ impl InnerModel {
         obs: &Tensor,
         act: &Tensor,
     ) -> Result<Tensor> {
-        Ok(self.forward_traced(noisy_next_obs, c_noise, obs, act)?.out)
+        Ok(self
+            .forward_traced(noisy_next_obs, c_noise, None, obs, act)?
+            .out)
     }
 
-    /// Like [`Self::forward`], keeping the intermediates.
+    /// Like [`Self::forward`] with the context frames' noise level `c_noise_cond` (see
+    /// [`Self::conditioning`]), keeping the intermediates.
     pub fn forward_traced(
         &self,
         noisy_next_obs: &Tensor,
         c_noise: &Tensor,
+        c_noise_cond: Option<&Tensor>,
         obs: &Tensor,
         act: &Tensor,
     ) -> Result<InnerModelTrace> {
         // Inputs of any float dtype run in the weights' dtype (f16/bf16 inference).
         let dt = self.dtype();
         let (noisy_next_obs, obs) = (&noisy_next_obs.to_dtype(dt)?, &obs.to_dtype(dt)?);
-        let (noise_emb, act_emb, cond) = self.conditioning(c_noise, act)?;
+        let (noise_emb, noise_cond_emb, act_emb, cond) =
+            self.conditioning(c_noise, c_noise_cond, act)?;
         let x = match &self.action_map {
             None => Tensor::cat(&[obs, noisy_next_obs], 1)?, // [b, (T+1)*C, h, w]
             Some(painter) => {
@@ -251,6 +312,7 @@ impl InnerModel {
             .forward(&self.norm_out.forward_silu(&unet_out)?)?; // [b, C, h, w]
         Ok(InnerModelTrace {
             noise_emb,
+            noise_cond_emb,
             act_emb,
             cond,
             conv_in,

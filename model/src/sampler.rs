@@ -135,6 +135,8 @@ pub struct SampleTrace {
     pub trajectory: Vec<Tensor>,
     /// Denoised estimate at each step (first Heun evaluation for order 2).
     pub denoised: Vec<Tensor>,
+    /// The noised context frames [b, T*C, h, w] each step saw (with `s_cond`; empty otherwise).
+    pub cond_obs: Vec<Tensor>,
 }
 
 /// The diffusion sampler: holds its config and noise schedule.
@@ -169,9 +171,25 @@ impl DiffusionSampler {
         &self.sigmas
     }
 
+    /// The steps that draw churn noise (gamma > 0), in order.
+    pub fn churn_steps(&self) -> Vec<usize> {
+        let n_steps = self.sigmas.len() - 1;
+        if self.cfg.s_churn / (n_steps as f64) <= 0.0 {
+            return vec![];
+        }
+        (0..n_steps)
+            .filter(|&i| {
+                let s = f64::from(self.sigmas[i]);
+                self.cfg.s_tmin <= s && s <= self.cfg.s_tmax
+            })
+            .collect()
+    }
+
     /// Samples the next frame given context frames `prev_obs` [b, T, C, h, w] and actions
-    /// `prev_act` [b, T] or [b, T, dim]. Draws the initial state (and churn noise, if any) from
-    /// `noise`.
+    /// `prev_act` [b, T] or [b, T, dim]. Draws the initial state, churn noise (if any) and the
+    /// context frames' noise (with `s_cond`) from `noise`, in DIAMOND's order: `x0`, then per
+    /// step the churn `eps`, the offset draw [b, T*C, 1, 1] (scaled by 0, as DIAMOND does) and
+    /// the context noise [b, T*C, h, w].
     pub fn sample(
         &self,
         denoiser: &Denoiser,
@@ -192,7 +210,7 @@ impl DiffusionSampler {
     ) -> Result<SampleTrace> {
         let (b, t, c, h, w) = prev_obs.dims5()?;
         let dev = prev_obs.device();
-        let prev_obs = prev_obs.reshape((b, t * c, h, w))?; // [b, T*C, h, w]
+        let mut prev_obs = prev_obs.reshape((b, t * c, h, w))?; // [b, T*C, h, w]
         let scalar = |v: f32| Tensor::new(v, dev);
         let n_steps = self.sigmas.len() - 1;
         let gamma_ = (self.cfg.s_churn / n_steps as f64).min(2f64.sqrt() - 1.0);
@@ -200,6 +218,7 @@ impl DiffusionSampler {
         let mut x = noise.randn(&[b, c, h, w], dev)?; // [b, C, h, w]
         let mut trajectory = Vec::with_capacity(n_steps + 1);
         let mut denoised_all = Vec::with_capacity(n_steps);
+        let mut cond_obs = Vec::new();
         trajectory.push(x.clone());
         for pair in self.sigmas.windows(2) {
             let (sigma, next_sigma) = (pair[0], pair[1]);
@@ -215,8 +234,20 @@ impl DiffusionSampler {
                 let amp = (sigma_hat * sigma_hat - sigma * sigma).sqrt();
                 x = (x + eps.broadcast_mul(&scalar(amp)?)?)?;
             }
+            // Conditioning noise (DIAMOND's `csgo` branch): added at every step to the already
+            // noised frames, so it accumulates; the offset draw is made and multiplied by 0.
+            let sigma_cond = if self.cfg.s_cond > 0.0 {
+                let _offset = noise.randn(&[b, t * c, 1, 1], dev)?;
+                let eps = noise.randn(&[b, t * c, h, w], dev)?;
+                let s_cond = self.cfg.s_cond as f32;
+                prev_obs = (prev_obs + eps.broadcast_mul(&scalar(s_cond)?)?)?;
+                cond_obs.push(prev_obs.clone());
+                Some(s_cond)
+            } else {
+                None
+            };
             // DIAMOND denoises at `sigma`, not `sigma_hat`, even with churn; kept for parity.
-            let denoised = denoiser.denoise_at(&x, sigma, &prev_obs, prev_act)?;
+            let denoised = denoiser.denoise_at_cond(&x, sigma, sigma_cond, &prev_obs, prev_act)?;
             let d = (&x - &denoised)?.broadcast_div(&scalar(sigma_hat)?)?;
             let dt = scalar(next_sigma - sigma_hat)?;
             if self.cfg.order == 1 || next_sigma == 0.0 {
@@ -225,7 +256,8 @@ impl DiffusionSampler {
             } else {
                 // Heun: average the slopes at both ends.
                 let x_2 = (&x + d.broadcast_mul(&dt)?)?;
-                let denoised_2 = denoiser.denoise_at(&x_2, next_sigma, &prev_obs, prev_act)?;
+                let denoised_2 =
+                    denoiser.denoise_at_cond(&x_2, next_sigma, sigma_cond, &prev_obs, prev_act)?;
                 let d_2 = (&x_2 - &denoised_2)?.broadcast_div(&scalar(next_sigma)?)?;
                 let d_prime = ((d + d_2)? / 2.0)?;
                 x = (&x + d_prime.broadcast_mul(&dt)?)?;
@@ -237,6 +269,7 @@ impl DiffusionSampler {
             x,
             trajectory,
             denoised: denoised_all,
+            cond_obs,
         })
     }
 }

@@ -445,8 +445,23 @@ fn check_actions(
     let describe = |a: &ModelActionSpace| match a {
         ModelActionSpace::Discrete { num_actions } => format!("{num_actions} discrete actions"),
         ModelActionSpace::Continuous { dim, .. } => format!("continuous actions of width {dim}"),
+        ModelActionSpace::MultiHot { num_actions, .. } => {
+            format!("multi-hot actions of width {num_actions}")
+        }
+    };
+    // Datasets store a multi-hot vector as a float vector: the widths must agree.
+    let width = |a: &ModelActionSpace| match a {
+        ModelActionSpace::Discrete { .. } => None,
+        other => Some(other.dim()),
     };
     let field = match (model, data) {
+        (ModelActionSpace::MultiHot { .. }, _) | (_, ModelActionSpace::MultiHot { .. }) => {
+            match (width(model), width(data)) {
+                (Some(a), Some(b)) if a == b => return Ok(()),
+                (Some(_), Some(_)) => "action.dim",
+                _ => "action.kind",
+            }
+        }
         (
             ModelActionSpace::Discrete { num_actions: a },
             ModelActionSpace::Discrete { num_actions: b },

@@ -603,7 +603,8 @@ impl<'a> Evaluator<'a> {
                 dreamyard_model::config::ActionSpace::Discrete { .. } => {
                     Tensor::from_vec(flat, rows.len(), device)?.to_dtype(DType::U32)?
                 }
-                dreamyard_model::config::ActionSpace::Continuous { .. } => {
+                dreamyard_model::config::ActionSpace::Continuous { .. }
+                | dreamyard_model::config::ActionSpace::MultiHot { .. } => {
                     Tensor::from_vec(flat, (rows.len(), aw), device)?
                 }
             })

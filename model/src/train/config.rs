@@ -427,9 +427,13 @@ impl TrainConfig {
                     attn_depths: m.attn_depths.clone(),
                     action: action.clone(),
                     action_map: m.action_map,
+                    noise_cond: false,
+                    is_upsampler: false,
                 },
+                upsampling_factor: None,
             },
             diffusion_sampler: self.sampler.clone(),
+            upsampler: None,
             frame: Some(frame),
             fps,
         }

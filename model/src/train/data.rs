@@ -60,10 +60,7 @@ pub struct WindowStart {
 
 /// Number of action components per step of `space` (1 for discrete).
 pub fn action_width(space: &ActionSpace) -> usize {
-    match space {
-        ActionSpace::Discrete { .. } => 1,
-        ActionSpace::Continuous { dim, .. } => *dim,
-    }
+    space.dim()
 }
 
 impl TrainData {
@@ -156,7 +153,9 @@ impl TrainData {
             ActionSpace::Discrete { .. } => {
                 Tensor::from_vec(act, (b, context), device)?.to_dtype(DType::U32)?
             }
-            ActionSpace::Continuous { .. } => Tensor::from_vec(act, (b, context, aw), device)?,
+            ActionSpace::Continuous { .. } | ActionSpace::MultiHot { .. } => {
+                Tensor::from_vec(act, (b, context, aw), device)?
+            }
         };
         Ok(Batch { obs, act, next_obs })
     }
@@ -200,7 +199,9 @@ impl TrainData {
             ActionSpace::Discrete { .. } => {
                 Tensor::from_vec(slice, n, device)?.to_dtype(DType::U32)?
             }
-            ActionSpace::Continuous { .. } => Tensor::from_vec(slice, (n, aw), device)?,
+            ActionSpace::Continuous { .. } | ActionSpace::MultiHot { .. } => {
+                Tensor::from_vec(slice, (n, aw), device)?
+            }
         })
     }
 }

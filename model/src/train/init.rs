@@ -33,17 +33,21 @@ fn rule(
     cfg: &InnerModelConfig,
     fan_in: &HashMap<String, usize>,
 ) -> Rule {
-    let zero_init = name == "inner_model.conv_out.weight"
+    // A two-stage model's upsampler has the same keys under `upsampler.`.
+    let zero_init = name.ends_with("inner_model.conv_out.weight")
         || name.ends_with(".conv2.weight")
         || name.contains(".attn.out_proj.");
     if zero_init {
         return Rule::Zeros;
     }
-    if name == NOISE_EMB_KEY {
+    if name.ends_with(NOISE_EMB_KEY) || name.ends_with("inner_model.noise_cond_emb.weight") {
         return Rule::Normal;
     }
-    if name == "inner_model.act_emb.0.weight" && matches!(cfg.action, ActionSpace::Discrete { .. })
-    {
+    let embedding = matches!(
+        cfg.action,
+        ActionSpace::Discrete { .. } | ActionSpace::MultiHot { .. }
+    );
+    if name == "inner_model.act_emb.0.weight" && embedding {
         return Rule::Normal;
     }
     if dims.len() == 1 && name.ends_with("norm.weight") {
@@ -106,6 +110,8 @@ mod tests {
             attn_depths: vec![false],
             action: ActionSpace::Discrete { num_actions: 3 },
             action_map: None,
+            noise_cond: false,
+            is_upsampler: false,
         };
         let fans: HashMap<String, usize> =
             [("a.conv1.weight".to_string(), 36)].into_iter().collect();

@@ -13,6 +13,7 @@ use dreamyard_model::{
 
 mod kernels;
 mod parity;
+mod parity_csgo;
 mod precision;
 mod runtime;
 mod train;
@@ -39,6 +40,7 @@ fn sampler(steps: usize, order: u8, s_churn: f64) -> SamplerConfig {
         s_tmin: 0.0,
         s_tmax: f64::INFINITY,
         s_noise: 1.0,
+        s_cond: 0.0,
     }
 }
 
@@ -64,9 +66,13 @@ fn model_config(
                 attn_depths: net.attn_depths,
                 action,
                 action_map: None,
+                noise_cond: false,
+                is_upsampler: false,
             },
+            upsampling_factor: None,
         },
         diffusion_sampler: sampler,
+        upsampler: None,
         frame,
         fps,
     }

@@ -17,7 +17,7 @@ use dreamyard_model::{
 };
 
 /// One quantisation level of the denoiser output.
-const LEVEL: f32 = 2.0 / 255.0;
+pub(crate) const LEVEL: f32 = 2.0 / 255.0;
 
 fn fixture_dir() -> PathBuf {
     match std::env::var_os("DREAMYARD_FIXTURES") {
@@ -29,7 +29,7 @@ fn fixture_dir() -> PathBuf {
 /// The devices the numerical checks run on: the CPU, and CUDA GPU 0 where the build and the
 /// machine have one.
 #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
-fn devices() -> Vec<Device> {
+pub(crate) fn devices() -> Vec<Device> {
     let mut out = vec![Device::Cpu];
     #[cfg(feature = "cuda")]
     match Device::new_cuda(0) {
@@ -41,7 +41,7 @@ fn devices() -> Vec<Device> {
     out
 }
 
-fn device_label(dev: &Device) -> &'static str {
+pub(crate) fn device_label(dev: &Device) -> &'static str {
     if dev.is_cpu() { "cpu" } else { "cuda" }
 }
 
@@ -92,7 +92,7 @@ fn fixture_on(dev: &Device) -> &'static Fixture {
     })
 }
 
-fn to_f32_vec(t: &Tensor) -> Vec<f32> {
+pub(crate) fn to_f32_vec(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32)
         .unwrap()
         .flatten_all()
@@ -102,7 +102,7 @@ fn to_f32_vec(t: &Tensor) -> Vec<f32> {
 }
 
 /// Max |got - want|, asserting equal shapes.
-fn max_abs(name: &str, got: &Tensor, want: &Tensor) -> f32 {
+pub(crate) fn max_abs(name: &str, got: &Tensor, want: &Tensor) -> f32 {
     assert_eq!(got.dims(), want.dims(), "{name}: shape");
     to_f32_vec(got)
         .iter()
@@ -111,7 +111,7 @@ fn max_abs(name: &str, got: &Tensor, want: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
+pub(crate) fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
     let d = max_abs(name, got, want);
     eprintln!("{name}: max |diff| {d:e}");
     assert!(d <= tol, "{name}: max |diff| {d:e} > {tol:e}");
@@ -119,13 +119,13 @@ fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
 
 /// Quantised outputs: every element within one level (+1e-4) and at most `max_frac` of the
 /// elements off by a level. Returns the number of one-level flips.
-fn assert_quantized(name: &str, got: &Tensor, want: &Tensor, max_frac: f64) -> usize {
+pub(crate) fn assert_quantized(name: &str, got: &Tensor, want: &Tensor, max_frac: f64) -> usize {
     assert_quantized_levels(name, got, want, 1, max_frac)
 }
 
 /// Like [`assert_quantized`], allowing `max_levels` levels per element; counts every element
 /// off by one level or more as a flip.
-fn assert_quantized_levels(
+pub(crate) fn assert_quantized_levels(
     name: &str,
     got: &Tensor,
     want: &Tensor,
@@ -250,7 +250,7 @@ fn denoiser_calls_match_on(dev: &Device, path: KernelPath) {
         if call == "s1" {
             for (name, t) in [
                 ("noise_emb", &tr.inner.noise_emb),
-                ("act_emb", &tr.inner.act_emb),
+                ("act_emb", tr.inner.act_emb.as_ref().unwrap()),
                 ("cond", &tr.inner.cond),
                 ("conv_in", &tr.inner.conv_in),
                 ("unet_out", &tr.inner.unet_out),

@@ -524,3 +524,64 @@ fn every_entry_point_opens_the_same_models_with_the_same_hash_and_frame() {
     );
     assert!(opened.is_some(), "{:?}", session.notices());
 }
+
+/// DIAMOND's two-stage CS:GO fixture (`shared/fixtures/diamond-csgo`): `predict` reads the
+/// fixture's inputs as they are (low- and full-resolution context, multi-hot actions as int64,
+/// every sampler draw under its `rollout.*` name) and writes both stages' frames; `convert`
+/// writes a native two-stage model that predicts the same.
+#[test]
+fn predict_runs_diamond_two_stage_csgo_model_as_published() {
+    let fx = fixture_dir().join("../diamond-csgo");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let args = |model: &[&str], out: &Path| {
+        let mut a = vec!["predict".to_string()];
+        a.extend(model.iter().map(|s| (*s).to_string()));
+        a.extend([
+            "--inputs".to_string(),
+            fx.join("inputs.safetensors").display().to_string(),
+            "--out".to_string(),
+            out.display().to_string(),
+        ]);
+        a
+    };
+    let agent = fx.join("agent.pt").display().to_string();
+    let yaml = fx.join("config.yaml").display().to_string();
+    let a = args(&["--model", &agent, "--config", &yaml], &out);
+    let (ok, stdout, stderr) = run_cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stdout}{stderr}");
+    let line = json_line(&stdout);
+    assert_eq!(
+        (line["steps"].as_u64(), line["stages"].as_u64()),
+        (Some(6), Some(2))
+    );
+    let want = load(&fx.join("outputs.safetensors"));
+    let got = load(&out);
+    assert_eq!(got["frames"].dims(), &[2, 6, 3, 75, 140]);
+    // Low resolution: no flips on this fixture; full resolution: free-running flips compound
+    // (DIAMOND's own f64 run is off at 0.33% of these values), every value within one level.
+    assert_close(&got["frames_lowres"], &want["rollout.lr.frames"], 1.0, 1e-3);
+    assert_close(&got["frames"], &want["rollout.up.frames"], 1.0, 0.01);
+
+    let native = dir.path().join("native");
+    let (ok, stdout, stderr) = run_cli(&[
+        "convert",
+        "--model",
+        &agent,
+        "--config",
+        &yaml,
+        "--out",
+        native.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let out2 = dir.path().join("out2.safetensors");
+    let a = args(&["--model", native.to_str().unwrap()], &out2);
+    let (ok, stdout, stderr) = run_cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stdout}{stderr}");
+    let again = load(&out2);
+    for k in ["frames", "frames_lowres"] {
+        let a: Vec<f32> = got[k].flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = again[k].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b, "{k}");
+    }
+}
