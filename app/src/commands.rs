@@ -564,9 +564,15 @@ fn open_session(session: &mut Session, outputs: &mut Outputs, path: &Path) -> Op
 
 /// Steps if playing and the pace allows (call every frame); a refused step becomes a notice
 /// (playback has stopped then).
-pub fn tick(session: &mut Session, now: Instant, action: &Action) {
-    if let Some(Err(r)) = session.tick(now, action) {
-        session.notify(Level::Error, refused_text(&r));
+/// Paced playback: takes a step with `action` when one is due; returns whether it did.
+pub fn tick(session: &mut Session, now: Instant, action: &Action) -> bool {
+    match session.tick(now, action) {
+        Some(Ok(())) => true,
+        Some(Err(r)) => {
+            session.notify(Level::Error, refused_text(&r));
+            false
+        }
+        None => false,
     }
 }
 

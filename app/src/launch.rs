@@ -56,6 +56,11 @@ pub struct GuiArgs {
     /// Run the model alone, without ground truth.
     #[arg(long, conflicts_with_all = ["scene", "dataset"])]
     pub dream: bool,
+    /// Dream from real frames: a DIAMOND spawn folder (`low_res.npy`, `full_res.npy`,
+    /// `act.npy`; or DIAMOND's `csgo/spawn/`, whose first spawn is taken) or a folder of PNG /
+    /// JPEG images (name order, the last ones are the context). Implies `--dream`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["scene", "dataset"])]
+    pub spawn: Option<PathBuf>,
     /// Seed of the scene's episode and of the sampling noise.
     /// Folder for recordings, exports and saved sessions (the app can change it too).
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -404,8 +409,33 @@ pub fn episode_truth(
     }
 }
 
+/// Dream mode from a spawn or image folder (see [`GuiArgs::spawn`]); a message if it cannot
+/// be read, and dream mode from grey then.
+pub fn open_spawn(session: &mut Session, path: &Path) {
+    let dim = session.model_info().map_or(0, |m| m.action_space.dim());
+    match crate::spawn::read_seed(path, dim) {
+        Ok(seed) => {
+            let n = seed.frames.len();
+            session.set_dream_seed_full(seed);
+            session.notify(
+                Level::Info,
+                format!("dreaming from {} ({n} frames)", path.display()),
+            );
+        }
+        Err(e) => session.notify(Level::Error, crate::error_chain(e.as_ref())),
+    }
+    if let Err(e) = session.enter_dream_mode() {
+        session.notify(Level::Error, e);
+    }
+    session.reset();
+}
+
 /// Applies the arguments' ground truth choice once a model (if any) is known.
 pub fn open_truth(session: &mut Session, args: &GuiArgs) {
+    if let Some(path) = &args.spawn {
+        open_spawn(session, path);
+        return;
+    }
     if args.dream {
         if let Err(e) = session.enter_dream_mode() {
             session.notify(Level::Error, e);
@@ -461,6 +491,8 @@ mod tests {
             device: "cpu".into(),
             dtype: "f32".into(),
             memory: None,
+            stages: None,
+            keyboard_mouse: None,
         };
         let discrete = info(dreamyard_scenes::ActionSpace::Discrete {
             names: vec!["a".into(), "b".into()],

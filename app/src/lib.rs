@@ -13,6 +13,7 @@ mod eval_cmd;
 #[cfg(feature = "gui")]
 pub mod gui;
 mod image_io;
+pub mod keyboard_mouse;
 pub mod launch;
 pub mod live_data;
 pub mod metrics;
@@ -24,6 +25,7 @@ pub mod perturb;
 mod predict_cmd;
 mod scene_cmd;
 pub mod session;
+pub mod spawn;
 pub mod text;
 mod train_cmd;
 

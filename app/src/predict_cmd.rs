@@ -60,8 +60,16 @@ pub struct PredictArgs {
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// The model to convert (as for `predict --model`).
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "random")]
+    pub model: Option<PathBuf>,
+    /// Write the architecture of `--config` with freshly initialised weights (seeded) instead
+    /// of converting weights: e.g. `assets/configs/diamond-csgo.yaml` gives a model of the
+    /// published CS:GO model's size to try the app, predict and bench on without its weights.
+    #[arg(long, requires = "config", conflicts_with = "model")]
+    pub random: bool,
+    /// Seed of `--random`'s weights.
+    #[arg(long, default_value_t = 0, requires = "random")]
+    pub seed: u64,
     /// Its config (as for `predict --config`).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -380,7 +388,14 @@ fn predict_two_stage(
 
 /// Runs `dreamyard convert`.
 pub fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
-    let ckpt = ModelSource::resolve(&args.model, args.config.as_deref())?.load()?;
+    let ckpt = match (&args.model, &args.config) {
+        (Some(model), config) => ModelSource::resolve(model, config.as_deref())?.load()?,
+        (None, Some(config)) => dreamyard_model::Checkpoint::random(
+            &dreamyard_model::Checkpoint::config_from_file(config)?,
+            args.seed,
+        )?,
+        (None, None) => bail!("give --model, or --random with --config"),
+    };
     ckpt.save_native(&args.out)?;
     println!(
         "{}",

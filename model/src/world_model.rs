@@ -56,6 +56,9 @@ pub struct StepFrames {
     pub low: Tensor,
     /// The upsampler's next frame [b, C, h * f, w * f] (two-stage models).
     pub full: Option<Tensor>,
+    /// Wall time of each stage (first stage, upsampler) in ms, the device synchronised after
+    /// each; the upsampler's is 0 for a single-stage model.
+    pub stage_ms: [f64; 2],
 }
 
 impl StepFrames {
@@ -367,6 +370,7 @@ impl WorldModel {
         let actions = self.check_actions("step actions", actions, &[b])?;
         // Order of WorldModelEnv.step: overwrite the newest action, sample, then roll the window.
         let window = state.action_window(&actions)?;
+        let t0 = std::time::Instant::now();
         let next = self
             .sampler
             .sample(&self.denoiser, &state.frames, &window, noise)?; // [b, C, h, w]
@@ -378,15 +382,31 @@ impl WorldModel {
         } else {
             Tensor::cat(&[&window.narrow(1, 1, t - 1)?, &window.narrow(1, 0, 1)?], 1)?
         };
+        let two_stage = self.upsampler.is_some();
+        if two_stage {
+            self.device().synchronize()?;
+        }
+        let low_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = std::time::Instant::now();
         let full = match (&self.upsampler, &mut state.full) {
             (Some(up), Some(full)) => {
                 let (_, frame) = up.upsample(full, &next, noise)?;
                 *full = slide(full, &frame)?;
+                self.device().synchronize()?;
                 Some(frame)
             }
             _ => None,
         };
-        Ok(StepFrames { low: next, full })
+        let up_ms = if two_stage {
+            t1.elapsed().as_secs_f64() * 1e3
+        } else {
+            0.0
+        };
+        Ok(StepFrames {
+            low: next,
+            full,
+            stage_ms: [low_ms, up_ms],
+        })
     }
 
     /// Validates actions with leading dims `lead`, converts them to the internal dtype and

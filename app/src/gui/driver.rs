@@ -72,10 +72,12 @@ fn open_truth_when_model_settles(
     launch::open_truth(&mut session, &args.0);
 }
 
-fn poll_and_play(mut session: ResMut<SessionRes>, control: Res<ControlState>) {
+fn poll_and_play(mut session: ResMut<SessionRes>, mut control: ResMut<ControlState>) {
     commands::poll(&mut session);
-    if let Some(action) = &control.action {
-        commands::tick(&mut session, Instant::now(), action);
+    if let Some(action) = control.action.clone()
+        && commands::tick(&mut session, Instant::now(), &action)
+    {
+        control.stepped();
     }
 }
 

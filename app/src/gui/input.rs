@@ -3,7 +3,9 @@
 //! frame panels (see `ui::views`).
 
 use bevy::input::gamepad::{Gamepad, GamepadButton};
+use bevy::input::mouse::AccumulatedMouseMotion;
 use bevy::prelude::*;
+use bevy::window::{CursorGrabMode, CursorOptions, PrimaryWindow};
 use bevy_egui::input::EguiWantsInput;
 use dreamyard_scenes::Action;
 
@@ -11,11 +13,12 @@ use super::AppSet;
 use super::driver::{AppCommands, SessionRes};
 use crate::commands::Command;
 use crate::controls::{ActionPad, KeySteer};
+use crate::keyboard_mouse::KeyboardMousePad;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<ControlState>().add_systems(
         Update,
-        (sync_action_space, keyboard, gamepads)
+        (sync_action_space, keyboard, pointer, gamepads)
             .chain()
             .in_set(AppSet::Input),
     );
@@ -45,13 +48,88 @@ pub(super) struct ControlState {
     pub keys: KeySteer,
     /// The last take-over whose recorded action the pad started from.
     pub takeover_seen: Option<u64>,
+    /// A keyboard-and-mouse model's input (DIAMOND's CS:GO): it makes the action, not `pad`.
+    pub keyboard_mouse: Option<KeyboardMousePad>,
+    /// Whether the pointer is locked to the window, its movement driving the mouse of a
+    /// keyboard-and-mouse model (while playing; Esc or pausing releases it).
+    pub pointer_locked: bool,
+    /// Set by the model panel when clicked: lock the pointer (and play).
+    pub lock_requested: bool,
 }
 
 impl ControlState {
     pub fn refresh(&mut self, source: InputSource) {
-        self.action = self.pad.as_ref().map(ActionPad::action);
+        self.action = match &self.keyboard_mouse {
+            Some(km) => Some(km.action()),
+            None => self.pad.as_ref().map(ActionPad::action),
+        };
         self.source = source;
     }
+
+    /// A step took the current action: a keyboard-and-mouse model's mouse movement restarts.
+    pub fn stepped(&mut self) {
+        if let Some(km) = self.keyboard_mouse.as_mut() {
+            km.stepped();
+            self.action = Some(km.action());
+        }
+    }
+}
+
+/// pygame's name of a key (what DIAMOND's keyboard-and-mouse layouts use), for the keys a
+/// layout may name.
+pub(super) fn pygame_name(key: KeyCode) -> Option<&'static str> {
+    use KeyCode as K;
+    Some(match key {
+        K::KeyA => "a",
+        K::KeyB => "b",
+        K::KeyC => "c",
+        K::KeyD => "d",
+        K::KeyE => "e",
+        K::KeyF => "f",
+        K::KeyG => "g",
+        K::KeyH => "h",
+        K::KeyI => "i",
+        K::KeyJ => "j",
+        K::KeyK => "k",
+        K::KeyL => "l",
+        K::KeyM => "m",
+        K::KeyN => "n",
+        K::KeyO => "o",
+        K::KeyP => "p",
+        K::KeyQ => "q",
+        K::KeyR => "r",
+        K::KeyS => "s",
+        K::KeyT => "t",
+        K::KeyU => "u",
+        K::KeyV => "v",
+        K::KeyW => "w",
+        K::KeyX => "x",
+        K::KeyY => "y",
+        K::KeyZ => "z",
+        K::Digit0 => "0",
+        K::Digit1 => "1",
+        K::Digit2 => "2",
+        K::Digit3 => "3",
+        K::Digit4 => "4",
+        K::Digit5 => "5",
+        K::Digit6 => "6",
+        K::Digit7 => "7",
+        K::Digit8 => "8",
+        K::Digit9 => "9",
+        K::Space => "space",
+        K::ControlLeft => "left ctrl",
+        K::ControlRight => "right ctrl",
+        K::ShiftLeft => "left shift",
+        K::ShiftRight => "right shift",
+        K::AltLeft => "left alt",
+        K::AltRight => "right alt",
+        K::Tab => "tab",
+        K::ArrowUp => "up",
+        K::ArrowDown => "down",
+        K::ArrowLeft => "left",
+        K::ArrowRight => "right",
+        _ => return None,
+    })
 }
 
 fn sync_action_space(session: Option<Res<SessionRes>>, mut control: ResMut<ControlState>) {
@@ -59,8 +137,11 @@ fn sync_action_space(session: Option<Res<SessionRes>>, mut control: ResMut<Contr
         return;
     };
     let space = session.action_space().cloned();
-    if control.pad.as_ref().map(|p| &p.space) != space.as_ref() {
+    let layout = session.model_info().and_then(|m| m.keyboard_mouse.clone());
+    let layout_changed = control.keyboard_mouse.as_ref().map(|k| &k.layout) != layout.as_ref();
+    if control.pad.as_ref().map(|p| &p.space) != space.as_ref() || layout_changed {
         control.pad = space.map(ActionPad::new);
+        control.keyboard_mouse = layout.map(KeyboardMousePad::new);
         control.refresh(InputSource::None);
     }
     // A take-over from a replay: the controls start from the recorded action there.
@@ -105,6 +186,24 @@ fn keyboard(
         return;
     }
     let recording = session.recording().is_some();
+    // A keyboard-and-mouse model takes its keys; shortcuts on those keys give way.
+    let km_layout = control.keyboard_mouse.clone();
+    let taken = |k: KeyCode| {
+        km_layout
+            .as_ref()
+            .is_some_and(|km| pygame_name(k).is_some_and(|n| km.uses(n)))
+    };
+    let pressed = |k: KeyCode| keys.just_pressed(k) && !taken(k);
+    if keys.just_pressed(KeyCode::Escape) && control.pointer_locked {
+        // Esc gives the pointer back (and pauses: the mouse no longer steers).
+        control.pointer_locked = false;
+        queue.push(Command::SetPlaying(false));
+        if let Some(km) = control.keyboard_mouse.as_mut() {
+            km.release_all();
+        }
+        control.refresh(InputSource::Keyboard);
+        return;
+    }
     if keys.just_pressed(KeyCode::Enter) {
         queue.push(Command::Reset);
     }
@@ -114,34 +213,62 @@ fn keyboard(
         KeyCode::SuperLeft,
         KeyCode::SuperRight,
     ]);
-    if ctrl && keys.just_pressed(KeyCode::KeyZ) {
+    if ctrl && pressed(KeyCode::KeyZ) {
         queue.push(Command::Undo);
     }
-    if keys.just_pressed(KeyCode::Period) || keys.just_pressed(KeyCode::Space) {
+    if pressed(KeyCode::Period) || pressed(KeyCode::Space) {
         queue.push(Command::SetPlaying(!session.transport.playing));
     }
-    if keys.just_pressed(KeyCode::KeyE)
+    if pressed(KeyCode::KeyE)
         && let Some(action) = control.action.clone()
     {
         queue.push(Command::Step(action));
+        control.stepped();
     }
-    if keys.just_pressed(KeyCode::KeyF)
+    if pressed(KeyCode::KeyF)
         && let Some(step) = session.view_step()
         && session.active_branch().head().is_some_and(|h| step <= h)
     {
         queue.push(Command::Fork(step));
     }
-    if keys.just_pressed(KeyCode::KeyT) {
+    if pressed(KeyCode::KeyT) {
         queue.push(Command::TakeOver);
     }
     if recording {
-        if keys.any_just_pressed([KeyCode::ArrowRight, KeyCode::KeyN]) {
+        // LeRobot's keys, and Backspace to discard where ← and r are a model's.
+        if [KeyCode::ArrowRight, KeyCode::KeyN]
+            .into_iter()
+            .any(pressed)
+        {
             queue.push(Command::SaveEpisode);
-        } else if keys.any_just_pressed([KeyCode::ArrowLeft, KeyCode::KeyR]) {
+        } else if [KeyCode::ArrowLeft, KeyCode::KeyR, KeyCode::Backspace]
+            .into_iter()
+            .any(pressed)
+        {
             queue.push(Command::DiscardEpisode);
-        } else if keys.any_just_pressed([KeyCode::Escape, KeyCode::KeyQ]) {
+        } else if [KeyCode::Escape, KeyCode::KeyQ].into_iter().any(pressed) {
             queue.push(Command::StopRecording);
         }
+    }
+
+    if let Some(km) = control.keyboard_mouse.as_mut() {
+        let mut changed = false;
+        for k in keys.get_just_pressed() {
+            if let Some(name) = pygame_name(*k).filter(|n| km.uses(n)) {
+                km.press(name);
+                changed = true;
+            }
+        }
+        for k in keys.get_just_released() {
+            if let Some(name) = pygame_name(*k).filter(|n| km.uses(n)) {
+                km.release(name);
+                changed = true;
+            }
+        }
+        if changed {
+            control.refresh(InputSource::Keyboard);
+        }
+        return;
     }
 
     let ControlState {
@@ -184,6 +311,84 @@ fn keyboard(
     }
 }
 
+/// Pointer lock for a keyboard-and-mouse model: the model panel asks for it (a click there also
+/// plays); while locked and playing, the mouse's movement and buttons are the model's; pausing
+/// or Esc gives the pointer back.
+fn pointer(
+    motion: Res<AccumulatedMouseMotion>,
+    buttons: Res<ButtonInput<MouseButton>>,
+    session: Option<Res<SessionRes>>,
+    mut windows: Query<(&mut CursorOptions, &mut Window), With<PrimaryWindow>>,
+    mut control: ResMut<ControlState>,
+    mut queue: ResMut<AppCommands>,
+) {
+    let Some(session) = session else {
+        return;
+    };
+    let playing = session.transport.playing;
+    let want = std::mem::take(&mut control.lock_requested);
+    let was_locked = control.pointer_locked;
+    if control.keyboard_mouse.is_none() {
+        control.pointer_locked = false;
+    } else if want && !control.pointer_locked {
+        control.pointer_locked = true;
+        if !playing {
+            queue.0.push(Command::SetPlaying(true));
+        }
+    } else if control.pointer_locked && !playing && !want && !queue.0.is_empty() {
+        // A pause queued this frame: keep the lock until it applies.
+    } else if control.pointer_locked && !playing {
+        control.pointer_locked = false;
+        if let Some(km) = control.keyboard_mouse.as_mut() {
+            km.release_all();
+        }
+        control.refresh(InputSource::None);
+    }
+    let locked = control.pointer_locked;
+    // Where raw motion is missing (X11 confines rather than locks; synthetic input sends no
+    // raw events), the cursor's offset from the window centre is the motion, and the cursor
+    // goes back to the centre.
+    let mut fallback = Vec2::ZERO;
+    for (mut cursor, mut window) in &mut windows {
+        let mode = if locked {
+            CursorGrabMode::Locked
+        } else {
+            CursorGrabMode::None
+        };
+        if cursor.grab_mode != mode {
+            cursor.grab_mode = mode;
+            cursor.visible = !locked;
+        }
+        if locked {
+            let centre = Vec2::new(window.width(), window.height()) / 2.0;
+            if let Some(pos) = window.cursor_position() {
+                fallback += pos - centre;
+                if (pos - centre).length_squared() > 0.25 {
+                    window.set_cursor_position(Some(centre));
+                }
+            }
+        }
+    }
+    if !locked {
+        return;
+    }
+    let Some(km) = control.keyboard_mouse.as_mut() else {
+        return;
+    };
+    let delta = if !was_locked {
+        // The click that took the pointer is not a movement.
+        Vec2::ZERO
+    } else if motion.delta != Vec2::ZERO {
+        motion.delta
+    } else {
+        fallback
+    };
+    km.add_mouse(delta.x, delta.y);
+    km.set("left click", buttons.pressed(MouseButton::Left));
+    km.set("right click", buttons.pressed(MouseButton::Right));
+    control.refresh(InputSource::Mouse);
+}
+
 const DISCRETE_BUTTONS: [GamepadButton; 8] = [
     GamepadButton::South,
     GamepadButton::East,
@@ -217,6 +422,35 @@ fn gamepads(
     }
     if gamepad.just_pressed(GamepadButton::Select) {
         queue.0.push(Command::Reset);
+    }
+    if let Some(km) = control.keyboard_mouse.as_mut() {
+        // A keyboard-and-mouse model: left stick walks, right stick looks, buttons are keys.
+        let (l, r) = (gamepad.left_stick(), gamepad.right_stick());
+        let before = km.current();
+        km.set_move_stick(l.x, -l.y);
+        km.add_look_stick(r.x, -r.y, time.delta_secs());
+        // Edges only, so a key held on the keyboard is not released by an idle gamepad.
+        for (button, name) in [
+            (GamepadButton::South, "space"),
+            (GamepadButton::East, "left ctrl"),
+            (GamepadButton::West, "r"),
+            (GamepadButton::LeftThumb, "left shift"),
+            (GamepadButton::DPadLeft, "1"),
+            (GamepadButton::DPadUp, "2"),
+            (GamepadButton::DPadRight, "3"),
+            (GamepadButton::RightTrigger2, "left click"),
+            (GamepadButton::LeftTrigger2, "right click"),
+        ] {
+            if gamepad.just_pressed(button) {
+                km.press(name);
+            } else if gamepad.just_released(button) {
+                km.release(name);
+            }
+        }
+        if km.current() != before {
+            control.refresh(InputSource::Gamepad);
+        }
+        return;
     }
     let Some(pad) = control.pad.as_mut() else {
         return;

@@ -34,6 +34,35 @@ pub struct ModelInfo {
     pub dtype: String,
     /// Memory in use on that device, as of the last step (or the load).
     pub memory: Option<DeviceMemory>,
+    /// A two-stage model's first stage (its frames are `frame_width` x `frame_height` divided
+    /// by the factor); `None` for a single-stage model.
+    pub stages: Option<Stages>,
+    /// What each value of a multi-hot keyboard-and-mouse action means (DIAMOND's CS:GO model):
+    /// the controls then map the real keyboard and mouse through it.
+    pub keyboard_mouse: Option<dreamyard_model::KeyboardMouse>,
+}
+
+/// The first stage of a two-stage model, as the session shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stages {
+    /// Size of the first stage's frames.
+    pub low_width: u32,
+    pub low_height: u32,
+    /// Output frames are this many times larger.
+    pub factor: u32,
+}
+
+/// One model step's result.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// The model's frame (a two-stage model's full-resolution one).
+    pub frame: Frame,
+    /// A two-stage model's first-stage frame.
+    pub low: Option<Frame>,
+    /// A two-stage model's time per stage (first stage, upsampler), ms.
+    pub stage_ms: Option<[f64; 2]>,
+    /// The rollout state after the step.
+    pub state: ModelState,
 }
 
 /// A rollout's context window. Cloning shares the tensors, so a fork costs nothing.
@@ -61,17 +90,18 @@ pub trait Backend: Send {
     fn info(&self) -> &ModelInfo;
 
     /// A rollout state from `context_len` frames and the action taken at each (the newest is
-    /// overwritten by the next step's action).
-    fn reset(&self, frames: &[Arc<Frame>], actions: &[Action]) -> anyhow::Result<ModelState>;
+    /// overwritten by the next step's action). A two-stage model takes the frames at its output
+    /// size and, when given, its first stage's own frames as `low` (else it downscales).
+    fn reset(
+        &self,
+        frames: &[Arc<Frame>],
+        low: Option<&[Arc<Frame>]>,
+        actions: &[Action],
+    ) -> anyhow::Result<ModelState>;
 
     /// The next frame after taking `action` in `state`, and the state after it. `seed` makes the
     /// sampling noise reproducible.
-    fn step(
-        &self,
-        state: &ModelState,
-        action: &Action,
-        seed: u64,
-    ) -> anyhow::Result<(Frame, ModelState)>;
+    fn step(&self, state: &ModelState, action: &Action, seed: u64) -> anyhow::Result<StepOutput>;
 
     /// Memory in use on the model's device now, where the device says.
     fn memory(&self) -> Option<DeviceMemory> {
@@ -112,9 +142,20 @@ impl CandleBackend {
     pub fn new(model: WorldModel, source: &str, weights_sha256: String) -> Self {
         let spec = model.spec();
         let action_space = bridge::action_space_to_scene(&spec.action);
-        let (frame_width, frame_height) = spec.frame.map_or((DEFAULT_FRAME, DEFAULT_FRAME), |f| {
+        let (low_width, low_height) = spec.frame.map_or((DEFAULT_FRAME, DEFAULT_FRAME), |f| {
             (f.width as u32, f.height as u32)
         });
+        let factor = spec.upsampling.map_or(1, |u| u.factor as u32);
+        let (frame_width, frame_height) = (low_width * factor, low_height * factor);
+        let stages = spec.upsampling.map(|_| Stages {
+            low_width,
+            low_height,
+            factor,
+        });
+        let keyboard_mouse = match &spec.action {
+            dreamyard_model::ActionSpace::MultiHot { keyboard_mouse, .. } => keyboard_mouse.clone(),
+            _ => None,
+        };
         let info = ModelInfo {
             source: source.to_owned(),
             weights_sha256,
@@ -126,6 +167,8 @@ impl CandleBackend {
             device: crate::device::device_name(model.device()),
             dtype: crate::device::dtype_name(model.dtype()).to_owned(),
             memory: device_memory(model.device()),
+            stages,
+            keyboard_mouse,
         };
         Self { model, info }
     }
@@ -144,19 +187,28 @@ impl Backend for CandleBackend {
         device_memory(self.device())
     }
 
-    fn reset(&self, frames: &[Arc<Frame>], actions: &[Action]) -> anyhow::Result<ModelState> {
-        let frames = bridge::frames_to_tensor(frames, self.device())?.unsqueeze(0)?; // [1, T, C, h, w]
+    fn reset(
+        &self,
+        frames: &[Arc<Frame>],
+        low: Option<&[Arc<Frame>]>,
+        actions: &[Action],
+    ) -> anyhow::Result<ModelState> {
+        let tensor = |f: &[Arc<Frame>]| -> anyhow::Result<_> {
+            Ok(bridge::frames_to_tensor(f, self.device())?.unsqueeze(0)?) // [1, T, C, h, w]
+        };
         let actions = bridge::actions_to_tensor(actions, &self.info.action_space, self.device())?
             .unsqueeze(0)?; // [1, T] or [1, T, dim]
-        Ok(ModelState::new(self.model.reset(&frames, &actions)?))
+        let state = match low {
+            Some(low) if self.info.stages.is_some() => {
+                self.model
+                    .reset_two_stage(&tensor(low)?, &tensor(frames)?, &actions)?
+            }
+            _ => self.model.reset(&tensor(frames)?, &actions)?,
+        };
+        Ok(ModelState::new(state))
     }
 
-    fn step(
-        &self,
-        state: &ModelState,
-        action: &Action,
-        seed: u64,
-    ) -> anyhow::Result<(Frame, ModelState)> {
+    fn step(&self, state: &ModelState, action: &Action, seed: u64) -> anyhow::Result<StepOutput> {
         let mut rollout = state
             .get::<dreamyard_model::RolloutState>()
             .context("the rollout state belongs to another model")?
@@ -166,10 +218,19 @@ impl Backend for CandleBackend {
             &self.info.action_space,
             self.device(),
         )?; // [1] or [1, dim]
-        let next = self
+        let out = self
             .model
-            .step(&mut rollout, &action, &mut SeededNoise::new(seed))?; // [1, C, h, w]
-        let frame = bridge::tensor_to_frame(&next.squeeze(0)?)?;
-        Ok((frame, ModelState::new(rollout)))
+            .step_stages(&mut rollout, &action, &mut SeededNoise::new(seed))?; // [1, C, h, w]
+        let frame = bridge::tensor_to_frame(&out.output().squeeze(0)?)?;
+        let low = match &out.full {
+            Some(_) => Some(bridge::tensor_to_frame(&out.low.squeeze(0)?)?),
+            None => None,
+        };
+        Ok(StepOutput {
+            frame,
+            low,
+            stage_ms: out.full.as_ref().map(|_| out.stage_ms),
+            state: ModelState::new(rollout),
+        })
     }
 }

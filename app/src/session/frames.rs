@@ -61,6 +61,35 @@ pub fn upscale(frame: &Frame, k: u32) -> Frame {
     }
 }
 
+/// The mean of each `k x k` block (rounded), a frame `k` times smaller: how a two-stage model's
+/// first-stage frame is made from a full-resolution one when none is given. Rows and columns
+/// beyond a multiple of `k` are dropped.
+pub fn box_downscale(frame: &Frame, k: u32) -> Frame {
+    let k = k.max(1);
+    let (w, h) = (frame.width / k, frame.height / k);
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    let n = k * k;
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let mut sum = 0u32;
+                for dy in 0..k {
+                    for dx in 0..k {
+                        let i = (((y * k + dy) * frame.width + x * k + dx) * 3 + c) as usize;
+                        sum += u32::from(frame.data[i]);
+                    }
+                }
+                data.push(((sum + n / 2) / n) as u8);
+            }
+        }
+    }
+    Frame {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
 /// Frames of equal height side by side with `gap` pixels of `gap_rgb` between them.
 pub fn hstack(frames: &[&Frame], gap: u32, gap_rgb: [u8; 3]) -> Frame {
     let height = frames.iter().map(|f| f.height).max().unwrap_or(0);
@@ -139,6 +168,13 @@ mod tests {
         let up = upscale(&dot, 3);
         assert_eq!((up.width, up.height), (6, 3));
         assert_eq!((up.pixel(2, 2), up.pixel(3, 0)), ([0, 0, 0], [7, 8, 9]));
+        let mut quad = solid(2, 2, [0, 0, 0]);
+        quad.data[0..3].copy_from_slice(&[4, 8, 255]);
+        assert_eq!(box_downscale(&quad, 2).data, [1, 2, 64]);
+        assert_eq!(
+            (box_downscale(&up, 3).width, box_downscale(&up, 3).height),
+            (2, 1)
+        );
         let mut c = solid(4, 4, [0, 0, 0]);
         border(&mut c, 1, [1, 2, 3]);
         assert_eq!(c.pixel(0, 2), [1, 2, 3]);

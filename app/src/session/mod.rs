@@ -41,6 +41,30 @@ pub use timeline::{
     Timeline, evict_old_state,
 };
 
+/// One context record of a dream-mode start: the frame, a two-stage model's first-stage frame,
+/// and the action that led to it.
+type SeedRecord = (Arc<Frame>, Option<Arc<Frame>>, Option<Action>);
+
+/// The model's context for a fresh start: frames, a two-stage model's first-stage frames (when
+/// every frame has one), and the action taken at each.
+struct ContextWindow {
+    frames: Vec<Arc<Frame>>,
+    low: Option<Vec<Arc<Frame>>>,
+    actions: Vec<Action>,
+}
+
+/// What a dream-mode rollout starts from when there is no ground truth.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DreamSeed {
+    /// Context frames at the model's size, oldest first.
+    pub frames: Vec<Arc<Frame>>,
+    /// A two-stage model's first-stage frames, one per frame (else it downscales them).
+    pub low: Option<Vec<Arc<Frame>>>,
+    /// The action taken after each frame but the last (fewer: the next step's action stands
+    /// in, as for any context).
+    pub actions: Vec<Action>,
+}
+
 /// Settings the user changes while the session runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionConfig {
@@ -166,7 +190,7 @@ pub struct Session {
     takeover_action: Option<(u64, Action)>,
     episodes_saved: usize,
     /// Frames that seed a rollout without ground truth (dream mode).
-    dream_seed: Option<Vec<Arc<Frame>>>,
+    dream_seed: Option<DreamSeed>,
     /// When the latest model steps finished, oldest first (for the achieved step rate).
     finished: std::collections::VecDeque<Instant>,
     /// What the user did since the ground truth and model were opened (a saved session).
@@ -664,7 +688,11 @@ impl Session {
             .filter_map(|r| r.truth.clone())
             .collect();
         if real.len() >= context_len {
-            self.dream_seed = Some(real[real.len() - context_len..].to_vec());
+            self.dream_seed = Some(DreamSeed {
+                frames: real[real.len() - context_len..].to_vec(),
+                low: None,
+                actions: Vec::new(),
+            });
         }
         let head = self.active_branch().steps.len();
         let branch = self.active_branch_mut();
@@ -681,7 +709,45 @@ impl Session {
 
     /// Frames that seed dream-mode rollouts (default: the last real context, else grey).
     pub fn set_dream_seed(&mut self, frames: Vec<Frame>) {
-        self.dream_seed = Some(frames.into_iter().map(Arc::new).collect());
+        self.dream_seed = Some(DreamSeed {
+            frames: frames.into_iter().map(Arc::new).collect(),
+            low: None,
+            actions: Vec::new(),
+        });
+    }
+
+    /// A dream-mode seed with everything a context has: frames at the model's size, a
+    /// two-stage model's first-stage frames, and the actions taken after each frame but the
+    /// last (DIAMOND's spawn files hold all three). Frames of another size are fitted.
+    pub fn set_dream_seed_full(&mut self, seed: DreamSeed) {
+        let frames: Vec<Arc<Frame>> = seed
+            .frames
+            .iter()
+            .map(|f| Arc::new(self.fit((**f).clone())))
+            .collect();
+        // First-stage frames only for a two-stage model, at its first stage's size: the
+        // seed's, else the frames' box downscale (what the model would make of them).
+        let stages = self.model_info.as_ref().and_then(|m| m.stages);
+        let low = stages.map(|st| {
+            let fit = |f: Frame| Arc::new(crate::bridge::fit(f, st.low_width, st.low_height));
+            match &seed.low {
+                Some(low) => low.iter().map(|f| fit((**f).clone())).collect(),
+                None => frames
+                    .iter()
+                    .map(|f: &Arc<Frame>| fit(frames::box_downscale(f, st.factor)))
+                    .collect(),
+            }
+        });
+        self.dream_seed = Some(DreamSeed {
+            frames,
+            low,
+            actions: seed.actions,
+        });
+    }
+
+    /// The dream-mode seed, if one is set.
+    pub fn dream_seed(&self) -> Option<&DreamSeed> {
+        self.dream_seed.as_ref()
     }
 
     pub fn model_info(&self) -> Option<&ModelInfo> {
@@ -980,10 +1046,11 @@ impl Session {
                 // there are none).
                 branch.truth.push((0, None));
                 let placeholder = self.dream_seed.is_none();
-                for f in self.dream_context(context_len) {
+                for (f, low, action) in self.dream_context(context_len) {
                     branch.steps.push(StepRecord {
                         placeholder,
-                        ..StepRecord::context(None, f, false)
+                        model_low: low,
+                        ..StepRecord::context(action, f, false)
                     });
                 }
             }
@@ -1012,19 +1079,34 @@ impl Session {
         }
     }
 
-    fn dream_context(&self, n: usize) -> Vec<Arc<Frame>> {
+    /// The `n` context records of a dream-mode start: frame, first-stage frame (when the
+    /// seed has them) and the action that led to it (the seed's action before it, if any).
+    fn dream_context(&self, n: usize) -> Vec<SeedRecord> {
         if let Some(seed) = &self.dream_seed
-            && let Some(last) = seed.last()
+            && let Some(last) = seed.frames.last()
         {
-            let mut v: Vec<Arc<Frame>> = seed.iter().rev().take(n).rev().cloned().collect();
+            let len = seed.frames.len();
+            let skip = len.saturating_sub(n);
+            let mut v: Vec<_> = (skip..len)
+                .map(|i| {
+                    let low = seed.low.as_ref().and_then(|l| l.get(i)).cloned();
+                    let action = i.checked_sub(1).and_then(|p| seed.actions.get(p)).cloned();
+                    (Arc::clone(&seed.frames[i]), low, action)
+                })
+                .collect();
             while v.len() < n {
-                v.insert(0, Arc::clone(last));
+                let low = seed.low.as_ref().and_then(|l| l.last()).cloned();
+                v.insert(0, (Arc::clone(last), low, None));
+            }
+            // The oldest record of a window has no predecessor in it.
+            if let Some(first) = v.first_mut() {
+                first.2 = None;
             }
             return v;
         }
         let (w, h) = self.frame_size().unwrap_or((64, 64));
         let grey = Arc::new(frames::solid(w, h, [128, 128, 128]));
-        vec![grey; n]
+        vec![(grey, None, None); n]
     }
 
     /// Ground-truth frames are compared with the model's at the model's size.
@@ -1142,12 +1224,19 @@ impl Session {
         let start = match branch.steps[n - 1].state.clone() {
             Some(state) if !branch.needs_anchor => StartFrom::State(state),
             _ => {
-                let (frames, actions) =
-                    context_window(&branch.steps, context_len, &action, branch.anchor_to_model);
+                let ContextWindow {
+                    frames,
+                    low,
+                    actions,
+                } = context_window(&branch.steps, context_len, &action, branch.anchor_to_model);
                 branch.needs_anchor = false;
                 branch.anchor_to_model = false;
                 branch.imagined_since_anchor = 0;
-                StartFrom::Context { frames, actions }
+                StartFrom::Context {
+                    frames,
+                    low,
+                    actions,
+                }
             }
         };
         let branch_id = branch.id;
@@ -1157,6 +1246,8 @@ impl Session {
             truth,
             truth_state: truth_state.flatten(),
             model: None,
+            model_low: None,
+            stage_ms: None,
             kind: FrameKind::Imagined,
             anchored: false,
             metrics: None,
@@ -1203,7 +1294,7 @@ impl Session {
         {
             match reply {
                 (true, Reply::Loaded(result)) => {
-                    out.model_loaded |= self.finish_loading(result);
+                    out.model_loaded |= self.finish_loading(result.map(|info| *info));
                 }
                 (false, Reply::Loaded(Err(e))) => {
                     // The running model's thread died.
@@ -1351,6 +1442,8 @@ impl Session {
                     m
                 });
                 rec.model = Some(Arc::new(done.frame));
+                rec.model_low = done.low.map(Arc::new);
+                rec.stage_ms = done.stage_ms;
                 rec.state = Some(done.state);
                 rec.compute_ms = Some(done.compute_ms);
                 if let Some(info) = self.model_info.as_mut() {
@@ -1670,18 +1763,24 @@ fn step_truth(t: &mut dyn GroundTruth, user_action: &Action) -> Result<(Action, 
 /// The last `len` frames of `steps` with the actions taken after them: the real frames where
 /// there are any, or the model's own when `model_first` (rebuilding an imagined rollout's state,
 /// which is exactly this window: the model's quantised frames and the actions).
+///
+/// A two-stage model's first-stage frames come along when every step of the window used the
+/// model's frame and has one (dream mode's seed, the model's own rollout); otherwise the model
+/// downscales the frames.
 fn context_window(
     steps: &[StepRecord],
     len: usize,
     next_action: &Action,
     model_first: bool,
-) -> (Vec<Arc<Frame>>, Vec<Action>) {
+) -> ContextWindow {
     let n = steps.len();
     let first = n.saturating_sub(len);
     let mut frames = Vec::with_capacity(len);
+    let mut low = Some(Vec::with_capacity(len));
     let mut actions = Vec::with_capacity(len);
     for i in first..n {
         let rec = &steps[i];
+        let use_model = model_first || rec.truth.is_none();
         let frame = if model_first {
             rec.model.as_ref().or(rec.truth.as_ref())
         } else {
@@ -1690,6 +1789,13 @@ fn context_window(
         if let Some(f) = frame {
             frames.push(Arc::clone(f));
         }
+        low = match (low, &rec.model_low) {
+            (Some(mut v), Some(l)) if use_model => {
+                v.push(Arc::clone(l));
+                Some(v)
+            }
+            _ => None,
+        };
         let taken = steps
             .get(i + 1)
             .and_then(|s| s.action.clone())
@@ -1702,8 +1808,17 @@ fn context_window(
     {
         frames.insert(0, f);
         actions.insert(0, next_action.clone());
+        if let Some(v) = low.as_mut()
+            && let Some(l) = v.first().cloned()
+        {
+            v.insert(0, l);
+        }
     }
-    (frames, actions)
+    ContextWindow {
+        frames,
+        low: low.filter(|v| v.len() == len),
+        actions,
+    }
 }
 
 /// The noise seed of step `n`: reproducible per (seed, step), so a fork given the same actions

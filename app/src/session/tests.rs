@@ -8,7 +8,7 @@ use std::time::Duration;
 use dreamyard_scenes::policy::PolicyKind;
 use dreamyard_scenes::{Action, ActionSpace, Frame, SceneSource, load_scene, run_policy};
 
-use super::backend::{Backend, CandleBackend, ModelInfo, ModelState};
+use super::backend::{Backend, CandleBackend, ModelInfo, ModelState, StepOutput};
 use super::recorder::MemoryRecorder;
 use super::truth::{Episode, LiveScene, Replay};
 use super::worker::ModelWorker;
@@ -47,6 +47,8 @@ impl Fake {
                 device: "test".into(),
                 dtype: "f32".into(),
                 memory: None,
+                stages: None,
+                keyboard_mouse: None,
             },
             resets: Arc::clone(&resets),
             delay: Duration::ZERO,
@@ -60,7 +62,12 @@ impl Backend for Fake {
         &self.info
     }
 
-    fn reset(&self, frames: &[Arc<Frame>], actions: &[Action]) -> anyhow::Result<ModelState> {
+    fn reset(
+        &self,
+        frames: &[Arc<Frame>],
+        _low: Option<&[Arc<Frame>]>,
+        actions: &[Action],
+    ) -> anyhow::Result<ModelState> {
         anyhow::ensure!(frames.len() == 4 && actions.len() == 4, "context of 4");
         self.resets.fetch_add(1, Ordering::SeqCst);
         Ok(ModelState::new(FakeState {
@@ -69,12 +76,7 @@ impl Backend for Fake {
         }))
     }
 
-    fn step(
-        &self,
-        state: &ModelState,
-        _action: &Action,
-        _seed: u64,
-    ) -> anyhow::Result<(Frame, ModelState)> {
+    fn step(&self, state: &ModelState, _action: &Action, _seed: u64) -> anyhow::Result<StepOutput> {
         std::thread::sleep(self.delay);
         let s = state.get::<FakeState>().unwrap();
         let age = s.age.saturating_add(1);
@@ -82,13 +84,15 @@ impl Backend for Fake {
         for v in &mut frame.data {
             *v = v.saturating_sub(age);
         }
-        Ok((
+        Ok(StepOutput {
             frame,
-            ModelState::new(FakeState {
+            low: None,
+            stage_ms: None,
+            state: ModelState::new(FakeState {
                 last: Arc::clone(&s.last),
                 age,
             }),
-        ))
+        })
     }
 }
 
@@ -1332,4 +1336,86 @@ fn sampled_futures_retake_the_same_actions_with_other_noise_and_restore_the_seed
     // Deleting a sample drops the set.
     s.delete_branch(futures.branches[2]).unwrap();
     assert!(s.futures().is_none());
+}
+
+/// DIAMOND's two-stage CS:GO model (the shared fixture's, narrow random weights) dreaming from
+/// a spawn as the app runs it: the seed's first-stage frames and actions start the rollout,
+/// each step keeps both stages' frames and their times, and a fresh context from the model's
+/// own frames (re-anchoring to the model, a fork without its state) carries its own
+/// first-stage frames instead of a downscale.
+#[test]
+fn a_two_stage_model_dreams_from_a_diamond_spawn() {
+    let fx =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/diamond-csgo");
+    let model = dreamyard_model::WorldModel::load_diamond(
+        &fx.join("agent.pt"),
+        &fx.join("config.yaml"),
+        &dreamyard_model::candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let backend = CandleBackend::new(model, "csgo", String::new());
+    let info = backend.info().clone();
+    assert_eq!((info.frame_width, info.frame_height), (140, 75));
+    assert_eq!(
+        info.stages,
+        Some(super::backend::Stages {
+            low_width: 28,
+            low_height: 15,
+            factor: 5
+        })
+    );
+    let layout = info.keyboard_mouse.clone().unwrap();
+    let mut s = Session::default();
+    s.load_model(
+        ModelWorker::with_backend(Box::new(backend)).unwrap(),
+        "csgo".into(),
+    );
+    assert!(s.wait_idle(WAIT));
+
+    // A spawn as DIAMOND writes one: the fixture's first environment.
+    let inputs = dreamyard_model::candle_core::safetensors::load(
+        fx.join("inputs.safetensors"),
+        &dreamyard_model::candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = |k: &str| inputs[k].get(0).unwrap();
+    first("obs_u8")
+        .write_npy(dir.path().join("low_res.npy"))
+        .unwrap();
+    first("full_obs_u8")
+        .write_npy(dir.path().join("full_res.npy"))
+        .unwrap();
+    first("act").write_npy(dir.path().join("act.npy")).unwrap();
+    crate::launch::open_spawn(&mut s, dir.path());
+    let b = s.active_branch();
+    assert_eq!(b.steps.len(), 4);
+    assert!(
+        b.steps
+            .iter()
+            .all(|r| r.model_low.is_some() && !r.placeholder)
+    );
+    assert!(b.steps[0].action.is_none() && b.steps[1].action.is_some());
+
+    let pad = crate::keyboard_mouse::KeyboardMousePad::new(layout);
+    for _ in 0..3 {
+        step_wait(&mut s, &pad.action());
+    }
+    let b = s.active_branch();
+    let last = b.steps.last().unwrap();
+    let (full, low) = (
+        last.model.as_ref().unwrap(),
+        last.model_low.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (full.width, full.height, low.width, low.height),
+        (140, 75, 28, 15)
+    );
+    assert!(last.stage_ms.is_some_and(|[a, b]| a > 0.0 && b > 0.0));
+
+    // The context window of the model's own frames carries its first-stage frames.
+    let window = context_window(&b.steps, 4, &pad.action(), true);
+    assert_eq!((window.frames.len(), window.actions.len()), (4, 4));
+    let lows = window.low.unwrap();
+    assert!(Arc::ptr_eq(&lows[3], low));
 }

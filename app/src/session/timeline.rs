@@ -73,6 +73,10 @@ pub struct StepRecord {
     pub truth_state: Option<Vec<f64>>,
     /// `None` while the model works on it, or when there is no model.
     pub model: Option<Arc<Frame>>,
+    /// A two-stage model's first-stage frame (for context frames: the one it starts from).
+    pub model_low: Option<Arc<Frame>>,
+    /// A two-stage model's time per stage (first stage, upsampler) on the worker, ms.
+    pub stage_ms: Option<[f64; 2]>,
     pub kind: FrameKind,
     /// The model's context was (or will be, before the next step) reset to real frames here.
     pub anchored: bool,
@@ -95,6 +99,8 @@ impl StepRecord {
             truth: truth.then(|| Arc::clone(&frame)),
             truth_state: None,
             model: Some(frame),
+            model_low: None,
+            stage_ms: None,
             kind: FrameKind::Context,
             anchored: false,
             metrics: None,

@@ -9,16 +9,18 @@ use std::time::{Duration, Instant};
 
 use dreamyard_scenes::{Action, Frame};
 
-use super::backend::{Backend, ModelInfo, ModelState};
+use super::backend::{Backend, ModelInfo, ModelState, StepOutput};
 
 /// Where a step starts from.
 #[derive(Clone, Debug)]
 pub enum StartFrom {
     /// The rollout state after the previous step.
     State(ModelState),
-    /// A fresh context window (first imagined step, re-anchor, re-sync, fork fallback).
+    /// A fresh context window (first imagined step, re-anchor, re-sync, fork fallback); a
+    /// two-stage model's own first-stage frames too when every frame of the window has one.
     Context {
         frames: Vec<Arc<Frame>>,
+        low: Option<Vec<Arc<Frame>>>,
         actions: Vec<Action>,
     },
 }
@@ -35,6 +37,10 @@ struct Job {
 #[derive(Debug)]
 pub struct StepDone {
     pub frame: Frame,
+    /// A two-stage model's first-stage frame.
+    pub low: Option<Frame>,
+    /// A two-stage model's time per stage (first stage, upsampler), ms.
+    pub stage_ms: Option<[f64; 2]>,
     pub state: ModelState,
     /// Time the model took for this step (reset included), on the worker.
     pub compute_ms: f64,
@@ -45,7 +51,8 @@ pub struct StepDone {
 /// What the worker sends back.
 #[derive(Debug)]
 pub enum Reply {
-    Loaded(Result<ModelInfo, String>),
+    /// Boxed: a model's info is large beside a step's reply.
+    Loaded(Result<Box<ModelInfo>, String>),
     Step {
         id: u64,
         result: Result<StepDone, String>,
@@ -122,7 +129,7 @@ impl ModelWorker {
 fn serve(load: Loader, jobs: &Receiver<Job>, replies: &Sender<Reply>) {
     let backend = match load() {
         Ok(b) => {
-            let _ = replies.send(Reply::Loaded(Ok(b.info().clone())));
+            let _ = replies.send(Reply::Loaded(Ok(Box::new(b.info().clone()))));
             b
         }
         Err(e) => {
@@ -134,9 +141,11 @@ fn serve(load: Loader, jobs: &Receiver<Job>, replies: &Sender<Reply>) {
     while let Ok(job) = jobs.recv() {
         let t0 = Instant::now();
         let result = run_job(backend.as_ref(), &job)
-            .map(|(frame, state)| StepDone {
-                frame,
-                state,
+            .map(|out| StepDone {
+                frame: out.frame,
+                low: out.low,
+                stage_ms: out.stage_ms,
+                state: out.state,
                 compute_ms: t0.elapsed().as_secs_f64() * 1e3,
                 memory: backend.memory(),
             })
@@ -147,10 +156,14 @@ fn serve(load: Loader, jobs: &Receiver<Job>, replies: &Sender<Reply>) {
     }
 }
 
-fn run_job(backend: &dyn Backend, job: &Job) -> anyhow::Result<(Frame, ModelState)> {
+fn run_job(backend: &dyn Backend, job: &Job) -> anyhow::Result<StepOutput> {
     let state = match &job.start {
         StartFrom::State(s) => s.clone(),
-        StartFrom::Context { frames, actions } => backend.reset(frames, actions)?,
+        StartFrom::Context {
+            frames,
+            low,
+            actions,
+        } => backend.reset(frames, low.as_deref(), actions)?,
     };
     backend.step(&state, &job.action, job.seed)
 }

@@ -496,14 +496,15 @@ fn every_entry_point_opens_the_same_models_with_the_same_hash_and_frame() {
             .map(|&a| dreamyard_scenes::Action::Discrete(a as u32))
             .collect();
         let next: Vec<i64> = all["rollout.actions"].get(0).unwrap().to_vec1().unwrap();
-        let state = backend.reset(&frames, &acts).unwrap();
-        let (frame, _) = backend
+        let state = backend.reset(&frames, None, &acts).unwrap();
+        let frame = backend
             .step(
                 &state,
                 &dreamyard_scenes::Action::Discrete(next[0] as u32),
                 seed,
             )
-            .unwrap();
+            .unwrap()
+            .frame;
         let predicted = load(&out)["frames"].get(0).unwrap().get(0).unwrap(); // (3, H, W)
         let app = dreamyard::bridge::tensor_to_frame(&predicted).unwrap();
         assert_eq!(

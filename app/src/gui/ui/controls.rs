@@ -46,6 +46,7 @@ fn transport_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             && let Some(action) = state.control.action.clone()
         {
             state.commands.push(Command::Step(action));
+            state.control.stepped();
         }
         if ui
             .add_sized([70.0, 26.0], egui::Button::new("⟲ Reset"))
@@ -77,6 +78,10 @@ fn transport_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
 
 fn action_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     section(ui, "Action");
+    if state.control.keyboard_mouse.is_some() {
+        keyboard_mouse_ui(ui, state);
+        return;
+    }
     let Some(pad) = state.control.pad.as_mut() else {
         ui.label(egui::RichText::new("no action space yet").weak());
         return;
@@ -149,6 +154,142 @@ fn action_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     }
                 }
                 for (key, does) in KEYS {
+                    ui.label(egui::RichText::new(key).monospace());
+                    ui.label(does);
+                    ui.end_row();
+                }
+            });
+        });
+}
+
+/// A keyboard-and-mouse model's action (DIAMOND's CS:GO): its keys and buttons as caps that
+/// light up when held (click one to hold or release it), the mouse movement of the step on the
+/// model's bins, what the last step took, and how to drive it.
+fn keyboard_mouse_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
+    let locked = state.control.pointer_locked;
+    let Some(km) = state.control.keyboard_mouse.as_mut() else {
+        return;
+    };
+    let now = km.current();
+    let hint = if locked {
+        "mouse captured: move to look, click to shoot · Esc gives it back"
+    } else {
+        "keys as in the game · click the Model view to take the mouse (and play)"
+    };
+    ui.label(egui::RichText::new(hint).small().weak());
+    let mut changed = false;
+    let on = Color32::from_rgb(80, 200, 255);
+    let cap = |ui: &mut egui::Ui, name: &str, held: bool| -> bool {
+        let text = egui::RichText::new(name).monospace();
+        let text = if held {
+            text.color(Color32::BLACK)
+        } else {
+            text
+        };
+        ui.add(
+            egui::Button::new(text)
+                .fill(if held { on } else { Color32::from_gray(40) })
+                .min_size(Vec2::new(26.0, 22.0)),
+        )
+        .clicked()
+    };
+    let names: Vec<String> = km
+        .layout
+        .keys
+        .iter()
+        .chain(&km.layout.buttons)
+        .cloned()
+        .collect();
+    let input = km.input();
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing = Vec2::new(4.0, 4.0);
+        for name in &names {
+            let held = now.kept_keys.contains(name) || input.buttons.contains(name);
+            let pressed = input.keys.contains(name) || input.buttons.contains(name);
+            if cap(ui, name, held) {
+                if pressed {
+                    km.release(name);
+                } else {
+                    km.press(name);
+                }
+                changed = true;
+            }
+        }
+    });
+    // The mouse movement of this step on the model's bins (x across, y down).
+    let (w, h) = (ui.available_width().min(220.0), 70.0);
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(w, h), Sense::hover());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 4.0, Color32::from_gray(28));
+    let bins_x = &km.layout.mouse_x;
+    let bins_y = &km.layout.mouse_y;
+    let at = |bins: &[f32], v: f32| {
+        let i = bins.iter().position(|&b| b == v).unwrap_or(0);
+        (i as f32 + 0.5) / bins.len().max(1) as f32
+    };
+    for (i, _) in bins_x.iter().enumerate() {
+        let x = rect.left() + (i as f32 + 0.5) / bins_x.len().max(1) as f32 * rect.width();
+        painter.vline(x, rect.y_range(), Stroke::new(1.0, Color32::from_gray(40)));
+    }
+    let p = rect.min + Vec2::new(at(bins_x, now.mouse.0), at(bins_y, now.mouse.1)) * rect.size();
+    painter.circle_filled(p, 5.0, on);
+    ui.label(
+        egui::RichText::new(format!(
+            "mouse this step: x {:+} · y {:+}",
+            now.mouse.0, now.mouse.1
+        ))
+        .small()
+        .monospace(),
+    );
+    if let Some(last) = km.last() {
+        let keys = if last.kept_keys.is_empty() {
+            "no keys".to_owned()
+        } else {
+            last.kept_keys.join(" + ")
+        };
+        ui.label(
+            egui::RichText::new(format!(
+                "last step took: {keys} · mouse {:+} {:+}",
+                last.mouse.0, last.mouse.1
+            ))
+            .small()
+            .weak(),
+        );
+    }
+    if changed {
+        state.control.refresh(InputSource::Widget);
+    }
+    egui::CollapsingHeader::new("Input mapping")
+        .default_open(false)
+        .show(ui, |ui| {
+            egui::Grid::new("km-mapping").striped(true).show(ui, |ui| {
+                let rows: Vec<(&str, String)> = vec![
+                    ("keys", names.join(" ")),
+                    ("mouse (captured)", "look; left / right click".into()),
+                    (
+                        "← ↑ → ↓",
+                        "look by a fixed step (DIAMOND's arrow keys)".into(),
+                    ),
+                    ("left stick", "w a s d".into()),
+                    ("right stick", "look".into()),
+                ];
+                for (input, does) in rows {
+                    ui.label(egui::RichText::new(input).monospace());
+                    ui.label(does);
+                    ui.end_row();
+                }
+                for (input, does) in crate::keyboard_mouse::GAMEPAD_BUTTONS {
+                    ui.label(egui::RichText::new(input).monospace());
+                    ui.label(does);
+                    ui.end_row();
+                }
+                for (key, does) in [
+                    (".", "pause / play"),
+                    ("e", "single step"),
+                    ("Enter", "reset"),
+                    ("Esc", "give the mouse back, pause"),
+                    ("Backspace", "discard episode (recording)"),
+                ] {
                     ui.label(egui::RichText::new(key).monospace());
                     ui.label(does);
                     ui.end_row();

@@ -31,6 +31,11 @@ pub(super) fn hud_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
     let fmt = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0} ms"));
     chip(ui, "latency", &fmt(last.and_then(|r| r.latency_ms)));
     chip(ui, "model step", &fmt(last.and_then(|r| r.compute_ms)));
+    // A two-stage model: what each stage took (the upsampler usually dominates).
+    if let Some([low, up]) = last.and_then(|r| r.stage_ms) {
+        chip(ui, "upsampler", &fmt(Some(up)));
+        chip(ui, "first stage", &fmt(Some(low)));
+    }
     // Achieved against requested: a slow model (or machine) lowers the first, not the second.
     let rate = match (session.transport.playing, session.achieved_rate()) {
         (true, Some(r)) => format!("{r:.1} / {:.0}", session.config.steps_per_sec),

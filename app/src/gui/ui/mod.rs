@@ -72,6 +72,8 @@ pub(super) struct ViewState {
     pub futures_textures: Vec<TextureCache>,
     /// Its spread heat map (kept alive while shown).
     pub futures_spread: TextureCache,
+    /// A two-stage model's first-stage frame of the shown step.
+    pub low_texture: TextureCache,
 }
 
 /// An uploaded frame texture and which frame (by address) it shows.
@@ -102,6 +104,7 @@ impl Default for ViewState {
             show_futures: false,
             futures_textures: Vec::new(),
             futures_spread: TextureCache::default(),
+            low_texture: TextureCache::default(),
         }
     }
 }

@@ -130,6 +130,17 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         None => "dream mode",
     };
 
+    // A two-stage model dreaming (DIAMOND's CS:GO): the full-resolution dream large, its first
+    // stage beside it; no truth or error panels.
+    if let Some(stages) = session.model_info().and_then(|m| m.stages)
+        && session.active_branch().truth_kind().is_none()
+        && beside.is_none()
+    {
+        two_stage_ui(ui, state, stages, rec, pending, (model_tag, model_border));
+        caption_ui(ui, state);
+        return;
+    }
+
     let mut target_uv = None;
     ui.horizontal_top(|ui| {
         ui.spacing_mut().item_spacing.x = gap;
@@ -177,6 +188,9 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                     Rect::from_center_size(r.rect.center(), Vec2::splat(40.0)),
                     egui::Spinner::new().size(36.0),
                 );
+            }
+            if r.clicked() && state.control.keyboard_mouse.is_some() {
+                state.control.lock_requested = true;
             }
             target_uv = target_uv.or(pointer_uv(ui, &r));
             draw_recorded_action(ui, state, &r);
@@ -240,6 +254,83 @@ pub(super) fn frames_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     }
 
     caption_ui(ui, state);
+}
+
+/// The two-stage dream: the model's full-resolution frame large (a click there takes the mouse
+/// for a keyboard-and-mouse model), its first-stage frame beside it, each stage's time.
+fn two_stage_ui(
+    ui: &mut egui::Ui,
+    state: &mut UiState<'_>,
+    stages: crate::session::backend::Stages,
+    rec: Option<&crate::session::StepRecord>,
+    pending: bool,
+    (model_tag, model_border): (&str, Color32),
+) {
+    let gap = 12.0;
+    let avail = ui.available_size();
+    let (fw, fh) = (
+        state.textures.size.x.max(1) as f32,
+        state.textures.size.y.max(1) as f32,
+    );
+    // The big panel takes about 70% of the width, within the height left for captions.
+    let big_w = ((avail.x - gap) * 0.7)
+        .min((avail.y - 92.0) * fw / fh)
+        .max(64.0);
+    let big = Vec2::new(big_w, big_w * fh / fw);
+    let small_w = ((avail.x - gap) * 0.3 - gap).max(48.0);
+    let small = Vec2::new(small_w, small_w * fh / fw);
+    let ms = rec.and_then(|r| r.stage_ms);
+    let fmt = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0} ms"));
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = gap;
+        ui.vertical(|ui| {
+            header_ui(ui, "Model · dream", model_tag, model_border);
+            let image = (state.textures.has_model && !pending).then_some(state.textures.model_id);
+            let r = frame_ui(ui, image, big, model_border, "no model frame");
+            if pending {
+                ui.put(
+                    Rect::from_center_size(r.rect.center(), Vec2::splat(40.0)),
+                    egui::Spinner::new().size(36.0),
+                );
+            }
+            if state.control.keyboard_mouse.is_some() {
+                if r.clicked() {
+                    state.control.lock_requested = true;
+                }
+                if !state.control.pointer_locked {
+                    r.on_hover_text("click to take the mouse and play; Esc gives it back");
+                }
+            }
+            ui.label(
+                egui::RichText::new(format!(
+                    "{}x{} · x{} diffusion upsampler · {}",
+                    fw as u32,
+                    fh as u32,
+                    stages.factor,
+                    fmt(ms.map(|m| m[1]))
+                ))
+                .small()
+                .weak(),
+            );
+        });
+        ui.vertical(|ui| {
+            header_ui(ui, "First stage", "next-frame denoiser", NEUTRAL);
+            let image = rec
+                .and_then(|r| r.model_low.as_ref())
+                .map(|f| texture_of(ui, &mut state.view.low_texture.0, f));
+            frame_ui(ui, image, small, NEUTRAL, "no first-stage frame");
+            ui.label(
+                egui::RichText::new(format!(
+                    "{}x{} · {}",
+                    stages.low_width,
+                    stages.low_height,
+                    fmt(ms.map(|m| m[0]))
+                ))
+                .small()
+                .weak(),
+            );
+        });
+    });
 }
 
 /// An egui texture of `frame`, uploaded again only when the frame changes (nearest sampling,
@@ -431,7 +522,13 @@ fn caption_ui(ui: &mut egui::Ui, state: &UiState<'_>) {
             ui.label(egui::RichText::new("(scrubbing)").weak());
         }
         if let Some(a) = &rec.action {
-            ui.label(format!("action {}", format_action(a)))
+            let text = match (&state.control.keyboard_mouse, a) {
+                (Some(km), dreamyard_scenes::Action::Continuous(v)) => {
+                    crate::keyboard_mouse::describe(&km.layout, v)
+                }
+                _ => format_action(a),
+            };
+            ui.label(format!("action {text}"))
                 .on_hover_text("the action that led to this step");
         }
         if let Some(a) = session.recorded_action_at(i) {
