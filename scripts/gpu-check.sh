@@ -15,9 +15,11 @@
 #
 # `run` does, in about 3 minutes (8 at most, each stage under its own timeout):
 #   1. nvidia-smi;
-#   2. the DIAMOND parity suite on CUDA (and the CPU) against the carried fixture;
+#   2. the DIAMOND parity suites on CUDA (and the CPU) against the carried fixtures (Atari and
+#      the two-stage CS:GO one);
 #   3. `bench model` of the shipped push-t model and the DIAMOND fixture at batch 1, 8 and 64,
-#      in f32 and bf16;
+#      and of DIAMOND's published CS:GO architecture (random weights) at batch 1 and 8, in f32
+#      and bf16;
 #   4. DIAMOND's own PyTorch code on the same fixture, batches and dtypes (the peer figure);
 #   5. 200 training steps of push-t on a dataset recorded there;
 #   6. `eval` of the shipped push-t model on its test windows (MODEL_CARD.md's shard 0/4) in f32,
@@ -57,13 +59,19 @@ for line in sys.stdin:
         exit 1
     }
     rm -rf "$GPU_DIR/bin" "$GPU_DIR/fixtures" "$GPU_DIR/diamond"
-    mkdir -p "$GPU_DIR/bin" "$GPU_DIR/fixtures/diamond"
+    mkdir -p "$GPU_DIR/bin" "$GPU_DIR/fixtures/diamond" "$GPU_DIR/fixtures/diamond-csgo"
     strip -o "$GPU_DIR/bin/dreamyard" "$CARGO_TARGET_DIR/release/dreamyard"
     strip -o "$GPU_DIR/bin/model-tests" "$tests"
     gzip -9f "$GPU_DIR/bin/dreamyard" "$GPU_DIR/bin/model-tests"
     for f in agent.pt config.yaml config.json inputs.safetensors outputs.safetensors tolerances.json; do
         cp "$fixtures/diamond/$f" "$GPU_DIR/fixtures/diamond/"
     done
+    # The two-stage CS:GO fixture (28 MB) for `parity_csgo::`, when it is there.
+    if [ -f "$fixtures/diamond-csgo/agent.pt" ]; then
+        for f in agent.pt config.yaml config.json inputs.safetensors outputs.safetensors; do
+            cp "$fixtures/diamond-csgo/$f" "$GPU_DIR/fixtures/diamond-csgo/"
+        done
+    fi
     if [ -n "${DIAMOND_GIT:-}" ]; then
         local f
         for f in src/models/__init__.py src/models/blocks.py src/models/diffusion/__init__.py \
@@ -115,6 +123,9 @@ print(":".join(dirs))' 2>/dev/null || true)
 
     # 2. Parity on CUDA (and the CPU), the fixture carried along.
     DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity 80 "$bin/model-tests" parity:: --test-threads 1 --nocapture
+    if [ -f "$GPU_DIR/fixtures/diamond-csgo/agent.pt" ]; then
+        DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity-csgo 60 "$bin/model-tests" parity_csgo:: --test-threads 1 --nocapture
+    fi
 
     # 3. bench model, both models, both dtypes, batch 1, 8, 64.
     : >"$OUT/bench.jsonl"
@@ -127,6 +138,11 @@ print(":".join(dirs))' 2>/dev/null || true)
             grep '^{' "$OUT/bench-$m-$dt.log" >>"$OUT/bench.jsonl" || true
             rm -f "$OUT/bench-$m-$dt.log"
         done
+        # DIAMOND's published CS:GO architecture (random weights): both stages' times.
+        stage "bench-csgo-$dt" 60 "$dy" bench model --random --config assets/configs/diamond-csgo.yaml \
+            --device cuda --dtype "$dt" --batch 1,8 --steps 10
+        grep '^{' "$OUT/bench-csgo-$dt.log" >>"$OUT/bench.jsonl" || true
+        rm -f "$OUT/bench-csgo-$dt.log"
     done
 
     # 4. DIAMOND's PyTorch code on the same fixture and GPU.
