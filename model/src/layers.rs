@@ -496,11 +496,21 @@ impl Module for SelfAttention2d {
         let (nh, hd) = (self.heads, c / self.heads);
         let x = self.norm.forward(x)?;
         // Channel order of qkv: [q heads | k heads | v heads], each head `hd` consecutive channels.
-        let qkv = self
-            .qkv_proj
-            .forward(&x)? // [b, 3c, h, w]
-            .reshape((b, 3 * nh, hd, h * w))?
-            .transpose(2, 3)?; // [b, 3nh, hw, hd]
+        let qkv = self.qkv_proj.forward(&x)?; // [b, 3c, h, w]
+        if use_fast(&[&x, &qkv]) {
+            // The fused kernel reads and writes the channel-first layout directly.
+            let n = h * w;
+            let y = with_f32(&qkv, |data| {
+                let mut out = Vec::with_capacity(b * c * n);
+                for batch in data.chunks_exact(3 * c * n) {
+                    out.extend(kernels::attention::attention(batch, nh, hd, n));
+                }
+                Ok(out)
+            })?;
+            let y = cpu_tensor(y, (b, c, h, w))?;
+            return self.out_proj.forward_add(&y, Some(&x));
+        }
+        let qkv = qkv.reshape((b, 3 * nh, hd, h * w))?.transpose(2, 3)?; // [b, 3nh, hw, hd]
         let q = qkv.narrow(1, 0, nh)?.contiguous()?; // [b, nh, hw, hd]
         let k = qkv.narrow(1, nh, nh)?.contiguous()?;
         let v = qkv.narrow(1, 2 * nh, nh)?.contiguous()?;

@@ -1,6 +1,6 @@
 //! Fast CPU kernels for the UNet's hot operations: 3x3 convolutions (Winograd F(2x2, 3x3) over
-//! the `gemm` crate), other convolutions (im2col + gemm), and group norm fused with its affine
-//! or conditional modulation and SiLU.
+//! the `gemm` crate), other convolutions (im2col + gemm), group norm fused with its affine
+//! or conditional modulation and SiLU, and multi-head self-attention fused per query.
 //!
 //! candle's own CPU convolution runs at a third of what the machine can do and its group norm
 //! needs a dozen passes over memory; these kernels are what makes the CPU runtime as fast as
@@ -10,6 +10,7 @@
 //! reference the fast path is tested against (`model/tests/model/kernels.rs`) and the path autograd
 //! uses.
 
+pub mod attention;
 pub mod conv;
 pub mod conv_grad;
 pub mod math;

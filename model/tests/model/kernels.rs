@@ -155,6 +155,44 @@ fn fused_group_norm_matches_candle() {
     }
 }
 
+/// The fused attention against candle's matmuls and softmax, on the shapes DIAMOND's models
+/// use (8 channels per head): the CS:GO upsampler's deepest level (665 pixels, 32 heads), a
+/// denoiser's, and a small batch of 2.
+#[test]
+fn fused_attention_matches_candle() {
+    use dreamyard_model::layers::SelfAttention2d;
+    for (b, c, h, w) in [(1, 256, 19, 35), (2, 64, 8, 8), (1, 32, 5, 3)] {
+        let dev = Device::Cpu;
+        let mut tensors = std::collections::HashMap::new();
+        tensors.insert(
+            "norm.norm.weight".to_string(),
+            (randn(&[c], 0.2, 1) + 1.0).unwrap(),
+        );
+        tensors.insert("norm.norm.bias".to_string(), randn(&[c], 0.2, 2));
+        let scale = 1.0 / (c as f64).sqrt();
+        tensors.insert(
+            "qkv_proj.weight".to_string(),
+            randn(&[3 * c, c, 1, 1], 3.0 * scale, 3),
+        );
+        tensors.insert("qkv_proj.bias".to_string(), randn(&[3 * c], 0.1, 4));
+        tensors.insert(
+            "out_proj.weight".to_string(),
+            randn(&[c, c, 1, 1], scale, 5),
+        );
+        tensors.insert("out_proj.bias".to_string(), randn(&[c], 0.1, 6));
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let attn = SelfAttention2d::new(c, vb).unwrap();
+        let x = randn(&[b, c, h, w], 1.0, c as u64);
+        let want = with_kernel_path(KernelPath::Candle, || attn.forward(&x).unwrap());
+        let got = with_kernel_path(KernelPath::Fast, || attn.forward(&x).unwrap());
+        let d = max_abs_diff(&got, &want);
+        assert!(
+            d <= 2e-5 * max_abs(&want).max(1.0),
+            "attention {b}x{c}x{h}x{w}: max |diff| {d:e}"
+        );
+    }
+}
+
 #[test]
 fn tracked_tensors_take_the_candle_path_and_get_gradients() {
     let dev = Device::Cpu;
