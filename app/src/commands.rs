@@ -78,8 +78,12 @@ pub enum Command {
         dir: PathBuf,
         episode: usize,
     },
-    /// A dropped or typed path: a dataset (a folder with `meta/`) or else a model.
+    /// A dropped or typed path: a saved session, a dataset (a folder with `meta/`), frames to
+    /// dream from (a DIAMOND spawn folder or a folder of images without a model), or else a
+    /// model.
     OpenPath(PathBuf),
+    /// Dream from real frames: a DIAMOND spawn folder (or `csgo/spawn/`) or a folder of images.
+    OpenSpawn(PathBuf),
     /// An export of the active branch, its error row at this gain (the Error panel's).
     Export {
         kind: ExportKind,
@@ -353,6 +357,10 @@ pub fn apply(session: &mut Session, outputs: &mut Outputs, cmd: Command) -> Opti
             return open_dataset(session, outputs, dir, episode);
         }
         Command::OpenPath(path) => return open_path(session, outputs, path),
+        Command::OpenSpawn(path) => {
+            launch::open_spawn(session, &path);
+            Ok(())
+        }
         Command::Export { kind, gain } => export_now(session, outputs, kind, gain),
         Command::SaveSession => save_session(session, outputs, &outputs.session(stamp())),
         Command::OpenSession(path) => return open_session(session, outputs, &path),
@@ -658,6 +666,9 @@ fn open_path(session: &mut Session, outputs: &mut Outputs, path: PathBuf) -> Opt
         .find(|p| p.is_dir() && p.join("meta").is_dir());
     if let Some(dir) = dataset {
         return open_dataset(session, outputs, dir.to_path_buf(), 0);
+    }
+    if crate::spawn::is_seed_folder(&path) {
+        return apply(session, outputs, Command::OpenSpawn(path));
     }
     apply(session, outputs, Command::OpenModel { path, config: None })
 }
@@ -1064,6 +1075,60 @@ mod tests {
             last_error(&t).contains("not a Dreamyard session file"),
             "{}",
             last_error(&t)
+        );
+    }
+
+    #[test]
+    fn a_dropped_image_folder_starts_a_two_stage_dream() {
+        // DIAMOND's two-stage CS:GO fixture model, opened as a user would.
+        let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/diamond-csgo");
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Outputs {
+            root: dir.path().into(),
+            ..Outputs::default()
+        };
+        let mut s = Session::default();
+        apply(
+            &mut s,
+            &mut out,
+            Command::OpenModel {
+                path: fx.join("agent.pt"),
+                config: Some(fx.join("config.yaml")),
+            },
+        );
+        settle(&mut s);
+        // Five images of another size: the last four are the context, scaled to 140x75.
+        let frames = dir.path().join("frames");
+        std::fs::create_dir(&frames).unwrap();
+        for i in 0..5u8 {
+            let f = crate::session::frames::solid(56, 30, [40 * i, 100, 200 - 30 * i]);
+            crate::image_io::write_png(&frames.join(format!("{i:02}.png")), &f).unwrap();
+        }
+        apply(&mut s, &mut out, Command::OpenPath(frames));
+        assert_eq!(s.active_branch().truth_kind(), None, "dream mode");
+        let steps = &s.active_branch().steps;
+        assert_eq!(steps.len(), 4);
+        let first = steps[0].model.as_ref().unwrap();
+        assert_eq!((first.width, first.height), (140, 75));
+        assert_eq!(
+            first.pixel(0, 0),
+            [40, 100, 170],
+            "image 01 is the oldest context frame"
+        );
+        // The first stage starts from the frames' 5x5 means, shown beside the dream.
+        let low = steps[3].model_low.as_ref().unwrap();
+        assert_eq!((low.width, low.height), (28, 15));
+        let layout = s.model_info().unwrap().keyboard_mouse.clone().unwrap();
+        let pad = crate::keyboard_mouse::KeyboardMousePad::new(layout);
+        apply(&mut s, &mut out, Command::Step(pad.action()));
+        settle(&mut s);
+        let last = s.active_branch().steps.last().unwrap();
+        assert_eq!(last.kind, FrameKind::Imagined);
+        assert!(
+            last.model.is_some() && last.model_low.is_some(),
+            "{:?}",
+            s.notices()
         );
     }
 

@@ -53,6 +53,28 @@ pub fn spawn_dir(path: &Path) -> Option<PathBuf> {
     subs.into_iter().next()
 }
 
+/// Whether `path` holds frames to dream from: a spawn (or a folder of spawns), or a folder of
+/// PNG / JPEG images that holds no model (`model.safetensors`, `config.json`, `*.pt`).
+pub fn is_seed_folder(path: &Path) -> bool {
+    if spawn_dir(path).is_some() {
+        return true;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_ascii_lowercase())
+        .collect();
+    let model = names
+        .iter()
+        .any(|n| n == "model.safetensors" || n == "config.json" || n.ends_with(".pt"));
+    let image = names
+        .iter()
+        .any(|n| n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg"));
+    image && !model
+}
+
 fn read_npy(path: &Path) -> anyhow::Result<Tensor> {
     Tensor::read_npy(path)
         .with_context(|| format!("{}: cannot read as a NumPy array", path.display()))

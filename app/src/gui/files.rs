@@ -98,6 +98,8 @@ pub(super) enum DialogKind {
     Dataset,
     /// A saved session file (File > Save session writes them).
     Session,
+    /// Frames to dream from: a DIAMOND spawn folder or a folder of images.
+    Spawn,
 }
 
 /// Open dialogs run on threads and report here.
@@ -123,6 +125,7 @@ impl Dialogs {
             DialogKind::Model => "Open a world model (folder with model.safetensors)",
             DialogKind::Dataset => "Open a LeRobot dataset (folder with meta/)",
             DialogKind::Session => "Open a saved Dreamyard session (.json)",
+            DialogKind::Spawn => "Dream from frames (a DIAMOND spawn folder or a folder of images)",
         };
         let spawned = std::thread::Builder::new()
             .name("dreamyard-dialog".into())
@@ -168,6 +171,7 @@ fn dialog_results(
                 // Which episode? The picker asks.
                 DialogKind::Dataset => queue.0.extend(episodes.ask_or_open(path)),
                 DialogKind::Session => queue.0.push(Command::OpenSession(path)),
+                DialogKind::Spawn => queue.0.push(Command::OpenSpawn(path)),
             }
             dialogs.pending = None;
         }

@@ -25,6 +25,17 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
                 state.dialogs.open(DialogKind::Dataset);
                 ui.close();
             }
+            if ui
+                .button("Dream from frames…")
+                .on_hover_text(
+                    "the model alone, starting from real frames: a DIAMOND spawn folder \
+                     (low_res.npy, full_res.npy, act.npy) or a folder of PNG / JPEG images",
+                )
+                .clicked()
+            {
+                state.dialogs.open(DialogKind::Spawn);
+                ui.close();
+            }
             ui.separator();
             if ui
                 .button("Save session")
@@ -69,7 +80,9 @@ pub(super) fn menu_bar_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
             });
             ui.separator();
             // Where no file dialog can open (no desktop portal or zenity), a typed path works.
-            ui.label(egui::RichText::new("Open a path (model, dataset or session):").small());
+            ui.label(
+                egui::RichText::new("Open a path (model, dataset, session or spawn):").small(),
+            );
             ui.horizontal(|ui| {
                 let field = ui.add(
                     egui::TextEdit::singleline(&mut state.view.open_path)
