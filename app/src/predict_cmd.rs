@@ -150,20 +150,9 @@ fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
     let inputs = dreamyard_model::candle_core::safetensors::load(file, &Device::Cpu)
         .with_context(|| format!("{}: cannot read safetensors", file.display()))?;
 
-    let obs = if let Some(obs) = inputs.get("obs") {
-        check_rank(obs, file, "obs", 5, "(b, T, C, H, W) f32 in [-1, 1]")?;
-        obs.to_dtype(DType::F32)?
-    } else if let Some(obs) = inputs.get("obs_u8") {
-        check_rank(obs, file, "obs_u8", 5, "(b, T, C, H, W) u8")?;
-        if obs.dtype() != DType::U8 {
-            bail!(
-                "{}: tensor `obs_u8` is {:?}, expected u8",
-                file.display(),
-                obs.dtype()
-            );
-        }
-        (((obs.to_dtype(DType::F32)? / 255.0)? * 2.0)? - 1.0)?
-    } else {
+    // u8 frames as DIAMOND's loaders and the app's bridge convert them: `x / 255 * 2 - 1` with
+    // a true division, so every entry point feeds the model the same floats.
+    let Some(obs) = frames_input(&inputs, file, "obs")? else {
         bail!(
             "{}: needs tensor `obs` (f32) or `obs_u8` (u8)",
             file.display()

@@ -80,6 +80,15 @@ pub fn evaluate(
     let source = ModelSource::resolve(model_path, args.config)?;
     let model = source.build_with(args.device, args.dtype)?;
     let spec = model.spec().clone();
+    if let Some(up) = spec.upsampling {
+        bail!(
+            "{}: a two-stage model (a x{} diffusion upsampler, as DIAMOND's CS:GO model): eval \
+             scores single-stage models against a dataset's frames and does not evaluate \
+             two-stage ones yet; run it with `predict` or in the app",
+            source.config.display(),
+            up.factor
+        );
+    }
     if let Some(c) = args.context
         && c != spec.context_len
     {

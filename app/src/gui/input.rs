@@ -55,6 +55,8 @@ pub(super) struct ControlState {
     pub pointer_locked: bool,
     /// Set by the model panel when clicked: lock the pointer (and play).
     pub lock_requested: bool,
+    /// The left press that took the pointer, until it is released: not a shot.
+    swallow_click: bool,
 }
 
 impl ControlState {
@@ -332,6 +334,7 @@ fn pointer(
         control.pointer_locked = false;
     } else if want && !control.pointer_locked {
         control.pointer_locked = true;
+        control.swallow_click = true;
         if !playing {
             queue.0.push(Command::SetPlaying(true));
         }
@@ -384,7 +387,15 @@ fn pointer(
         fallback
     };
     km.add_mouse(delta.x, delta.y);
-    km.set("left click", buttons.pressed(MouseButton::Left));
+    // The click that took the pointer is not a shot: buttons count from the next press.
+    if !buttons.pressed(MouseButton::Left) {
+        control.swallow_click = false;
+    }
+    let swallow = control.swallow_click;
+    let Some(km) = control.keyboard_mouse.as_mut() else {
+        return;
+    };
+    km.set("left click", buttons.pressed(MouseButton::Left) && !swallow);
     km.set("right click", buttons.pressed(MouseButton::Right));
     control.refresh(InputSource::Mouse);
 }

@@ -333,6 +333,18 @@ fn mismatched_model_and_dataset_give_clear_errors() {
         "{stdout}"
     );
 
+    // DIAMOND's two-stage CS:GO model: eval does not score two-stage models, and says so.
+    let csgo = fixture_dir().join("../diamond-csgo");
+    let (agent, yaml) = (csgo.join("agent.pt"), csgo.join("config.yaml"));
+    let mut args = eval_args(fx, &out, &["--config", yaml.to_str().unwrap()]);
+    args[2] = agent.to_str().unwrap();
+    let (ok, stdout, _) = run_cli(&args);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("two-stage model") && stdout.contains("x5"),
+        "{stdout}"
+    );
+
     // A frame size of another aspect ratio cannot be resized without distortion.
     let wide = tmp.path().join("wide");
     copy_model(&fx.model, &wide, |cfg| {
