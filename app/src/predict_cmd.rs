@@ -192,43 +192,80 @@ fn predict_with(args: &PredictArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    if spec.upsampling.is_some() {
-        return predict_two_stage(args, &model, &device, &inputs, (&obs, &act, &roll), &source);
+    // A two-stage model starts from its full-resolution context too, when the file has one.
+    let two_stage = spec.upsampling.is_some();
+    let full = if two_stage {
+        frames_input(&inputs, file, "full_obs")?
+    } else {
+        None
+    };
+    let (obs_d, act_d) = (obs.to_device(&device)?, act.to_device(&device)?);
+    let mut state = match &full {
+        Some(full) => model.reset_two_stage(&obs_d, &full.to_device(&device)?, &act_d),
+        None => model.reset(&obs_d, &act_d),
     }
-    let mut state = model
-        .reset(&obs.to_device(&device)?, &act.to_device(&device)?)
-        .with_context(|| format!("{}: `obs` / `act` do not fit the model", file.display()))?;
+    .with_context(|| {
+        let names = if two_stage {
+            "`obs` / `full_obs` / `act`"
+        } else {
+            "`obs` / `act`"
+        };
+        format!("{}: {names} do not fit the model", file.display())
+    })?;
     let mut seeded = SeededNoise::new(args.seed);
-    let mut frames = Vec::with_capacity(steps);
+    let (mut lows, mut frames) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     for t in 0..steps {
         let a = roll.i((.., t))?.contiguous()?.to_device(&device)?;
-        let frame = match &noise {
-            Some(n) => {
-                let mut given =
-                    GivenNoise::new([n.i((.., t))?.contiguous()?.to_device(&device)?]);
-                let f = model.step(&mut state, &a, &mut given as &mut dyn NoiseSource)?;
-                if given.remaining() != 0 {
-                    bail!("rollout.noise: step {t} left noise unused");
-                }
-                f
+        // Supplied draws: a single-stage model's `rollout.noise`, a two-stage model's every
+        // draw of both samplers (fixture names); else seeded noise.
+        let draws = if two_stage {
+            two_stage_draws(&model, &inputs, file, t)?
+        } else {
+            match &noise {
+                Some(n) => Some(vec![n.i((.., t))?.contiguous()?]),
+                None => None,
             }
-            None => model.step(&mut state, &a, &mut seeded)?,
         };
-        frames.push(frame.to_device(&Device::Cpu)?);
+        let out = match draws {
+            Some(draws) => {
+                let draws = draws
+                    .into_iter()
+                    .map(|d| d.to_device(&device))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut given = GivenNoise::new(draws);
+                let out = model
+                    .step_stages(&mut state, &a, &mut given as &mut dyn NoiseSource)
+                    .with_context(|| format!("{}: step {t}", file.display()))?;
+                if given.remaining() != 0 {
+                    bail!("{}: step {t} left supplied noise unused", file.display());
+                }
+                out
+            }
+            None => model.step_stages(&mut state, &a, &mut seeded)?,
+        };
+        frames.push(out.output().to_device(&Device::Cpu)?);
+        if two_stage {
+            lows.push(out.low.to_device(&Device::Cpu)?);
+        }
     }
-    let frames = Tensor::stack(&frames, 1)?; // [b, N, C, H, W]
-    let out: HashMap<String, Tensor> = [("frames".to_string(), frames)].into_iter().collect();
+    let mut out: HashMap<String, Tensor> = [("frames".to_string(), Tensor::stack(&frames, 1)?)] // [b, N, C, H, W]
+        .into_iter()
+        .collect();
+    if two_stage {
+        out.insert("frames_lowres".to_string(), Tensor::stack(&lows, 1)?);
+    }
     dreamyard_model::candle_core::safetensors::save(&out, &args.out)
         .with_context(|| format!("{}: cannot write", args.out.display()))?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "out": args.out.display().to_string(),
-            "batch": b,
-            "steps": steps,
-            "model_sha256": source.weights_sha256()?,
-        })
-    );
+    let mut line = serde_json::json!({
+        "out": args.out.display().to_string(),
+        "batch": b,
+        "steps": steps,
+        "model_sha256": source.weights_sha256()?,
+    });
+    if two_stage {
+        line["stages"] = serde_json::json!(2);
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -302,77 +339,6 @@ fn two_stage_draws(
         }
     }
     Ok(Some(draws))
-}
-
-/// `predict` for a two-stage model: both stages' frames, with the fixture's draws if given.
-fn predict_two_stage(
-    args: &PredictArgs,
-    model: &dreamyard_model::WorldModel,
-    device: &Device,
-    inputs: &HashMap<String, Tensor>,
-    (obs, act, roll): (&Tensor, &Tensor, &Tensor),
-    source: &ModelSource,
-) -> anyhow::Result<()> {
-    let file = args.inputs.as_path();
-    let b = obs.dim(0)?;
-    let mut state = match frames_input(inputs, file, "full_obs")? {
-        Some(full) => model.reset_two_stage(
-            &obs.to_device(device)?,
-            &full.to_device(device)?,
-            &act.to_device(device)?,
-        ),
-        None => model.reset(&obs.to_device(device)?, &act.to_device(device)?),
-    }
-    .with_context(|| {
-        format!(
-            "{}: `obs` / `full_obs` / `act` do not fit the model",
-            file.display()
-        )
-    })?;
-    let mut seeded = SeededNoise::new(args.seed);
-    let steps = roll.dim(1)?;
-    let (mut lows, mut fulls) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
-    for t in 0..steps {
-        let a = roll.i((.., t))?.contiguous()?.to_device(device)?;
-        let frames = match two_stage_draws(model, inputs, file, t)? {
-            Some(draws) => {
-                let draws = draws
-                    .into_iter()
-                    .map(|d| d.to_device(device))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut given = GivenNoise::new(draws);
-                let f = model
-                    .step_stages(&mut state, &a, &mut given as &mut dyn NoiseSource)
-                    .with_context(|| format!("{}: step {t}", file.display()))?;
-                if given.remaining() != 0 {
-                    bail!("{}: step {t} left supplied noise unused", file.display());
-                }
-                f
-            }
-            None => model.step_stages(&mut state, &a, &mut seeded)?,
-        };
-        lows.push(frames.low.to_device(&Device::Cpu)?);
-        fulls.push(frames.output().to_device(&Device::Cpu)?);
-    }
-    let out: HashMap<String, Tensor> = [
-        ("frames".to_string(), Tensor::stack(&fulls, 1)?),
-        ("frames_lowres".to_string(), Tensor::stack(&lows, 1)?),
-    ]
-    .into_iter()
-    .collect();
-    dreamyard_model::candle_core::safetensors::save(&out, &args.out)
-        .with_context(|| format!("{}: cannot write", args.out.display()))?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "out": args.out.display().to_string(),
-            "batch": b,
-            "steps": steps,
-            "stages": 2,
-            "model_sha256": source.weights_sha256()?,
-        })
-    );
-    Ok(())
 }
 
 /// Runs `dreamyard convert`.

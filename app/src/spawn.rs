@@ -124,6 +124,15 @@ fn actions_from(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
     Ok(rows)
 }
 
+/// The actions in `path` if the file exists, else none.
+fn optional_actions(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    if path.is_file() {
+        actions_from(path)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// Reads a DIAMOND spawn folder.
 pub fn read_spawn(dir: &Path) -> anyhow::Result<Spawn> {
     let low = frames_from(&dir.join("low_res.npy"))?;
@@ -146,11 +155,7 @@ pub fn read_spawn(dir: &Path) -> anyhow::Result<Spawn> {
         );
     }
     let act = dir.join("act.npy");
-    let actions = if act.is_file() {
-        actions_from(&act)?
-    } else {
-        Vec::new()
-    };
+    let actions = optional_actions(&act)?;
     if !actions.is_empty() && actions.len() != low.len() {
         bail!(
             "{}: {} actions for {} frames; expected one per frame",
@@ -159,12 +164,7 @@ pub fn read_spawn(dir: &Path) -> anyhow::Result<Spawn> {
             low.len()
         );
     }
-    let next = dir.join("next_act.npy");
-    let next_actions = if next.is_file() {
-        actions_from(&next)?
-    } else {
-        Vec::new()
-    };
+    let next_actions = optional_actions(&dir.join("next_act.npy"))?;
     Ok(Spawn {
         low,
         full,

@@ -507,32 +507,34 @@ fn diamond_config_from_yaml(
         })
         .transpose()?;
 
-    let wme = y.world_model_env;
+    // The samplers: `world_model_env`'s (the `main` branch names the next-frame one
+    // `diffusion_sampler`, the `csgo` branch `diffusion_sampler_next_obs`); a two-stage model
+    // without them samples with DIAMOND's default `fast` settings.
+    let (mut next, mut up) = (None, None);
+    if let Some(w) = y.world_model_env {
+        next = match (w.diffusion_sampler, w.diffusion_sampler_next_obs) {
+            (Some(s), _) => Some(yaml_sampler(
+                s,
+                origin,
+                "world_model_env.diffusion_sampler",
+            )?),
+            (None, Some(s)) => Some(yaml_sampler(
+                s,
+                origin,
+                "world_model_env.diffusion_sampler_next_obs",
+            )?),
+            (None, None) => None,
+        };
+        up = w
+            .diffusion_sampler_upsampling
+            .map(|s| yaml_sampler(s, origin, "world_model_env.diffusion_sampler_upsampling"))
+            .transpose()?;
+    }
     let (fast_next, fast_up) = diamond_fast_samplers();
-    let (sampler, up_sampler) = match (wme, upsampler.is_some()) {
-        (Some(w), two_stage) => {
-            let next = match (w.diffusion_sampler, w.diffusion_sampler_next_obs) {
-                (Some(s), _) => yaml_sampler(s, origin, "world_model_env.diffusion_sampler")?,
-                (None, Some(s)) => {
-                    yaml_sampler(s, origin, "world_model_env.diffusion_sampler_next_obs")?
-                }
-                (None, None) if two_stage => fast_next,
-                (None, None) => {
-                    return Err(ModelError::config(
-                        origin,
-                        "world_model_env.diffusion_sampler",
-                        "missing",
-                    ));
-                }
-            };
-            let up = match w.diffusion_sampler_upsampling {
-                Some(s) => yaml_sampler(s, origin, "world_model_env.diffusion_sampler_upsampling")?,
-                None => fast_up,
-            };
-            (next, up)
-        }
-        (None, true) => (fast_next, fast_up),
-        (None, false) => {
+    let sampler = match next {
+        Some(s) => s,
+        None if upsampler.is_some() => fast_next,
+        None => {
             return Err(ModelError::config(
                 origin,
                 "world_model_env.diffusion_sampler",
@@ -540,6 +542,7 @@ fn diamond_config_from_yaml(
             ));
         }
     };
+    let up_sampler = up.unwrap_or(fast_up);
 
     // DIAMOND's env config gives the training frame size as `env.train.size` (the output's:
     // full resolution for a two-stage model).

@@ -528,15 +528,6 @@ impl ModelConfig {
         }
         Ok(())
     }
-
-    /// The size of the frames a model outputs for `low`-sized first-stage frames.
-    pub fn output_size(&self, low: FrameSize) -> FrameSize {
-        let f = self.upsampler.as_ref().map_or(1, UpsamplerConfig::factor);
-        FrameSize {
-            height: low.height * f,
-            width: low.width * f,
-        }
-    }
 }
 
 fn check_denoiser(origin: &str, d: &DenoiserConfig) -> Result<()> {

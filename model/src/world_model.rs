@@ -38,17 +38,6 @@ pub struct Upsampling {
     pub context_len: usize,
 }
 
-impl WorldModelSpec {
-    /// The size of the frames `step` returns when the first stage runs at `low`.
-    pub fn output_size(&self, low: FrameSize) -> FrameSize {
-        let f = self.upsampling.map_or(1, |u| u.factor);
-        FrameSize {
-            height: low.height * f,
-            width: low.width * f,
-        }
-    }
-}
-
 /// The frames one step made: the first stage's and, in a two-stage model, the upsampled one.
 #[derive(Debug, Clone)]
 pub struct StepFrames {
@@ -438,32 +427,31 @@ impl WorldModel {
                 }
                 Ok(actions.to_dtype(DType::U32)?.to_device(self.device())?)
             }
-            ActionSpace::MultiHot { num_actions, .. } => {
-                let mut want = lead.to_vec();
-                want.push(*num_actions);
-                if dims != want.as_slice() {
-                    return Err(ModelError::input(
-                        what,
-                        format!("multi-hot vectors of shape {want:?}"),
-                        format!("{dims:?}"),
-                    ));
-                }
-                // DIAMOND asserts every value is 0 or 1 (the embedding sums rows).
-                let v: Vec<f32> = actions.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                if let Some(bad) = v.iter().find(|&&a| a != 0.0 && a != 1.0) {
-                    return Err(ModelError::input(what, "values 0 or 1", bad.to_string()));
-                }
-                Ok(actions.to_dtype(DType::F32)?.to_device(self.device())?)
+            ActionSpace::MultiHot {
+                num_actions: dim, ..
             }
-            ActionSpace::Continuous { dim, .. } => {
+            | ActionSpace::Continuous { dim, .. } => {
+                let multi_hot = matches!(self.spec.action, ActionSpace::MultiHot { .. });
                 let mut want = lead.to_vec();
                 want.push(*dim);
                 if dims != want.as_slice() {
+                    let kind = if multi_hot {
+                        "multi-hot vectors of shape"
+                    } else {
+                        "shape"
+                    };
                     return Err(ModelError::input(
                         what,
-                        format!("shape {want:?}"),
+                        format!("{kind} {want:?}"),
                         format!("{dims:?}"),
                     ));
+                }
+                if multi_hot {
+                    // DIAMOND asserts every value is 0 or 1 (the embedding sums rows).
+                    let v: Vec<f32> = actions.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                    if let Some(bad) = v.iter().find(|&&a| a != 0.0 && a != 1.0) {
+                        return Err(ModelError::input(what, "values 0 or 1", bad.to_string()));
+                    }
                 }
                 Ok(actions.to_dtype(DType::F32)?.to_device(self.device())?)
             }

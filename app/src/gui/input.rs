@@ -139,11 +139,11 @@ fn sync_action_space(session: Option<Res<SessionRes>>, mut control: ResMut<Contr
         return;
     };
     let space = session.action_space().cloned();
-    let layout = session.model_info().and_then(|m| m.keyboard_mouse.clone());
-    let layout_changed = control.keyboard_mouse.as_ref().map(|k| &k.layout) != layout.as_ref();
+    let layout = session.model_info().and_then(|m| m.keyboard_mouse.as_ref());
+    let layout_changed = control.keyboard_mouse.as_ref().map(|k| &k.layout) != layout;
     if control.pad.as_ref().map(|p| &p.space) != space.as_ref() || layout_changed {
         control.pad = space.map(ActionPad::new);
-        control.keyboard_mouse = layout.map(KeyboardMousePad::new);
+        control.keyboard_mouse = layout.cloned().map(KeyboardMousePad::new);
         control.refresh(InputSource::None);
     }
     // A take-over from a replay: the controls start from the recorded action there.
@@ -189,12 +189,15 @@ fn keyboard(
     }
     let recording = session.recording().is_some();
     // A keyboard-and-mouse model takes its keys; shortcuts on those keys give way.
-    let km_layout = control.keyboard_mouse.clone();
-    let taken = |k: KeyCode| {
-        km_layout
-            .as_ref()
-            .is_some_and(|km| pygame_name(k).is_some_and(|n| km.uses(n)))
+    let taken_keys: Vec<KeyCode> = match &control.keyboard_mouse {
+        Some(km) => keys
+            .get_just_pressed()
+            .copied()
+            .filter(|k| pygame_name(*k).is_some_and(|n| km.uses(n)))
+            .collect(),
+        None => Vec::new(),
     };
+    let taken = |k: KeyCode| taken_keys.contains(&k);
     let pressed = |k: KeyCode| keys.just_pressed(k) && !taken(k);
     if keys.just_pressed(KeyCode::Escape) && control.pointer_locked {
         // Esc gives the pointer back (and pauses: the mouse no longer steers).

@@ -1434,17 +1434,17 @@ impl Session {
         match result {
             Ok(done) => {
                 rec.metrics = rec.truth.as_ref().map(|t| {
-                    let mut m = frame_metrics(t, &done.frame, has_palette.as_ref());
+                    let mut m = frame_metrics(t, &done.out.frame, has_palette.as_ref());
                     if let (Some(palette), Some(spec)) = (&has_palette, &scene_spec) {
                         m.objects =
-                            object_status(t, &done.frame, previous.as_deref(), palette, spec);
+                            object_status(t, &done.out.frame, previous.as_deref(), palette, spec);
                     }
                     m
                 });
-                rec.model = Some(Arc::new(done.frame));
-                rec.model_low = done.low.map(Arc::new);
-                rec.stage_ms = done.stage_ms;
-                rec.state = Some(done.state);
+                rec.model = Some(Arc::new(done.out.frame));
+                rec.model_low = done.out.low.map(Arc::new);
+                rec.stage_ms = done.out.stage_ms;
+                rec.state = Some(done.out.state);
                 rec.compute_ms = Some(done.compute_ms);
                 if let Some(info) = self.model_info.as_mut() {
                     info.memory = done.memory.or(info.memory);

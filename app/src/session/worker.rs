@@ -36,12 +36,8 @@ struct Job {
 /// A finished step.
 #[derive(Debug)]
 pub struct StepDone {
-    pub frame: Frame,
-    /// A two-stage model's first-stage frame.
-    pub low: Option<Frame>,
-    /// A two-stage model's time per stage (first stage, upsampler), ms.
-    pub stage_ms: Option<[f64; 2]>,
-    pub state: ModelState,
+    /// The model's frames, stage times and state after the step.
+    pub out: StepOutput,
     /// Time the model took for this step (reset included), on the worker.
     pub compute_ms: f64,
     /// Memory in use on the model's device after the step.
@@ -142,10 +138,7 @@ fn serve(load: Loader, jobs: &Receiver<Job>, replies: &Sender<Reply>) {
         let t0 = Instant::now();
         let result = run_job(backend.as_ref(), &job)
             .map(|out| StepDone {
-                frame: out.frame,
-                low: out.low,
-                stage_ms: out.stage_ms,
-                state: out.state,
+                out,
                 compute_ms: t0.elapsed().as_secs_f64() * 1e3,
                 memory: backend.memory(),
             })

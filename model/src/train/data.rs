@@ -58,15 +58,10 @@ pub struct WindowStart {
     pub t: usize,
 }
 
-/// Number of action components per step of `space` (1 for discrete).
-pub fn action_width(space: &ActionSpace) -> usize {
-    space.dim()
-}
-
 impl TrainData {
     /// Number of action components per step (1 for discrete).
     pub fn action_width(&self) -> usize {
-        action_width(&self.action)
+        self.action.dim()
     }
 
     fn frame_bytes(&self) -> usize {

@@ -637,7 +637,7 @@ impl Trainer {
             || windows.episodes.iter().any(|e| e.len != span + 1)
             || windows.channels != inner.img_channels
             || frame.is_some_and(|f| f != windows.frame)
-            || crate::train::data::action_width(&inner.action) != windows.action_width()
+            || inner.action.dim() != windows.action_width()
         {
             return Err(ModelError::input(
                 "training stream",

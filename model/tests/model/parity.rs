@@ -19,11 +19,19 @@ use dreamyard_model::{
 /// One quantisation level of the denoiser output.
 pub(crate) const LEVEL: f32 = 2.0 / 255.0;
 
-fn fixture_dir() -> PathBuf {
+/// The shared fixture set `name` (`diamond`, `diamond-csgo`): under `$DREAMYARD_FIXTURES` if
+/// set, else `../shared/fixtures` beside the checkout.
+pub(crate) fn fixture_dir_named(name: &str) -> PathBuf {
     match std::env::var_os("DREAMYARD_FIXTURES") {
-        Some(dir) => PathBuf::from(dir).join("diamond"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/diamond"),
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures")
+            .join(name),
     }
+}
+
+fn fixture_dir() -> PathBuf {
+    fixture_dir_named("diamond")
 }
 
 /// The devices the numerical checks run on: the CPU, and CUDA GPU 0 where the build and the
@@ -45,19 +53,31 @@ pub(crate) fn device_label(dev: &Device) -> &'static str {
     if dev.is_cpu() { "cpu" } else { "cuda" }
 }
 
-struct Fixture {
-    inputs: HashMap<String, Tensor>,
-    outputs: HashMap<String, Tensor>,
-    model: WorldModel,
+/// A fixture set: its inputs on a device, its reference outputs on the CPU, and the model
+/// loaded from DIAMOND's `agent.pt` + `config.yaml`.
+pub(crate) struct Fixture {
+    pub(crate) inputs: HashMap<String, Tensor>,
+    pub(crate) outputs: HashMap<String, Tensor>,
+    pub(crate) model: WorldModel,
 }
 
 impl Fixture {
-    fn input(&self, name: &str) -> &Tensor {
+    /// Loads the set in `dir`, its inputs and model on `dev`.
+    pub(crate) fn load(dir: &Path, dev: &Device) -> Self {
+        Self {
+            inputs: candle_core::safetensors::load(dir.join("inputs.safetensors"), dev).unwrap(),
+            outputs: candle_core::safetensors::load(dir.join("outputs.safetensors"), &Device::Cpu)
+                .unwrap(),
+            model: WorldModel::load_diamond(&dir.join("agent.pt"), &dir.join("config.yaml"), dev)
+                .unwrap(),
+        }
+    }
+    pub(crate) fn input(&self, name: &str) -> &Tensor {
         self.inputs
             .get(name)
             .unwrap_or_else(|| panic!("input {name}"))
     }
-    fn output(&self, name: &str) -> &Tensor {
+    pub(crate) fn output(&self, name: &str) -> &Tensor {
         self.outputs
             .get(name)
             .unwrap_or_else(|| panic!("output {name}"))
@@ -80,16 +100,7 @@ fn fixture_on(dev: &Device) -> &'static Fixture {
     static CPU: OnceLock<Fixture> = OnceLock::new();
     static GPU: OnceLock<Fixture> = OnceLock::new();
     let cell = if dev.is_cpu() { &CPU } else { &GPU };
-    cell.get_or_init(|| {
-        let dir = fixture_dir();
-        Fixture {
-            inputs: candle_core::safetensors::load(dir.join("inputs.safetensors"), dev).unwrap(),
-            outputs: candle_core::safetensors::load(dir.join("outputs.safetensors"), &Device::Cpu)
-                .unwrap(),
-            model: WorldModel::load_diamond(&dir.join("agent.pt"), &dir.join("config.yaml"), dev)
-                .unwrap(),
-        }
-    })
+    cell.get_or_init(|| Fixture::load(&fixture_dir(), dev))
 }
 
 pub(crate) fn to_f32_vec(t: &Tensor) -> Vec<f32> {

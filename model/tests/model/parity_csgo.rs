@@ -5,8 +5,7 @@
 //! rollout of both stages, on the fast CPU kernels and on candle's ops (and CUDA GPU 0 where a
 //! `cuda` build finds one), plus the keyboard-and-mouse action encoding.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
@@ -17,50 +16,32 @@ use dreamyard_model::{
 };
 
 use super::parity::{
-    assert_close, assert_quantized, assert_quantized_levels, device_label, devices, to_f32_vec,
+    Fixture, assert_close, assert_quantized, assert_quantized_levels, device_label, devices,
+    fixture_dir_named, to_f32_vec,
 };
 
 fn fixture_dir() -> PathBuf {
-    match std::env::var_os("DREAMYARD_FIXTURES") {
-        Some(dir) => PathBuf::from(dir).join("diamond-csgo"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/diamond-csgo"),
-    }
+    fixture_dir_named("diamond-csgo")
 }
 
-struct Fixture {
-    inputs: HashMap<String, Tensor>,
-    outputs: HashMap<String, Tensor>,
-    model: WorldModel,
+/// A uint8 input as DIAMOND's float frames: `x.div(255).mul(2).sub(1)`.
+fn frames(f: &Fixture, name: &str) -> Tensor {
+    u8_to_unit(f.input(name))
 }
 
-impl Fixture {
-    fn input(&self, name: &str) -> &Tensor {
-        self.inputs
-            .get(name)
-            .unwrap_or_else(|| panic!("input {name}"))
-    }
-    fn output(&self, name: &str) -> &Tensor {
-        self.outputs
-            .get(name)
-            .unwrap_or_else(|| panic!("output {name}"))
-    }
-    /// A uint8 input as DIAMOND's float frames: `x.div(255).mul(2).sub(1)`.
-    fn frames(&self, name: &str) -> Tensor {
-        u8_to_unit(self.input(name))
-    }
-    /// The denoiser's context [b, T*C, h, w] and actions [b, T, 51] (f32).
-    fn lr_context(&self, prefix: &str) -> (Tensor, Tensor) {
-        let obs = match prefix {
-            "" => self.input("obs").clone(),
-            p => self.frames(&format!("{p}obs_u8")),
-        };
-        let (b, t, c, h, w) = obs.dims5().unwrap();
-        let act = self
-            .input(&format!("{prefix}act"))
-            .to_dtype(DType::F32)
-            .unwrap();
-        (obs.reshape((b, t * c, h, w)).unwrap(), act)
-    }
+/// The denoiser's context [b, T*C, h, w] and actions [b, T, 51] (f32), from `obs` or, with a
+/// prefix (`alt.`), from `<prefix>obs_u8`.
+fn lr_context(f: &Fixture, prefix: &str) -> (Tensor, Tensor) {
+    let obs = match prefix {
+        "" => f.input("obs").clone(),
+        p => frames(f, &format!("{p}obs_u8")),
+    };
+    let (b, t, c, h, w) = obs.dims5().unwrap();
+    let act = f
+        .input(&format!("{prefix}act"))
+        .to_dtype(DType::F32)
+        .unwrap();
+    (obs.reshape((b, t * c, h, w)).unwrap(), act)
 }
 
 fn u8_to_unit(t: &Tensor) -> Tensor {
@@ -73,16 +54,20 @@ fn fixture_on(dev: &Device) -> &'static Fixture {
     static CPU: OnceLock<Fixture> = OnceLock::new();
     static GPU: OnceLock<Fixture> = OnceLock::new();
     let cell = if dev.is_cpu() { &CPU } else { &GPU };
-    cell.get_or_init(|| {
-        let dir = fixture_dir();
-        Fixture {
-            inputs: candle_core::safetensors::load(dir.join("inputs.safetensors"), dev).unwrap(),
-            outputs: candle_core::safetensors::load(dir.join("outputs.safetensors"), &Device::Cpu)
-                .unwrap(),
-            model: WorldModel::load_diamond(&dir.join("agent.pt"), &dir.join("config.yaml"), dev)
-                .unwrap(),
+    cell.get_or_init(|| Fixture::load(&fixture_dir(), dev))
+}
+
+/// Runs `check` on every device, on the CPU with both kernel paths (a GPU has only candle's).
+fn on_every_device_and_path(check: fn(&Device)) {
+    for dev in devices() {
+        for path in [KernelPath::Fast, KernelPath::Candle] {
+            if !dev.is_cpu() && path == KernelPath::Fast {
+                continue;
+            }
+            eprintln!("csgo, {}, kernel path: {}", device_label(&dev), path.name());
+            with_kernel_path(path, || check(&dev));
         }
-    })
+    }
 }
 
 /// A sampler config from `fixture.samplers` in config.yaml.
@@ -96,7 +81,7 @@ fn fixture_sampler(name: &str) -> SamplerConfig {
 /// The upsampler's context for the single calls and sampler runs: the last full-resolution
 /// frame, then the bicubic-upsampled `up.low`, [b, 2, C, H, W].
 fn up_context(f: &Fixture) -> Tensor {
-    let full = f.frames("full_obs_u8"); // [b, 4, C, H, W]
+    let full = frames(f, "full_obs_u8"); // [b, 4, C, H, W]
     let t = full.dim(1).unwrap();
     let last = full.narrow(1, t - 1, 1).unwrap();
     let bic = bicubic_upsample(f.input("up.low"), 5)
@@ -184,7 +169,7 @@ fn csgo_native_round_trip_gives_the_same_frames() {
     let native = WorldModel::load_native(&out, &Device::Cpu).unwrap();
     let f = fixture_on(&Device::Cpu);
     assert_eq!(native.config(), f.model.config());
-    let (obs, act) = f.lr_context("");
+    let (obs, act) = lr_context(f, "");
     let a = f.model.denoiser().denoise_traced_cond(
         f.input("denoise.lr.s1.noisy_next_obs"),
         f.input("denoise.lr.s1.sigma"),
@@ -271,7 +256,7 @@ fn csgo_single_calls_match_on_candle_path() {
 fn single_calls_on(dev: &Device, path: KernelPath) {
     let f = fixture_on(dev);
     eprintln!("csgo, {}, kernel path: {}", device_label(dev), path.name());
-    let (lr_obs, act) = f.lr_context("");
+    let (lr_obs, act) = lr_context(f, "");
     let up_obs = flat(&up_context(f));
     assert_close(
         "up.bicubic",
@@ -355,7 +340,7 @@ fn single_calls_on(dev: &Device, path: KernelPath) {
 fn csgo_published_size_calls_match() {
     for path in [KernelPath::Fast, KernelPath::Candle] {
         let f = fixture_on(&Device::Cpu);
-        let (obs, act) = f.lr_context("alt.");
+        let (obs, act) = lr_context(f, "alt.");
         let tr = with_kernel_path(path, || {
             f.model.denoiser().denoise_traced_cond(
                 f.input("alt.lr.noisy_next_obs"),
@@ -374,10 +359,10 @@ fn csgo_published_size_calls_match() {
             1e-3,
         );
 
-        let low = f.frames("alt.up.low_u8");
+        let low = frames(f, "alt.up.low_u8");
         let bic = bicubic_upsample(&low, 5).unwrap();
         assert_close("alt.up.bicubic", &bic, f.output("alt.up.bicubic"), 1e-4);
-        let full = f.frames("alt.full_obs_u8");
+        let full = frames(f, "alt.full_obs_u8");
         let up_obs = flat(&Tensor::cat(&[&full, &bic.unsqueeze(1).unwrap()], 1).unwrap());
         let tr = with_kernel_path(path, || {
             f.model.upsampler().unwrap().denoiser().denoise_traced_cond(
@@ -401,14 +386,7 @@ fn csgo_published_size_calls_match() {
 
 #[test]
 fn csgo_sampler_runs_match() {
-    for dev in devices() {
-        for path in [KernelPath::Fast, KernelPath::Candle] {
-            if !dev.is_cpu() && path == KernelPath::Fast {
-                continue;
-            }
-            with_kernel_path(path, || sampler_runs_on(&dev));
-        }
-    }
+    on_every_device_and_path(sampler_runs_on);
 }
 
 fn sampler_runs_on(dev: &Device) {
@@ -505,19 +483,12 @@ fn rollout_draws(f: &Fixture, e: usize, t: usize) -> Vec<Tensor> {
 /// full-res context, actions), then 6 steps; every frame within one level of DIAMOND's.
 #[test]
 fn csgo_rollout_free_running_matches() {
-    for dev in devices() {
-        for path in [KernelPath::Fast, KernelPath::Candle] {
-            if !dev.is_cpu() && path == KernelPath::Fast {
-                continue;
-            }
-            with_kernel_path(path, || rollout_free_running_on(&dev));
-        }
-    }
+    on_every_device_and_path(rollout_free_running_on);
 }
 
 fn rollout_free_running_on(dev: &Device) {
     let f = fixture_on(dev);
-    let (low_all, full_all) = (f.frames("obs_u8"), f.frames("full_obs_u8"));
+    let (low_all, full_all) = (frames(f, "obs_u8"), frames(f, "full_obs_u8"));
     let act_all = f.input("act").to_dtype(DType::F32).unwrap();
     for e in 0..2 {
         let r = |t: &Tensor| t.narrow(0, e, 1).unwrap();
@@ -564,7 +535,7 @@ fn rollout_free_running_on(dev: &Device) {
 #[test]
 fn csgo_rollout_teacher_forced_matches() {
     let f = fixture_on(&Device::Cpu);
-    let (low_all, full_all) = (f.frames("obs_u8"), f.frames("full_obs_u8"));
+    let (low_all, full_all) = (frames(f, "obs_u8"), frames(f, "full_obs_u8"));
     let up = f.model.upsampler().unwrap();
     for e in 0..2 {
         let lr_frames = f.output("rollout.lr.frames").i(e).unwrap();

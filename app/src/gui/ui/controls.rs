@@ -223,12 +223,12 @@ fn keyboard_mouse_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
     painter.rect_filled(rect, 4.0, Color32::from_gray(28));
     let bins_x = &km.layout.mouse_x;
     let bins_y = &km.layout.mouse_y;
-    let at = |bins: &[f32], v: f32| {
-        let i = bins.iter().position(|&b| b == v).unwrap_or(0);
-        (i as f32 + 0.5) / bins.len().max(1) as f32
-    };
-    for (i, _) in bins_x.iter().enumerate() {
-        let x = rect.left() + (i as f32 + 0.5) / bins_x.len().max(1) as f32 * rect.width();
+    // Where bin `i` of `n` sits across the strip, in [0, 1].
+    let centre = |i: usize, n: usize| (i as f32 + 0.5) / n.max(1) as f32;
+    let at =
+        |bins: &[f32], v: f32| centre(bins.iter().position(|&b| b == v).unwrap_or(0), bins.len());
+    for i in 0..bins_x.len() {
+        let x = rect.left() + centre(i, bins_x.len()) * rect.width();
         painter.vline(x, rect.y_range(), Stroke::new(1.0, Color32::from_gray(40)));
     }
     let p = rect.min + Vec2::new(at(bins_x, now.mouse.0), at(bins_y, now.mouse.1)) * rect.size();
@@ -242,18 +242,11 @@ fn keyboard_mouse_ui(ui: &mut egui::Ui, state: &mut UiState<'_>) {
         .monospace(),
     );
     if let Some(last) = km.last() {
-        let keys = if last.kept_keys.is_empty() {
-            "no keys".to_owned()
-        } else {
-            last.kept_keys.join(" + ")
-        };
+        let took = crate::keyboard_mouse::describe(&km.layout, &last.vector);
         ui.label(
-            egui::RichText::new(format!(
-                "last step took: {keys} · mouse {:+} {:+}",
-                last.mouse.0, last.mouse.1
-            ))
-            .small()
-            .weak(),
+            egui::RichText::new(format!("last step took: {took}"))
+                .small()
+                .weak(),
         );
     }
     if changed {
