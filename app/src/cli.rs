@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::launch::GuiArgs;
-use crate::{dataset_cmd, eval_cmd, model_cmd, predict_cmd, scene_cmd, train_cmd};
+use crate::{dataset_cmd, eval_cmd, model_cmd, predict_cmd, scene_cmd, soak, train_cmd};
 
 /// Dreamyard: an interactive world-model simulator for physical AI.
 ///
@@ -45,6 +45,9 @@ pub enum Command {
     /// Benchmark a model against a dataset's episodes: rollout-vs-truth metrics per horizon
     /// step, baselines, plots and a report (`eval merge` combines `--shard` runs).
     Eval(eval_cmd::EvalArgs),
+    /// Drive the app's session core headless for a while (play, fork, switch, delete, reset,
+    /// re-anchor, record) and report how its memory grew; prints JSON.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +86,7 @@ where
         Some(Command::Predict(args)) => predict_cmd::predict(&args),
         Some(Command::Convert(args)) => predict_cmd::convert(&args),
         Some(Command::Train(args)) => train_cmd::run(&args),
+        Some(Command::Soak(args)) => soak::run(&args),
         Some(Command::Eval(eval)) => {
             let argv: Vec<String> = args
                 .iter()

@@ -25,6 +25,7 @@ pub mod perturb;
 mod predict_cmd;
 mod scene_cmd;
 pub mod session;
+pub mod soak;
 pub mod spawn;
 pub mod text;
 mod train_cmd;

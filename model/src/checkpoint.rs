@@ -45,11 +45,11 @@ impl Checkpoint {
     /// Reads a native config (JSON) and a safetensors file of denoiser tensors.
     pub fn from_native_files(config_json: &Path, weights: &Path) -> Result<Self> {
         let text = read_text(config_json)?;
-        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| {
+        let config: ModelConfig = dreamyard_fieldpath::from_json_str(&text).map_err(|e| {
             ModelError::config(
                 config_json.display().to_string(),
-                json_field(&e),
-                e.to_string(),
+                e.path.to_string(),
+                e.message(),
             )
         })?;
         config.validate()?;
@@ -109,8 +109,8 @@ impl Checkpoint {
         let text = read_text(path)?;
         let origin = path.display().to_string();
         if path.extension().is_some_and(|e| e == "json") {
-            let config: ModelConfig = serde_json::from_str(&text)
-                .map_err(|e| ModelError::config(&origin, json_field(&e), e.to_string()))?;
+            let config: ModelConfig = dreamyard_fieldpath::from_json_str(&text)
+                .map_err(|e| ModelError::config(&origin, e.path.to_string(), e.message()))?;
             config.validate()?;
             return Ok(config);
         }
@@ -240,14 +240,13 @@ fn weights_error(path: &Path, e: &candle_core::Error) -> ModelError {
     }
 }
 
-/// Best-effort field name for a serde_json error (its message names the field for missing or
-/// unknown ones; otherwise the position is in the reason).
-fn json_field(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    msg.split('`')
-        .nth(1)
-        .map(str::to_string)
-        .unwrap_or_else(|| "(document)".to_string())
+/// `field` (a yaml section) joined with the path of an error inside it.
+fn yaml_field(field: &str, e: &dreamyard_fieldpath::Error<serde_norway::Error>) -> String {
+    if e.path.is_root() {
+        field.to_owned()
+    } else {
+        format!("{field}.{}", e.path)
+    }
 }
 
 /// Reads the `denoiser.*` and `upsampler.*` tensors of a DIAMOND `agent.pt` (PyTorch zip
@@ -375,8 +374,8 @@ fn yaml_sampler(v: serde_norway::Value, origin: &str, field: &str) -> Result<Sam
     if let serde_norway::Value::Mapping(m) = &mut v {
         m.remove("_target_");
     }
-    serde_norway::from_value::<SamplerConfig>(v)
-        .map_err(|e| ModelError::config(origin, field, e.to_string()))
+    dreamyard_fieldpath::from_yaml_value::<SamplerConfig>(v)
+        .map_err(|e| ModelError::config(origin, yaml_field(field, &e), e.message()))
 }
 
 /// One DIAMOND `DenoiserConfig` (`field` names it in errors): `num_actions` is filled in when
@@ -412,8 +411,8 @@ fn yaml_denoiser(
         })?;
         map.insert(key, Value::Number(n.into()));
     }
-    let mut inner_model: InnerModelConfig = serde_norway::from_value(inner)
-        .map_err(|e| ModelError::config(origin, &inner_field, e.to_string()))?;
+    let mut inner_model: InnerModelConfig = dreamyard_fieldpath::from_yaml_value(inner)
+        .map_err(|e| ModelError::config(origin, yaml_field(&inner_field, &e), e.message()))?;
     inner_model.noise_cond = noise_cond;
     inner_model.is_upsampler = d.upsampling_factor.is_some();
     if noise_cond && let ActionSpace::Discrete { num_actions } = inner_model.action {
@@ -444,8 +443,8 @@ fn diamond_config_from_yaml(
     tensors: &HashMap<String, Tensor>,
 ) -> Result<ModelConfig> {
     use serde_norway::Value;
-    let y: DiamondYaml = serde_norway::from_str(text)
-        .map_err(|e| ModelError::config(origin, "(yaml)", e.to_string()))?;
+    let y: DiamondYaml = dreamyard_fieldpath::from_yaml_str(text)
+        .map_err(|e| ModelError::config(origin, e.path.to_string(), e.message()))?;
     let (denoiser, upsampler, agent_actions, prefix) = match (y.agent, y.denoiser) {
         (Some(a), _) => (a.denoiser, a.upsampler, a.num_actions, "agent."),
         (None, Some(d)) => (d, y.upsampler, None, ""),

@@ -22,9 +22,15 @@ pub(crate) fn parse_checked<T: DeserializeOwned>(
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, SceneError> {
-    toml::from_str(text).map_err(|e| SceneError::Parse {
+    dreamyard_fieldpath::from_toml_str(text).map_err(|e| SceneError::Parse {
         file: file.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
+        // toml's own message shows the line; the path names the field whatever the section
+        // layout (`[objects.block]`, inline tables, arrays of tables).
+        message: if e.path.is_root() {
+            e.inner.to_string().trim_end().to_owned()
+        } else {
+            format!("field `{}`: {}", e.path, e.inner.to_string().trim_end())
+        },
     })
 }
 

@@ -1353,7 +1353,7 @@ pub fn read_report_dir(dir: &Path) -> anyhow::Result<(Report, Vec<WindowRecord>)
     let path = dir.join(REPORT_JSON);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let report: Report = serde_json::from_str(&text)
+    let report: Report = dreamyard_fieldpath::from_json_str(&text)
         .with_context(|| format!("{}: not a dreamyard eval report", path.display()))?;
     let csv_path = dir.join(WINDOWS_CSV);
     let csv = std::fs::read_to_string(&csv_path)

@@ -100,7 +100,7 @@ impl SessionFile {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!("{}: cannot read the session file: {e}", path.display())
         })?;
-        let file: Self = serde_json::from_str(&text).map_err(|e| {
+        let file: Self = dreamyard_fieldpath::from_json_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "{}: not a Dreamyard session file (expected the JSON that File > Save session \
                  writes): {e}",

@@ -348,6 +348,13 @@ impl Recorder for DatasetRecorder {
     fn begin_episode(&mut self, meta: &EpisodeMeta) -> anyhow::Result<()> {
         if let Some(w) = self.writer.as_mut() {
             w.discard_episode();
+        } else if let Some(holder) = dreamyard_scenes::dataset::writer_of(&self.root)? {
+            // Refused now rather than at the first frame, when the writer opens the dataset.
+            return Err(dreamyard_scenes::dataset::DatasetError::Locked {
+                dir: self.root.clone(),
+                holder,
+            })
+            .with_context(|| format!("{}: cannot record into this dataset", self.root.display()));
         }
         self.current = Some((meta.clone(), episode_source(meta)));
         Ok(())

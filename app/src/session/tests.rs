@@ -1419,3 +1419,27 @@ fn a_two_stage_model_dreams_from_a_diamond_spawn() {
     let lows = window.low.unwrap();
     assert!(Arc::ptr_eq(&lows[3], low));
 }
+
+#[test]
+fn recording_into_a_dataset_another_writer_holds_is_refused_naming_it() {
+    use super::recorder::DatasetRecorder;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("busy");
+    let held = dreamyard_scenes::dataset::WriterLock::acquire(&root).unwrap();
+    let (mut s, _) = live_session();
+    let err = s
+        .start_recording(Box::new(DatasetRecorder::create(&root)))
+        .unwrap_err();
+    assert!(
+        err.contains("another writer has this dataset open")
+            && err.contains(&format!("pid {} (", std::process::id())),
+        "{err}"
+    );
+    assert!(s.recording().is_none());
+    drop(held);
+    s.start_recording(Box::new(DatasetRecorder::create(&root)))
+        .unwrap();
+    step_wait(&mut s, &act(10.0, 10.0));
+    step_wait(&mut s, &act(20.0, 10.0));
+    assert_eq!(s.save_episode().unwrap(), 0);
+}

@@ -256,12 +256,23 @@ impl TrainConfig {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
-        let cfg: Self = toml::from_str(text).map_err(|e| {
-            let field = e
-                .span()
-                .map(|s| toml_field_at(text, s.start))
-                .unwrap_or_default();
-            ModelError::config(origin, field, e.message().trim().to_string())
+        let cfg: Self = dreamyard_fieldpath::from_toml_str(text).map_err(|e| {
+            let field = if e.path.is_root() {
+                // A syntax error: the key of the line it is on.
+                e.inner
+                    .span()
+                    .map(|s| toml_field_at(text, s.start))
+                    .unwrap_or_default()
+            } else {
+                e.path.to_string()
+            };
+            let line = e.inner.span().map_or(String::new(), |s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            });
+            ModelError::config(origin, field, format!("{}{line}", e.inner.message().trim()))
         })?;
         cfg.validate(origin)?;
         Ok(cfg)

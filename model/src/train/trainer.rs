@@ -1018,8 +1018,8 @@ fn read_state<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<(T, String)>
     let state_path = dir.join("state.json");
     let origin = state_path.display().to_string();
     let text = read_to_string(&state_path)?;
-    let state = serde_json::from_str(&text)
-        .map_err(|e| ModelError::config(&origin, format!("line {}", e.line()), e.to_string()))?;
+    let state = dreamyard_fieldpath::from_json_str(&text)
+        .map_err(|e| ModelError::config(&origin, e.path.to_string(), e.message()))?;
     Ok((state, origin))
 }
 

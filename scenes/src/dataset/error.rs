@@ -72,6 +72,14 @@ pub enum DatasetError {
     #[error("{}: {message}", dir.display())]
     NotEmpty { dir: PathBuf, message: String },
 
+    /// Another process (or another writer in this one) is writing the dataset.
+    #[error(
+        "{}: another writer has this dataset open: {holder}; wait for it to finish (or stop \
+         it) and try again",
+        dir.display()
+    )]
+    Locked { dir: PathBuf, holder: String },
+
     /// The caller handed the writer something that does not fit the dataset's features.
     #[error("dataset {}: {what}: expected {expected}, found {found}", dir.display())]
     BadInput {

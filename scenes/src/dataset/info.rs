@@ -246,7 +246,11 @@ impl Info {
             .filter(|f| f.is_finite() && *f > 0.0)
             .ok_or_else(|| bad("fps", "a positive number", fps_v))?;
 
-        let ordered: FeaturesOnly = serde_json::from_str(text).map_err(json_err)?;
+        let ordered: FeaturesOnly =
+            dreamyard_fieldpath::from_json_str(text).map_err(|e| DatasetError::Json {
+                file: file.to_owned(),
+                message: e.to_string(),
+            })?;
         let Some(Ordered(raw_features)) = ordered.features else {
             return Err(match obj.get("features") {
                 Some(v) => bad("features", "an object", v),

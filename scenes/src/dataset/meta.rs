@@ -243,10 +243,11 @@ pub fn read_dreamyard(root: &Path) -> Result<Option<DreamyardMeta>, DatasetError
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(DatasetError::io(file, e)),
     };
-    let meta: DreamyardMeta = serde_json::from_str(&text).map_err(|e| DatasetError::Json {
-        file: file.clone(),
-        message: e.to_string(),
-    })?;
+    let meta: DreamyardMeta =
+        dreamyard_fieldpath::from_json_str(&text).map_err(|e| DatasetError::Json {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
     if !(1..=DREAMYARD_FORMAT).contains(&meta.format) {
         return Err(DatasetError::invalid(
             file,

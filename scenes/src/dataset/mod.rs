@@ -17,6 +17,7 @@ mod columns;
 mod error;
 mod files;
 mod info;
+mod lock;
 mod meta;
 mod reader;
 mod stats;
@@ -26,6 +27,7 @@ mod writer;
 pub use codec::{ImageFormat, decode as decode_image, encode_png};
 pub use error::DatasetError;
 pub use info::{CodebaseVersion, Feature, Features, Info};
+pub use lock::{LOCK_PATH, WriterLock, writer_of};
 pub use meta::{
     DatasetSpec, DreamyardMeta, EpisodeSource, ExtraFeature, ExtraKind, read_dreamyard,
 };

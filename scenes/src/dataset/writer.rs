@@ -41,6 +41,7 @@ use super::info::{
     EPISODES_META_PATH, Features, INFO_PATH, Info, STATS_PATH, TASKS_PATH, TemplateValue,
     format_template, pretty,
 };
+use super::lock::WriterLock;
 use super::meta::{
     DREAMYARD_FORMAT, DatasetSpec, DreamyardMeta, EpisodeSource, ExtraKind, read_dreamyard,
 };
@@ -190,6 +191,8 @@ pub struct DatasetWriter {
     meta_at: Option<Filling>,
     durable: bool,
     threads: usize,
+    /// Held while the writer lives; declared last so it is released after everything else.
+    _lock: WriterLock,
 }
 
 impl DatasetWriter {
@@ -209,6 +212,13 @@ impl DatasetWriter {
             });
         }
         check_spec(root, &spec)?;
+        let lock = WriterLock::acquire(root)?;
+        // Another writer may have created it between the check above and the lock.
+        if root.join(INFO_PATH).exists() {
+            return Err(DatasetError::Exists {
+                dir: root.to_owned(),
+            });
+        }
         remove_temporaries(&root.join("meta"))?;
         let info = Info {
             codebase_version: CodebaseVersion::V3_0,
@@ -230,7 +240,14 @@ impl DatasetWriter {
         staged.write(root.join(DREAMYARD_PATH), pretty(&meta).as_bytes())?;
         staged.write(root.join(INFO_PATH), info.to_json().as_bytes())?;
         staged.commit()?;
-        Ok(Self::new(root, spec, info, Vec::new(), BTreeMap::new()))
+        Ok(Self::new(
+            root,
+            spec,
+            info,
+            Vec::new(),
+            BTreeMap::new(),
+            lock,
+        ))
     }
 
     /// Opens a dataset written by Dreamyard to add episodes. The stored spec must equal
@@ -238,6 +255,10 @@ impl DatasetWriter {
     /// renamed but that `info.json` does not count) are removed; committed episodes are
     /// not touched.
     pub fn append(root: &Path, spec: &DatasetSpec) -> Result<Self, DatasetError> {
+        // Read once to know it is a dataset (no lock file is made in a folder that is not),
+        // then again under the lock: a writer that held it may have committed more.
+        Info::read(root)?;
+        let lock = WriterLock::acquire(root)?;
         let info = Info::read(root)?;
         let info_file = root.join(INFO_PATH);
         if info.codebase_version != CodebaseVersion::V3_0 {
@@ -288,7 +309,7 @@ impl DatasetWriter {
         for ep in dataset.all_episode_stats()? {
             fold_stats(&mut stats, &ep);
         }
-        let mut writer = Self::new(root, meta.spec, info, tasks, stats);
+        let mut writer = Self::new(root, meta.spec, info, tasks, stats, lock);
         writer.data_at = data_at;
         writer.meta_at = meta_at;
         Ok(writer)
@@ -300,6 +321,7 @@ impl DatasetWriter {
         info: Info,
         tasks: Vec<String>,
         stats: BTreeMap<String, FeatureStats>,
+        lock: WriterLock,
     ) -> Self {
         Self {
             root: root.to_owned(),
@@ -312,6 +334,7 @@ impl DatasetWriter {
             meta_at: None,
             durable: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            _lock: lock,
         }
     }
 
@@ -938,8 +961,9 @@ fn has_foreign_files_in_meta(meta: &Path) -> Result<bool, DatasetError> {
     for entry in std::fs::read_dir(meta).map_err(|e| DatasetError::io(meta, e))? {
         let path = entry.map_err(|e| DatasetError::io(meta, e))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let ours =
-            name.is_some_and(|n| n == "dreamyard.json" || n.ends_with(super::files::TMP_SUFFIX));
+        let ours = name.is_some_and(|n| {
+            n == "dreamyard.json" || n == "dreamyard.lock" || n.ends_with(super::files::TMP_SUFFIX)
+        });
         if !ours || path.is_dir() {
             return Ok(true);
         }

@@ -9,6 +9,7 @@ mod common;
 mod datasets;
 mod eval;
 mod model;
+mod reliability;
 mod scenes;
 
 #[test]
