@@ -76,8 +76,76 @@ pub fn is_seed_folder(path: &Path) -> bool {
 }
 
 fn read_npy(path: &Path) -> anyhow::Result<Tensor> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    check_npy_size(&bytes)
+        .with_context(|| format!("{}: not a whole NumPy array", path.display()))?;
     Tensor::read_npy(path)
         .with_context(|| format!("{}: cannot read as a NumPy array", path.display()))
+}
+
+/// Checks that an `.npy` file holds as many bytes as its header's shape and dtype say, before
+/// candle's reader allocates that many (found by fuzzing: a corrupt shape asked for 85 TB).
+fn check_npy_size(bytes: &[u8]) -> anyhow::Result<()> {
+    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+        bail!("expected the NumPy magic `\\x93NUMPY` and a version");
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (
+            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+            10usize,
+        ),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => bail!("expected format version 1, 2 or 3, found {v}"),
+    };
+    let Some(header) = bytes.get(start..start.saturating_add(header_len)) else {
+        bail!(
+            "the header says it is {header_len} bytes, the file has {}",
+            bytes.len()
+        );
+    };
+    let header = String::from_utf8_lossy(header);
+    let field = |name: &str| -> Option<String> {
+        let at = header.find(&format!("'{name}'"))? + name.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest.to_owned())
+    };
+    let descr = field("descr").context("the header has no `descr`")?;
+    let item: usize = descr
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .context("the header's `descr` names no item size")?;
+    let shape = field("shape").context("the header has no `shape`")?;
+    let inner = shape
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .context("the header's `shape` is not a tuple")?;
+    let mut count: usize = 1;
+    for dim in inner.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let d: usize = dim
+            .parse()
+            .with_context(|| format!("the header's `shape` has {dim:?}, expected a size"))?;
+        count = count
+            .checked_mul(d)
+            .context("the header's `shape` overflows")?;
+    }
+    let needed = count
+        .checked_mul(item)
+        .context("the header's `shape` overflows")?;
+    let have = bytes.len() - start - header_len;
+    if needed > have {
+        bail!(
+            "the header says shape ({inner}) of {item}-byte items, {needed} bytes, the file has \
+             {have} bytes of data"
+        );
+    }
+    Ok(())
 }
 
 /// `T x 3 x H x W` uint8 frames.
@@ -92,6 +160,12 @@ fn frames_from(path: &Path) -> anyhow::Result<Vec<Frame>> {
         );
     }
     let (n, h, w) = (dims[0], dims[2], dims[3]);
+    if h == 0 || w == 0 {
+        bail!(
+            "{}: expected frames of at least 1x1 pixels, found {w}x{h}",
+            path.display()
+        );
+    }
     let data: Vec<u8> = t.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
     Ok((0..n)
         .map(|i| Frame {

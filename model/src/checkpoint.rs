@@ -252,8 +252,7 @@ fn yaml_field(field: &str, e: &dreamyard_fieldpath::Error<serde_norway::Error>) 
 /// Reads the `denoiser.*` and `upsampler.*` tensors of a DIAMOND `agent.pt` (PyTorch zip
 /// format): the first without their prefix, the second keeping it.
 fn read_diamond_agent(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let pth =
-        candle_core::pickle::PthTensors::new(path, None).map_err(|e| weights_error(path, &e))?;
+    let pth = crate::pth::open(path)?;
     let mut out = HashMap::new();
     for name in pth.tensor_infos().keys() {
         let stripped = if let Some(rest) = name.strip_prefix("denoiser.") {
@@ -266,13 +265,7 @@ fn read_diamond_agent(path: &Path) -> Result<HashMap<String, Tensor>> {
         } else {
             continue;
         };
-        let tensor = pth
-            .get(name)
-            .map_err(|e| weights_error(path, &e))?
-            .ok_or_else(|| ModelError::Weights {
-                path: path.to_path_buf(),
-                reason: format!("tensor `{name}` listed but not readable"),
-            })?;
+        let tensor = crate::pth::checked_get(path, &pth, name)?;
         out.insert(stripped.to_string(), tensor);
     }
     if out.is_empty() {

@@ -15,6 +15,7 @@ pub mod inner_model;
 pub mod kernels;
 pub mod layers;
 pub mod metrics;
+pub mod pth;
 pub mod resample;
 pub mod sampler;
 pub mod train;

@@ -65,10 +65,12 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
     match ImageFormat::sniff(bytes) {
         Some(ImageFormat::Png) => {
             let d = PngDecoder::new(Cursor::new(bytes)).map_err(|e| fail("PNG", e))?;
+            check_size(&d, "PNG")?;
             to_rgb8(d).map_err(|e| fail("PNG", e))
         }
         Some(ImageFormat::Jpeg) => {
             let d = JpegDecoder::new(Cursor::new(bytes)).map_err(|e| fail("JPEG", e))?;
+            check_size(&d, "JPEG")?;
             to_rgb8(d).map_err(|e| fail("JPEG", e))
         }
         None => Err(DecodeError {
@@ -76,6 +78,29 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
             found: describe_bytes(bytes),
         }),
     }
+}
+
+/// The most bytes a decoded frame may take (a 9000 x 9000 RGB image): a header claiming more is
+/// refused before anything is allocated (found by fuzzing: a corrupt PNG header asked for
+/// 12.9 GB).
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
+/// Refuses a header whose image would take more than [`MAX_DECODED_BYTES`] (decoded, or as
+/// the RGB8 copy of a 1- or 2-channel image), before anything is allocated.
+fn check_size(d: &impl image::ImageDecoder, what: &str) -> Result<(), DecodeError> {
+    let (width, height) = d.dimensions();
+    let rgb8 = u64::from(width) * u64::from(height) * 3;
+    let bytes = d.total_bytes().max(rgb8);
+    if bytes > MAX_DECODED_BYTES {
+        return Err(DecodeError {
+            expected: format!(
+                "a {what} image of at most {} MiB decoded",
+                MAX_DECODED_BYTES >> 20
+            ),
+            found: format!("a {width}x{height} image header ({bytes} bytes decoded)"),
+        });
+    }
+    Ok(())
 }
 
 fn to_rgb8(d: impl image::ImageDecoder) -> Result<Frame, image::ImageError> {

@@ -4,13 +4,18 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod alloc;
 mod app;
 mod common;
 mod datasets;
 mod eval;
+mod fuzz;
 mod model;
 mod reliability;
 mod scenes;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Tracking = alloc::Tracking;
 
 #[test]
 #[ignore = "run as a child process by the tests"]
