@@ -46,9 +46,11 @@ pub struct SoakArgs {
     /// intervals are drawn uniformly between a quarter and 1.75 times the mean.
     #[arg(long, default_value_t = 30.0)]
     pub events_per_minute: f64,
-    /// Seconds at the start left out of the growth figure (caches, the allocator's arenas
-    /// and the undo history filling up).
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds at the start left out of the growth figure: the undo history, the branches'
+    /// kept rollout states, recordings' buffers and the allocator's arenas fill up over the
+    /// first minutes (an hour with the shipped push-t model: 76 MiB at the start, 237 MiB
+    /// after 7.5 minutes, then flat).
+    #[arg(long, default_value_t = 600.0)]
     pub warmup_s: f64,
     /// Seconds between memory samples.
     #[arg(long, default_value_t = 1.0)]

@@ -131,6 +131,11 @@ fn check_npy_size(bytes: &[u8]) -> anyhow::Result<()> {
         let d: usize = dim
             .parse()
             .with_context(|| format!("the header's `shape` has {dim:?}, expected a size"))?;
+        // An empty array holds no data to check its other sizes against; readers still make
+        // a row per index (found by fuzzing: shape (805306368, 0) asked for 6 GB).
+        if d > 1 << 16 && inner.split(',').any(|x| x.trim() == "0") {
+            bail!("the header's `shape` ({inner}) is empty but {d} long");
+        }
         count = count
             .checked_mul(d)
             .context("the header's `shape` overflows")?;

@@ -99,7 +99,13 @@ impl ArmPushConfig {
         let c = Check { file };
         c.kind(&self.kind, "arm-push")?;
         c.world(self.fps, &self.frame, &self.world, &self.walls)?;
-        c.positive("base.half_size", self.base.half_size)?;
+        c.extent("base.half_size", self.base.half_size)?;
+        for (i, v) in self.base.position.iter().enumerate() {
+            c.coordinate(&format!("base.position[{i}]"), *v)?;
+        }
+        for (i, v) in self.goal.position.iter().enumerate() {
+            c.coordinate(&format!("goal.position[{i}]"), *v)?;
+        }
         if !(2..=3).contains(&self.links.len()) {
             return Err(SceneError::Invalid {
                 file: file.to_owned(),
@@ -109,8 +115,8 @@ impl ArmPushConfig {
             });
         }
         for (i, link) in self.links.iter().enumerate() {
-            c.positive(&format!("links[{i}].length"), link.length)?;
-            c.positive(&format!("links[{i}].width"), link.width)?;
+            c.extent(&format!("links[{i}].length"), link.length)?;
+            c.extent(&format!("links[{i}].width"), link.width)?;
             c.positive(&format!("links[{i}].density"), link.density)?;
             c.positive(&format!("links[{i}].max_velocity"), link.max_velocity)?;
             c.interval(&format!("links[{i}].limits"), link.limits)?;
@@ -119,11 +125,11 @@ impl ArmPushConfig {
         }
         c.positive("motor.gain", self.motor.gain)?;
         c.positive("motor.max_force", self.motor.max_force)?;
-        c.positive("puck.radius", self.puck.radius)?;
+        c.extent("puck.radius", self.puck.radius)?;
         c.positive("puck.mass", self.puck.mass)?;
         c.non_negative("puck.linear_damping", self.puck.linear_damping)?;
-        c.positive("goal.radius", self.goal.radius)?;
-        c.positive("goal.reward_distance", self.goal.reward_distance)?;
+        c.extent("goal.radius", self.goal.radius)?;
+        c.extent("goal.reward_distance", self.goal.reward_distance)?;
         if self.goal.radius <= self.puck.radius {
             return Err(SceneError::Invalid {
                 file: file.to_owned(),

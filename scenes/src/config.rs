@@ -21,6 +21,9 @@ pub(crate) fn parse_checked<T: DeserializeOwned>(
     Ok(cfg)
 }
 
+/// The largest length or coordinate a scene file may give, in pixels (the worlds are 512).
+pub const MAX_EXTENT: f64 = 100_000.0;
+
 pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, SceneError> {
     dreamyard_fieldpath::from_toml_str(text).map_err(|e| SceneError::Parse {
         file: file.to_owned(),
@@ -110,12 +113,24 @@ impl Check<'_> {
         }
     }
 
-    pub fn finite(&self, field: &str, value: f64) -> Result<(), SceneError> {
-        if value.is_finite() {
+    /// A length or a distance in pixels: > 0 and at most [`MAX_EXTENT`] (the renderer and the
+    /// physics engine overflow far beyond; found by fuzzing: a link 1.8e19 px long panicked
+    /// in the rasteriser).
+    pub fn extent(&self, field: &str, value: f64) -> Result<(), SceneError> {
+        if value.is_finite() && value > 0.0 && value <= MAX_EXTENT {
             Ok(())
         } else {
-            Err(self.fail(field, "a finite number", value))
+            Err(self.fail(
+                field,
+                format!("a length in pixels > 0 and at most {MAX_EXTENT}"),
+                value,
+            ))
         }
+    }
+
+    /// A position in pixels: within [`MAX_EXTENT`] of the world's origin.
+    pub fn coordinate(&self, field: &str, value: f64) -> Result<(), SceneError> {
+        self.in_range(field, value, -MAX_EXTENT, MAX_EXTENT)
     }
 
     pub fn in_range(&self, field: &str, value: f64, low: f64, high: f64) -> Result<(), SceneError> {
@@ -174,11 +189,11 @@ impl Check<'_> {
     ) -> Result<u32, SceneError> {
         let substeps = self.substeps(world.sim_hz, fps)?;
         self.frame_size(frame.width, frame.height)?;
-        self.positive("world.size", world.size)?;
-        self.non_negative("walls.radius", walls.radius)?;
+        self.extent("world.size", world.size)?;
+        self.in_range("walls.radius", walls.radius, 0.0, MAX_EXTENT)?;
         for (i, seg) in walls.segments.iter().enumerate() {
             for p in seg.iter().flatten() {
-                self.finite(&format!("walls.segments[{i}]"), *p)?;
+                self.coordinate(&format!("walls.segments[{i}]"), *p)?;
             }
         }
         Ok(substeps)

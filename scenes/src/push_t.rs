@@ -22,7 +22,7 @@ use rand_distr::StandardNormal;
 use rapier2d::prelude::*;
 use serde::Deserialize;
 
-use crate::config::{self, Check, FrameConfig, WallsConfig, WorldConfig};
+use crate::config::{self, Check, FrameConfig, MAX_EXTENT, WallsConfig, WorldConfig};
 use crate::geometry::{Pose2, convex_intersection_area, polygon_area, wrap_two_pi};
 use crate::physics::Physics;
 use crate::policy::{self, Policy, PolicyKind, RandomWalk, RestAction, push_target};
@@ -102,30 +102,38 @@ impl PushTConfig {
         let c = Check { file };
         c.kind(&self.kind, "push-t")?;
         c.world(self.fps, &self.frame, &self.world, &self.walls)?;
-        c.positive("agent.radius", self.agent.radius)?;
+        c.extent("agent.radius", self.agent.radius)?;
         c.in_range(
             "agent.inner_radius",
             self.agent.inner_radius,
             0.0,
             self.agent.radius,
         )?;
-        c.non_negative("block.outline_width", self.block.outline_width)?;
+        c.in_range(
+            "block.outline_width",
+            self.block.outline_width,
+            0.0,
+            MAX_EXTENT,
+        )?;
         c.non_negative("agent.kp", self.agent.kp)?;
         c.non_negative("agent.kd", self.agent.kd)?;
         c.non_negative("agent.friction", self.agent.friction)?;
-        c.positive("block.scale", self.block.scale)?;
-        if !(self.block.length > 1.0 && self.block.length.is_finite()) {
+        c.extent("block.scale", self.block.scale)?;
+        if !(self.block.length > 1.0 && self.block.length * self.block.scale <= MAX_EXTENT) {
             return Err(SceneError::Invalid {
                 file: file.to_owned(),
                 field: "block.length".into(),
-                expected: "a finite number > 1 (the bar must be wider than the stem)".into(),
+                expected: format!(
+                    "a number > 1 (the bar must be wider than the stem), at most {} block.scale",
+                    MAX_EXTENT
+                ),
                 found: self.block.length.to_string(),
             });
         }
         c.positive("block.mass", self.block.mass)?;
         c.non_negative("block.friction", self.block.friction)?;
         for (i, v) in self.goal.pose.iter().enumerate() {
-            c.finite(&format!("goal.pose[{i}]"), *v)?;
+            c.coordinate(&format!("goal.pose[{i}]"), *v)?;
         }
         c.in_range(
             "goal.success_threshold",

@@ -1680,7 +1680,10 @@ impl Session {
         };
         if let Err(e) = rec.begin_next(seed) {
             self.recording = None;
-            self.notify(Level::Error, format!("recording stopped: {e:#}"));
+            self.notify(
+                Level::Error,
+                format!("recording stopped: {}", crate::error_chain(e.as_ref())),
+            );
         }
     }
 
@@ -1691,7 +1694,10 @@ impl Session {
         };
         if let Err(e) = rec.push_complete_rows(&self.timeline.active().steps) {
             self.recording = None;
-            self.notify(Level::Error, format!("recording stopped: {e:#}"));
+            self.notify(
+                Level::Error,
+                format!("recording stopped: {}", crate::error_chain(e.as_ref())),
+            );
         }
     }
 

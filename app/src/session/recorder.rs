@@ -407,7 +407,10 @@ impl Recorder for DatasetRecorder {
     }
 
     fn save_episode(&mut self) -> anyhow::Result<usize> {
-        let Some((meta, source)) = self.current.take() else {
+        // The episode stays in progress until it is saved: after a failed save (a full disk)
+        // its rows are still buffered, so saving again once there is room, or discarding it,
+        // both work.
+        let Some((meta, source)) = self.current.clone() else {
             anyhow::bail!("no episode in progress");
         };
         let Some(writer) = self.writer.as_mut() else {
@@ -416,6 +419,7 @@ impl Recorder for DatasetRecorder {
         let saved = writer
             .save_episode(&task_text(&meta), &source)
             .with_context(|| format!("{}: cannot save the episode", self.root.display()))?;
+        self.current = None;
         usize::try_from(saved.episode_index).context("episode index")
     }
 

@@ -30,7 +30,7 @@ impl Recording {
     ) -> Result<Self, String> {
         recorder
             .begin_episode(&meta)
-            .map_err(|e| format!("cannot start recording: {e:#}"))?;
+            .map_err(|e| explain("cannot start recording", &e))?;
         Ok(Self {
             recorder,
             meta,
@@ -154,14 +154,14 @@ impl Recording {
     pub fn save(&mut self) -> Result<usize, String> {
         self.recorder
             .save_episode()
-            .map_err(|e| format!("cannot save the episode: {e:#}"))
+            .map_err(|e| explain("cannot save the episode", &e))
     }
 
     /// Drops the episode in progress.
     pub fn discard(&mut self) -> Result<(), String> {
         self.recorder
             .discard_episode()
-            .map_err(|e| format!("cannot discard the episode: {e:#}"))
+            .map_err(|e| explain("cannot discard the episode", &e))
     }
 
     /// Begins the next episode (same model and ground truth, the session's current `seed`).
@@ -180,8 +180,19 @@ impl Recording {
             self.recorder.discard_episode()
         }
         .and_then(|()| self.recorder.finish())
-        .map_err(|e| format!("stopping the recording failed: {e:#}"))?;
+        .map_err(|e| explain("stopping the recording failed", &e))?;
         Ok(saved)
+    }
+}
+
+/// `what: causes`, each cause once (an IO error is in its file's message and is its source
+/// too), and `what` left out when a cause already says it.
+fn explain(what: &str, e: &anyhow::Error) -> String {
+    let chain = crate::error_chain(e.as_ref());
+    if chain.contains(what) {
+        chain
+    } else {
+        format!("{what}: {chain}")
     }
 }
 

@@ -214,3 +214,77 @@ fn native_round_trip(cfg: &ModelConfig) {
         .unwrap();
     assert!(same(&x, &y));
 }
+
+#[test]
+fn config_errors_name_the_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let native =
+        serde_json::to_value(config(ActionSpace::Discrete { num_actions: 5 }, 1, 0.0)).unwrap();
+    let json_err = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = native.clone();
+        edit(&mut v);
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        dreamyard_model::Checkpoint::config_from_file(&p)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = json_err(&|v| v["denoiser"]["sigma_data"] = "ten".into());
+    assert!(
+        err.contains("field `denoiser.sigma_data`")
+            && err.contains("invalid type: string \"ten\", expected f64")
+            && err.contains(" at line "),
+        "{err}"
+    );
+    let err = json_err(&|v| v["denoiser"]["inner_model"]["channels"][1] = (-3).into());
+    assert!(
+        err.contains("field `denoiser.inner_model.channels[1]`"),
+        "{err}"
+    );
+
+    // DIAMOND's yaml: the path inside the section read.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/diamond/config.yaml");
+    let yaml = std::fs::read_to_string(fixture).unwrap();
+    assert!(yaml.contains("      channels: [64,64,64,64]"));
+    let p = dir.path().join("config.yaml");
+    std::fs::write(
+        &p,
+        yaml.replacen(
+            "      channels: [64,64,64,64]",
+            "      channels: [64,x,64,64]",
+            1,
+        ),
+    )
+    .unwrap();
+    let err = dreamyard_model::Checkpoint::config_from_file(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("field `agent.denoiser.inner_model.channels[1]`"),
+        "{err}"
+    );
+
+    // Train configs (TOML).
+    let toml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/push-t/train.toml"),
+    )
+    .unwrap();
+    let bad = toml.replacen("learning_rate = 3e-4", "learning_rate = \"fast\"", 1);
+    let err = dreamyard_model::train::TrainConfig::from_toml_str(&bad, "train.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("field `training.learning_rate`") && err.contains("expected f64"),
+        "{err}"
+    );
+    let bad = toml.replacen(
+        "channels = [16, 32, 64, 64]",
+        "channels = [16, 32, \"a\", 64]",
+        1,
+    );
+    let err = dreamyard_model::train::TrainConfig::from_toml_str(&bad, "train.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("field `model.channels[2]`"), "{err}");
+}

@@ -443,6 +443,9 @@ pub fn format_template(
                     .strip_suffix('d')
                     .and_then(|w| w.strip_prefix('0'))
                     .and_then(|w| w.parse::<usize>().ok())
+                    // A u64 has at most 20 digits; wider is no path (and beyond u16 makes
+                    // Rust's formatter panic: found by fuzzing).
+                    .filter(|w| *w <= 20)
                     .ok_or_else(|| bad(format!("\"{template}\" (format `{f}`)")))?;
                 out.push_str(&format!("{n:0width$}"));
             }

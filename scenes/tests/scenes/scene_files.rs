@@ -79,12 +79,26 @@ fn invalid_values_name_the_field_and_the_expectation() {
 
 #[test]
 fn syntax_type_missing_and_unknown_fields_are_reported() {
-    // Wrong type: serde names the key and what it expected.
+    // Wrong type: the field's whole path and what serde expected.
     assert_names(
         "push-t",
         "kp = 100.0",
         "kp = \"fast\"",
-        &["kp", "expected f64"],
+        &["field `agent.kp`", "expected f64"],
+    );
+    // Inside an array of tables: the index is in the path.
+    assert_names(
+        "arm-push",
+        "length = 130.0",
+        "length = \"long\"",
+        &["field `links[1].length`", "expected f64"],
+    );
+    // Lengths beyond what the renderer and the physics handle (found by fuzzing).
+    assert_names(
+        "arm-push",
+        "length = 130.0",
+        "length = 1.0e19",
+        &["links[1].length", "at most 100000"],
     );
     // Missing field.
     assert_names("push-t", "kd = 20.0\n", "", &["missing field `kd`"]);

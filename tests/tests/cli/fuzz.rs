@@ -564,9 +564,10 @@ impl<'a> Fuzzer<'a> {
         let donor_i = self.rng.below(n);
         let mut data = self.target.files[i].1.clone();
         let donor = self.target.files[donor_i].1.clone();
+        // Time spent per target includes writing its files, so equal time is equal wall time.
+        let started = Instant::now();
         mutate(&mut self.rng, &mut data, &donor);
         self.write(i, Some(&data));
-        let started = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             alloc::track(|| (self.target.run)(self.ctx, &self.dir))
         }));

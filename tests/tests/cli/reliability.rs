@@ -58,6 +58,16 @@ fn limit_file_size(cmd: &mut Command, bytes: u64) -> &mut Command {
     }
 }
 
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Episodes committed so far (`meta/info.json` is only ever replaced whole).
 fn committed(dir: &Path) -> Option<u64> {
     let file = dir.join("meta/info.json");
@@ -65,7 +75,8 @@ fn committed(dir: &Path) -> Option<u64> {
     Some(Info::parse(&file, &text).unwrap().total_episodes)
 }
 
-/// Opens, validates and counts `dir`: every image decodes, at most one uncommitted episode.
+/// Opens, validates and counts `dir`: every frame (image or video) decodes, at most one
+/// uncommitted episode.
 fn check_dataset(dir: &Path) -> u64 {
     let ds = Dataset::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let v = ds.validate().unwrap();
@@ -77,7 +88,7 @@ fn check_dataset(dir: &Path) -> u64 {
         1
     };
     assert_eq!(
-        v.images_decoded,
+        v.images_decoded + v.video_frames_decoded,
         per_row * ds.num_frames(),
         "{}",
         dir.display()
@@ -108,15 +119,17 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("busy");
     let d = dir.to_str().unwrap();
-    let mut first = child(&record_args(d, "100000", &[]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = Killed(
+        child(&record_args(d, "100000", &[]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let since = Instant::now();
     while committed(&dir).is_none_or(|n| n < 2) {
         assert!(
-            first.try_wait().unwrap().is_none(),
+            first.0.try_wait().unwrap().is_none(),
             "the first writer ended"
         );
         assert!(
@@ -135,7 +148,7 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("pid {} (", first.id())),
+        stdout.contains(&format!("pid {} (", first.0.id())),
         "{stdout}"
     );
     assert!(stdout.contains("since 20"), "{stdout}");
@@ -146,8 +159,8 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
         "{stdout}"
     );
     // kill -9: the lock goes with the process; a resume takes over at once.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     let n = check_dataset(&dir);
     assert!(n >= had, "the refused writers removed nothing: {n} < {had}");
     let total = (n + 1).to_string();
@@ -161,11 +174,27 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
 
 #[test]
 fn a_recording_whose_writes_fail_stops_with_a_clear_error_and_keeps_what_it_committed() {
+    writes_fail_while_recording("32", &[]);
+}
+
+#[test]
+fn a_video_recording_whose_writes_fail_stops_with_a_clear_error_and_keeps_what_it_committed() {
+    writes_fail_while_recording("64", &["--video"]);
+}
+
+/// Records at `size` with `extra` arguments until a write fails, then resumes with room.
+fn writes_fail_while_recording(size: &str, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("full");
     let d = dir.to_str().unwrap();
-    // Each data file may hold 96 KiB: a handful of 20-step episodes at 32x32.
-    let out = limit_file_size(&mut child(&record_args(d, "200", &[])), 96 * 1024)
+    let args = |episodes| {
+        let mut a = record_args(d, episodes, extra);
+        let at = a.iter().position(|x| *x == "--size").unwrap();
+        a[at + 1] = size;
+        a
+    };
+    // Each file may hold 96 KiB: a handful of 20-step episodes.
+    let out = limit_file_size(&mut child(&args("200")), 96 * 1024)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -185,7 +214,9 @@ fn a_recording_whose_writes_fail_stops_with_a_clear_error_and_keeps_what_it_comm
 
     // With room again, a resume cleans up and completes it.
     let total = (n + 2).to_string();
-    let (ok, stdout, stderr) = run_cli(&record_args(d, &total, &["--resume"]));
+    let mut resume = args(&total);
+    resume.push("--resume");
+    let (ok, stdout, stderr) = run_cli(&resume);
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(check_dataset(&dir), n + 2);
     assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
@@ -298,12 +329,14 @@ fn an_app_killed_while_recording_keeps_every_saved_episode() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
-    let mut proc = child(&soak_args(o, "5", "11"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut proc);
+    let mut proc = Killed(
+        child(&soak_args(o, "5", "11"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut proc.0);
     let mut announced = Vec::new();
     let since = Instant::now();
     while announced.len() < 3 {
@@ -317,8 +350,8 @@ fn an_app_killed_while_recording_keeps_every_saved_episode() {
     std::thread::sleep(Duration::from_millis(
         100 + since.elapsed().subsec_millis() as u64 % 400,
     ));
-    proc.kill().unwrap(); // SIGKILL
-    proc.wait().unwrap();
+    proc.0.kill().unwrap(); // SIGKILL
+    proc.0.wait().unwrap();
     announced.extend(lines.try_iter().filter_map(|l| saved(&l)));
     assert!(check_recordings(&out, &announced) >= 1);
 }

@@ -198,7 +198,7 @@ pub struct Dataset {
 
 impl Dataset {
     /// Reads the metadata (`info.json`, tasks, episode list); no frame data is read.
-    pub fn open(root: &Path) -> Result<Self, DatasetError> {
+    fn open_unguarded(root: &Path) -> Result<Self, DatasetError> {
         if !root.is_dir() {
             return Err(DatasetError::io(
                 root,
@@ -516,7 +516,7 @@ impl Dataset {
     }
 
     /// The stored bytes of frame `index` of `episode` from `camera`, exactly as stored.
-    pub fn frame_bytes(
+    fn frame_bytes_unguarded(
         &self,
         camera: &str,
         episode: u64,
@@ -569,7 +569,12 @@ impl Dataset {
     }
 
     /// Frame `index` of `episode` from `camera`, decoded to RGB8.
-    pub fn frame(&self, camera: &str, episode: u64, index: u64) -> Result<Frame, DatasetError> {
+    fn frame_unguarded(
+        &self,
+        camera: &str,
+        episode: u64,
+        index: u64,
+    ) -> Result<Frame, DatasetError> {
         if self.camera_feature(camera)?.dtype == "video" {
             let ep = self.episode_info(episode)?;
             if index >= ep.length {
@@ -655,7 +660,7 @@ impl Dataset {
 
     /// Loads a whole episode: every frame of the default camera decoded to RGB8 (in
     /// parallel), and the state, action, reward, success, done and timestamp arrays.
-    pub fn episode(&self, episode: u64) -> Result<EpisodeData, DatasetError> {
+    fn episode_unguarded(&self, episode: u64) -> Result<EpisodeData, DatasetError> {
         let ep = self.episode_info(episode)?;
         let camera = self.default_camera().map(str::to_owned);
         let video = match &camera {
@@ -750,7 +755,7 @@ impl Dataset {
 
     /// A numeric feature of one episode (a vector, a scalar or a flag as 0/1) as `(dim, len x
     /// dim values)`, row-major; an error naming the feature when the dataset has none.
-    pub fn values(&self, episode: u64, key: &str) -> Result<(usize, Vec<f32>), DatasetError> {
+    fn values_unguarded(&self, episode: u64, key: &str) -> Result<(usize, Vec<f32>), DatasetError> {
         let ep = self.episode_info(episode)?;
         if self.info.features.get(key).is_none_or(Feature::is_visual) {
             return Err(DatasetError::invalid(
@@ -869,7 +874,7 @@ impl Dataset {
     }
 
     /// Reads every episode in full: rows, indices, numeric columns and every image.
-    pub fn validate(&self) -> Result<Validation, DatasetError> {
+    fn validate_unguarded(&self) -> Result<Validation, DatasetError> {
         let mut v = Validation::default();
         let mut expected_index = 0;
         for ep in &self.episodes {
@@ -987,7 +992,7 @@ impl Dataset {
     }
 
     /// The statistics stored with an episode (v3.0 `stats/...` columns).
-    pub fn episode_stats(
+    fn episode_stats_unguarded(
         &self,
         episode: u64,
     ) -> Result<BTreeMap<String, FeatureStats>, DatasetError> {
@@ -1003,7 +1008,9 @@ impl Dataset {
 
     /// Every episode's stored statistics, in episode order, reading each metadata file once
     /// (many episodes share one).
-    pub fn all_episode_stats(&self) -> Result<Vec<BTreeMap<String, FeatureStats>>, DatasetError> {
+    fn all_episode_stats_unguarded(
+        &self,
+    ) -> Result<Vec<BTreeMap<String, FeatureStats>>, DatasetError> {
         let mut out = vec![BTreeMap::new(); self.episodes.len()];
         let mut files: BTreeMap<&Path, Vec<usize>> = BTreeMap::new();
         for (i, ep) in self.episodes.iter().enumerate() {
@@ -1081,8 +1088,67 @@ pub struct EpisodeIter<'a> {
     next_index: u64,
 }
 
+/// The entry points, each turning a panic of the parquet / arrow reader on corrupt data into
+/// an error (found by fuzzing: a corrupt footer panicked in parquet's metadata decoder).
+impl Dataset {
+    /// Opens a dataset from its metadata alone.
+    pub fn open(root: &Path) -> Result<Self, DatasetError> {
+        guarded(root, || Self::open_unguarded(root))
+    }
+
+    /// The stored bytes of frame `index` of `episode` from `camera`, exactly as stored.
+    pub fn frame_bytes(
+        &self,
+        camera: &str,
+        episode: u64,
+        index: u64,
+    ) -> Result<StoredImage, DatasetError> {
+        guarded(&self.root, || {
+            self.frame_bytes_unguarded(camera, episode, index)
+        })
+    }
+
+    /// Frame `index` of `episode` from `camera`, decoded to RGB8.
+    pub fn frame(&self, camera: &str, episode: u64, index: u64) -> Result<Frame, DatasetError> {
+        guarded(&self.root, || self.frame_unguarded(camera, episode, index))
+    }
+
+    /// A whole episode: frames decoded, states and actions.
+    pub fn episode(&self, episode: u64) -> Result<EpisodeData, DatasetError> {
+        guarded(&self.root, || self.episode_unguarded(episode))
+    }
+
+    /// A numeric feature of an episode: its width and the values row by row.
+    pub fn values(&self, episode: u64, key: &str) -> Result<(usize, Vec<f32>), DatasetError> {
+        guarded(&self.root, || self.values_unguarded(episode, key))
+    }
+
+    /// Reads and checks every row and frame.
+    pub fn validate(&self) -> Result<Validation, DatasetError> {
+        guarded(&self.root, || self.validate_unguarded())
+    }
+
+    /// An episode's statistics as its metadata row stores them.
+    pub fn episode_stats(
+        &self,
+        episode: u64,
+    ) -> Result<BTreeMap<String, FeatureStats>, DatasetError> {
+        guarded(&self.root, || self.episode_stats_unguarded(episode))
+    }
+
+    /// Every episode's statistics (each metadata file read once).
+    pub fn all_episode_stats(&self) -> Result<Vec<BTreeMap<String, FeatureStats>>, DatasetError> {
+        guarded(&self.root, || self.all_episode_stats_unguarded())
+    }
+}
+
 impl EpisodeIter<'_> {
     fn step(&mut self) -> Result<Option<StepData>, DatasetError> {
+        let root = self.dataset.root.clone();
+        guarded(&root, || self.step_unguarded())
+    }
+
+    fn step_unguarded(&mut self) -> Result<Option<StepData>, DatasetError> {
         loop {
             if let Some(batch) = &self.batch
                 && self.row < batch.num_rows()
@@ -1168,4 +1234,22 @@ fn frame_size(feature: &Feature) -> Option<(usize, usize)> {
         ([_, h, w], true) | ([h, w, _], false) => Some((*w, *h)),
         _ => None,
     }
+}
+
+/// Runs `f`, a read of the dataset in `root`; a panic inside it (the parquet and arrow readers
+/// panic on some corrupt files instead of returning an error) becomes a
+/// [`DatasetError::Parquet`] naming the dataset.
+fn guarded<T>(root: &Path, f: impl FnOnce() -> Result<T, DatasetError>) -> Result<T, DatasetError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(DatasetError::Parquet {
+            file: root.to_owned(),
+            what: "a corrupt file made the reader fail".into(),
+            message,
+        })
+    })
 }
