@@ -4,6 +4,7 @@
 //! `DREAMYARD_CLI_ARGS`; the child calls `dreamyard::cli::run` and prints `CLI_OK` or
 //! `CLI_ERR <message>`, so stdout can be captured and checked (the CLI prints its results).
 
+use std::path::Path;
 use std::process::Command;
 
 /// The child-process command that runs the CLI with `args` (not started yet).
@@ -54,4 +55,62 @@ pub fn json_line(stdout: &str) -> serde_json::Value {
 /// The DIAMOND parity fixtures (`../shared/fixtures/diamond`).
 pub fn fixture_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/diamond")
+}
+
+/// `dreamyard record` of push-t's heuristic policy (20-step episodes, seed 3) at `size` x
+/// `size` pixels (video storage needs at least 64).
+pub fn record_args_at<'a>(
+    out: &'a str,
+    episodes: &'a str,
+    size: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "record",
+        "--scene",
+        "push-t",
+        "--policy",
+        "heuristic",
+        "--episodes",
+        episodes,
+        "--seed",
+        "3",
+        "--max-steps",
+        "20",
+        "--size",
+        size,
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// `total_episodes` of the committed info.json, if there is one. Every read must parse:
+/// info.json is only ever replaced whole.
+pub fn committed(dir: &Path) -> Option<u64> {
+    let file = dir.join("meta/info.json");
+    let text = std::fs::read_to_string(&file).ok()?;
+    Some(
+        dreamyard_scenes::dataset::Info::parse(&file, &text)
+            .unwrap()
+            .total_episodes,
+    )
+}
+
+/// Every file under `root`.
+pub fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                stack.push(e);
+            } else {
+                out.push(e);
+            }
+        }
+    }
+    out
 }

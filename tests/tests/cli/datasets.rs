@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use dreamyard_scenes::dataset::{Dataset, Info};
+use dreamyard_scenes::dataset::Dataset;
 
 use crate::common;
 
-use common::{child_command as child, run_cli};
+use common::{child_command as child, committed, record_args_at, run_cli, walk};
 
 fn json_after(stdout: &str, start: char) -> serde_json::Value {
     let from = stdout
@@ -23,34 +23,6 @@ fn json_after(stdout: &str, start: char) -> serde_json::Value {
 
 fn record_args<'a>(out: &'a str, episodes: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     record_args_at(out, episodes, "32", extra)
-}
-
-/// [`record_args`] at `size` x `size` pixels (video storage needs at least 64).
-fn record_args_at<'a>(
-    out: &'a str,
-    episodes: &'a str,
-    size: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut v = vec![
-        "record",
-        "--scene",
-        "push-t",
-        "--policy",
-        "heuristic",
-        "--episodes",
-        episodes,
-        "--seed",
-        "3",
-        "--max-steps",
-        "20",
-        "--size",
-        size,
-        "--out",
-        out,
-    ];
-    v.extend_from_slice(extra);
-    v
 }
 
 #[test]
@@ -255,14 +227,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
-}
-
-/// `total_episodes` of the committed info.json, if there is one. Every read must parse:
-/// info.json is only ever replaced whole.
-fn committed(dir: &Path) -> Option<u64> {
-    let file = dir.join("meta/info.json");
-    let text = std::fs::read_to_string(&file).ok()?;
-    Some(Info::parse(&file, &text).unwrap().total_episodes)
 }
 
 fn wait_for_progress(child: &mut Child, dir: &Path, past: u64) {
@@ -572,23 +536,6 @@ fn video_recording_is_lerobot_video_storage_of_the_same_frames() {
     ));
     assert!(!ok && stdout.contains("at least 64x64"), "{stdout}{stderr}");
     assert!(!small.join("meta/info.json").exists());
-}
-
-/// Every file under `root`.
-fn walk(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap() {
-            let e = e.unwrap().path();
-            if e.is_dir() {
-                stack.push(e);
-            } else {
-                out.push(e);
-            }
-        }
-    }
-    out
 }
 
 #[test]

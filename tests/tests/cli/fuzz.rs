@@ -170,18 +170,10 @@ fn read(p: &Path) -> Vec<u8> {
 
 /// Every file under `root`, relative, with its bytes.
 fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(root).unwrap().to_owned(), read(&p)));
-            }
-        }
-    }
+    let mut out: Vec<_> = crate::common::walk(root)
+        .into_iter()
+        .map(|p| (p.strip_prefix(root).unwrap().to_owned(), read(&p)))
+        .collect();
     out.sort();
     out
 }
@@ -471,6 +463,15 @@ fn targets(ctx: &Ctx) -> Vec<Target> {
     ]
 }
 
+/// A panic's message (a `String` or `&str` payload).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
 fn open_dataset(dir: &Path) -> Result<(), String> {
     let ds = Dataset::open(dir).map_err(err)?;
     let v = ds.validate().map_err(err)?;
@@ -587,14 +588,7 @@ impl<'a> Fuzzer<'a> {
                     data.len()
                 )
             }
-            Err(panic) => format!(
-                "panicked: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default()
-            ),
+            Err(panic) => format!("panicked: {}", panic_text(panic.as_ref())),
         };
         // Kept as `KEEP/<target>/<case>/<file>`, the layout of tests/fixtures/fuzz/regressions.
         let saved = keep.map(|k| {
@@ -644,7 +638,7 @@ impl Fuzzer<'_> {
                 let what = match outcome {
                     Ok((_, largest)) if largest <= ALLOC_LIMIT => continue,
                     Ok((_, largest)) => format!("allocated {largest} bytes at once"),
-                    Err(_) => "panicked".to_owned(),
+                    Err(panic) => format!("panicked: {}", panic_text(panic.as_ref())),
                 };
                 findings.push(Finding {
                     target: self.target.name,

@@ -12,31 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use dreamyard_scenes::dataset::{Dataset, Info};
+use dreamyard_scenes::dataset::Dataset;
 
-use crate::common::{child_command as child, json_line, run_cli};
-
-fn record_args<'a>(out: &'a str, episodes: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "record",
-        "--scene",
-        "push-t",
-        "--policy",
-        "heuristic",
-        "--episodes",
-        episodes,
-        "--seed",
-        "3",
-        "--max-steps",
-        "20",
-        "--size",
-        "32",
-        "--out",
-        out,
-    ];
-    v.extend_from_slice(extra);
-    v
-}
+use crate::common::{child_command as child, committed, json_line, record_args_at, run_cli, walk};
 
 /// `cmd` with writes past `bytes` in any one file failing with EFBIG ("File too large").
 fn limit_file_size(cmd: &mut Command, bytes: u64) -> &mut Command {
@@ -68,13 +46,6 @@ impl Drop for Killed {
     }
 }
 
-/// Episodes committed so far (`meta/info.json` is only ever replaced whole).
-fn committed(dir: &Path) -> Option<u64> {
-    let file = dir.join("meta/info.json");
-    let text = std::fs::read_to_string(&file).ok()?;
-    Some(Info::parse(&file, &text).unwrap().total_episodes)
-}
-
 /// Opens, validates and counts `dir`: every frame (image or video) decodes, at most one
 /// uncommitted episode.
 fn check_dataset(dir: &Path) -> u64 {
@@ -99,19 +70,10 @@ fn check_dataset(dir: &Path) -> u64 {
 
 /// Files a killed or failed writer left behind that no reader would look at.
 fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(".dreamyard-tmp") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".dreamyard-tmp"))
+        .collect()
 }
 
 #[test]
@@ -120,7 +82,7 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
     let dir = tmp.path().join("busy");
     let d = dir.to_str().unwrap();
     let mut first = Killed(
-        child(&record_args(d, "100000", &[]))
+        child(&record_args_at(d, "100000", "32", &[]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -141,7 +103,7 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
     // A resume started while the first still writes: refused before touching a file, naming
     // the other writer (its process id and command).
     let had = committed(&dir).unwrap();
-    let (ok, stdout, stderr) = run_cli(&record_args(d, "100000", &["--resume"]));
+    let (ok, stdout, stderr) = run_cli(&record_args_at(d, "100000", "32", &["--resume"]));
     assert!(!ok, "{stdout}{stderr}");
     assert!(
         stdout.contains("another writer has this dataset open"),
@@ -153,7 +115,7 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
     );
     assert!(stdout.contains("since 20"), "{stdout}");
     // A new recording into the same folder is refused too (it holds a dataset).
-    let (ok, stdout, _) = run_cli(&record_args(d, "1", &[]));
+    let (ok, stdout, _) = run_cli(&record_args_at(d, "1", "32", &[]));
     assert!(
         !ok && stdout.contains("already holds a dataset"),
         "{stdout}"
@@ -164,7 +126,7 @@ fn a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_stuck_lock() {
     let n = check_dataset(&dir);
     assert!(n >= had, "the refused writers removed nothing: {n} < {had}");
     let total = (n + 1).to_string();
-    let (ok, stdout, stderr) = run_cli(&record_args(d, &total, &["--resume"]));
+    let (ok, stdout, stderr) = run_cli(&record_args_at(d, &total, "32", &["--resume"]));
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(check_dataset(&dir), n + 1);
     let ds = Dataset::open(&dir).unwrap();
@@ -187,12 +149,7 @@ fn writes_fail_while_recording(size: &str, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("full");
     let d = dir.to_str().unwrap();
-    let args = |episodes| {
-        let mut a = record_args(d, episodes, extra);
-        let at = a.iter().position(|x| *x == "--size").unwrap();
-        a[at + 1] = size;
-        a
-    };
+    let args = |episodes| record_args_at(d, episodes, size, extra);
     // Each file may hold 96 KiB: a handful of 20-step episodes.
     let out = limit_file_size(&mut child(&args("200")), 96 * 1024)
         .output()
