@@ -143,7 +143,7 @@ struct Ctx {
     _tmp: tempfile::TempDir,
     /// A native model at 16x16 with random weights (what `save_native` writes).
     model: PathBuf,
-    /// A recorded push-t dataset (2 episodes at 32x32, PNG frames).
+    /// A recorded push-t dataset (2 episodes of 20 steps at 32x32, PNG frames).
     dataset: PathBuf,
     /// DIAMOND's Atari yaml (`../shared/fixtures/diamond/config.yaml`).
     diamond_yaml: PathBuf,
@@ -199,23 +199,8 @@ fn ctx() -> Ctx {
         .save_native(&model)
         .unwrap();
     let dataset = tmp.path().join("dataset");
-    dreamyard::cli::run([
-        "dreamyard",
-        "record",
-        "--scene",
-        "push-t",
-        "--policy",
-        "heuristic",
-        "--episodes",
-        "2",
-        "--max-steps",
-        "6",
-        "--size",
-        "32",
-        "--out",
-        dataset.to_str().unwrap(),
-    ])
-    .unwrap();
+    let record = crate::common::record_args_at(dataset.to_str().unwrap(), "2", "32", &[]);
+    dreamyard::cli::run(std::iter::once("dreamyard").chain(record)).unwrap();
     Ctx {
         _tmp: tmp,
         model,
