@@ -377,18 +377,11 @@ fn last_error(session: &Session) -> String {
         )
 }
 
-/// This process's resident set size, MiB (`/proc/self/statm`).
+/// This process's resident set size, MiB, as the app's HUD reads it (`device::device_memory`).
 fn rss_mib() -> anyhow::Result<f64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")
-        .context("/proc/self/statm: the soak samples memory from Linux's /proc")?;
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .context("/proc/self/statm: expected the resident page count as its second field")?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Ok(pages * page.max(1) as f64 / (1024.0 * 1024.0))
+    let memory = crate::device::device_memory(&dreamyard_model::candle_core::Device::Cpu)
+        .context("this platform does not report the process's resident memory (the soak reads Linux's /proc)")?;
+    Ok(memory.used as f64 / (1024.0 * 1024.0))
 }
 
 fn median(values: &mut [f64]) -> f64 {
