@@ -7,8 +7,8 @@
 # (the H200 machine has driver 580 = CUDA 13.0), and a mixed set fails in candle-kernels' build
 # script (`ptxas fatal: Unsupported .version`) when pip pulls a newer nvidia-nvvm.
 #
-# Exports PATH (nvcc), CUDA_ROOT / CUDA_PATH / CUDA_HOME and CUDA_COMPUTE_CAP (default 90: Hopper,
-# H100/H200; set it before sourcing for another GPU). That is enough for `cargo check` and
+# Exports PATH (nvcc), CUDA_ROOT / CUDA_PATH / CUDA_HOME, CUDA_COMPUTE_CAP (default 90: Hopper,
+# H100/H200; set it before sourcing for another GPU) and CUDAFORGE_THREADS (nvcc jobs: every core). That is enough for `cargo check` and
 # `cargo clippy --features cuda`, which do not link.
 #
 # `--link` also makes a link-only folder (DREAMYARD_CUDA_VENV/link) so a binary can be linked:
@@ -38,6 +38,9 @@ _dy_cuda_env() {
     fi
     export CUDA_ROOT="$root" CUDA_PATH="$root" CUDA_HOME="$root"
     export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+    # candle-kernels' build script (cudaforge) runs nvcc on half the cores unless told: one
+    # file at a time on CI's two cores, while the other core waits for candle-core.
+    export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
     case ":$PATH:" in
         *":$root/bin:"*) ;;
         *) export PATH="$root/bin:$PATH" ;;
