@@ -62,7 +62,6 @@ for line in sys.stdin:
     mkdir -p "$GPU_DIR/bin" "$GPU_DIR/fixtures/diamond" "$GPU_DIR/fixtures/diamond-csgo"
     strip -o "$GPU_DIR/bin/dreamyard" "$CARGO_TARGET_DIR/release/dreamyard"
     strip -o "$GPU_DIR/bin/model-tests" "$tests"
-    gzip -9f "$GPU_DIR/bin/dreamyard" "$GPU_DIR/bin/model-tests"
     for f in agent.pt config.yaml config.json inputs.safetensors outputs.safetensors tolerances.json; do
         cp "$fixtures/diamond/$f" "$GPU_DIR/fixtures/diamond/"
     done
@@ -72,6 +71,11 @@ for line in sys.stdin:
             cp "$fixtures/diamond-csgo/$f" "$GPU_DIR/fixtures/diamond-csgo/"
         done
     fi
+    # Carried folders travel 64 MiB in all: xz brings the binaries and both fixtures from about
+    # 90 MB to about 62 (gzip: 80). `run` unpacks them with xz, or Python's lzma where xz is
+    # missing.
+    echo "== compressing (xz -9e)"
+    find "$GPU_DIR/bin" "$GPU_DIR/fixtures" -type f -size +64k -print0 | xargs -0 xz -9e -T0 -f
     if [ -n "${DIAMOND_GIT:-}" ]; then
         local f
         for f in src/models/__init__.py src/models/blocks.py src/models/diffusion/__init__.py \
@@ -85,7 +89,13 @@ for line in sys.stdin:
         echo "gpu-check: DIAMOND_GIT not set: the PyTorch comparison will be skipped" >&2
     fi
     du -sh "$GPU_DIR"/* | sed 's/^/   /'
-    echo "== ready: carry $GPU_DIR and run \`scripts/gpu-check.sh run\` on the GPU machine"
+    local bytes limit=$((64 * 1024 * 1024))
+    bytes=$(find "$GPU_DIR" -path "$GPU_DIR/out" -prune -o -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    if [ "$bytes" -gt "$limit" ]; then
+        echo "gpu-check: $GPU_DIR holds $bytes bytes, over the $limit a carry takes" >&2
+        exit 1
+    fi
+    echo "== ready: $bytes bytes; carry $GPU_DIR and run \`scripts/gpu-check.sh run\` on the GPU machine"
 }
 
 # Runs "$@" under a timeout, logging to $OUT/$name.log; never stops the whole check.
@@ -99,14 +109,32 @@ stage() {
     echo "{\"stage\": \"$name\", \"exit\": $rc, \"seconds\": $((SECONDS - t0))}" >>"$OUT/stages.jsonl"
 }
 
+# Decompresses an .xz file with xz, or with Python's lzma on a machine without xz.
+unxz_to() {
+    if command -v xz >/dev/null 2>&1; then
+        xz -dc "$1" >"$2"
+    else
+        python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as i, open(sys.argv[2], "wb") as o:
+    shutil.copyfileobj(i, o)' "$1" "$2"
+    fi
+}
+
 run_check() {
     OUT=${OUT:-$GPU_DIR/out}
     mkdir -p "$OUT"
     : >"$OUT/stages.jsonl"
-    local bin=/tmp/dreamyard-gpu
+    # The carried files, unpacked outside the working tree: binaries and fixtures.
+    local bin=/tmp/dreamyard-gpu/bin fx=/tmp/dreamyard-gpu/fixtures f
+    rm -rf /tmp/dreamyard-gpu
     mkdir -p "$bin"
-    gunzip -c "$GPU_DIR/bin/dreamyard.gz" >"$bin/dreamyard"
-    gunzip -c "$GPU_DIR/bin/model-tests.gz" >"$bin/model-tests"
+    cp -r "$GPU_DIR/fixtures" "$fx"
+    for f in "$GPU_DIR"/bin/*.xz; do
+        unxz_to "$f" "$bin/$(basename "${f%.xz}")"
+    done
+    for f in "$fx"/*/*.xz; do
+        unxz_to "$f" "${f%.xz}" && rm -f "$f"
+    done
     chmod +x "$bin/dreamyard" "$bin/model-tests"
     # CUDA 13 libraries from the NVIDIA wheels next to PyTorch, and a CUDA install if any.
     local libs
@@ -122,9 +150,9 @@ print(":".join(dirs))' 2>/dev/null || true)
     ldd "$dy" >>"$OUT/nvidia-smi.log" 2>&1 || true
 
     # 2. Parity on CUDA (and the CPU), the fixture carried along.
-    DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity 80 "$bin/model-tests" parity:: --test-threads 1 --nocapture
-    if [ -f "$GPU_DIR/fixtures/diamond-csgo/agent.pt" ]; then
-        DREAMYARD_FIXTURES=$GPU_DIR/fixtures stage parity-csgo 60 "$bin/model-tests" parity_csgo:: --test-threads 1 --nocapture
+    DREAMYARD_FIXTURES=$fx stage parity 80 "$bin/model-tests" parity:: --test-threads 1 --nocapture
+    if [ -f "$fx/diamond-csgo/agent.pt" ]; then
+        DREAMYARD_FIXTURES=$fx stage parity-csgo 60 "$bin/model-tests" parity_csgo:: --test-threads 1 --nocapture
     fi
 
     # 3. bench model, both models, both dtypes, batch 1, 8, 64.
@@ -133,7 +161,7 @@ print(":".join(dirs))' 2>/dev/null || true)
     for dt in f32 bf16; do
         for m in push-t diamond; do
             local args=(--model assets/models/push-t)
-            [ "$m" = diamond ] && args=(--model "$GPU_DIR/fixtures/diamond/agent.pt" --config "$GPU_DIR/fixtures/diamond/config.yaml")
+            [ "$m" = diamond ] && args=(--model "$fx/diamond/agent.pt" --config "$fx/diamond/config.yaml")
             stage "bench-$m-$dt" 35 "$dy" bench model "${args[@]}" --device cuda --dtype "$dt" --batch 1,8,32,64 --steps 10
             grep '^{' "$OUT/bench-$m-$dt.log" >>"$OUT/bench.jsonl" || true
             rm -f "$OUT/bench-$m-$dt.log"
@@ -148,7 +176,7 @@ print(":".join(dirs))' 2>/dev/null || true)
     # 4. DIAMOND's PyTorch code on the same fixture and GPU.
     if [ -d "$GPU_DIR/diamond/src" ]; then
         stage diamond-torch 80 python3 scripts/gpu/diamond_bench.py --diamond-src "$GPU_DIR/diamond/src" \
-            --fixture "$GPU_DIR/fixtures/diamond" --batch 1,8,32,64 --dtypes f32,bf16
+            --fixture "$fx/diamond" --batch 1,8,32,64 --dtypes f32,bf16
     else
         echo "   no DIAMOND sources carried: PyTorch comparison skipped"
     fi
