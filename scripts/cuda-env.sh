@@ -8,8 +8,8 @@
 # script (`ptxas fatal: Unsupported .version`) when pip pulls a newer nvidia-nvvm.
 #
 # Exports PATH (nvcc), CUDA_ROOT / CUDA_PATH / CUDA_HOME, CUDA_COMPUTE_CAP (default 90: Hopper,
-# H100/H200; set it before sourcing for another GPU) and CUDAFORGE_THREADS (nvcc jobs: every core). That is enough for `cargo check` and
-# `cargo clippy --features cuda`, which do not link.
+# H100/H200; set it before sourcing for another GPU) and CUDAFORGE_THREADS (nvcc jobs: every
+# core). That is enough for `cargo check` and `cargo clippy --features cuda`, which do not link.
 #
 # `--link` also makes a link-only folder (DREAMYARD_CUDA_VENV/link) so a binary can be linked:
 # candle turns on cudarc's `dynamic-linking`, so the linker wants libcuda, libcublas,

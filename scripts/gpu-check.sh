@@ -124,16 +124,17 @@ run_check() {
     OUT=${OUT:-$GPU_DIR/out}
     mkdir -p "$OUT"
     : >"$OUT/stages.jsonl"
-    # The carried files, unpacked outside the working tree: binaries and fixtures.
-    local bin=/tmp/dreamyard-gpu/bin fx=/tmp/dreamyard-gpu/fixtures f
-    rm -rf /tmp/dreamyard-gpu
-    mkdir -p "$bin"
-    cp -r "$GPU_DIR/fixtures" "$fx"
-    for f in "$GPU_DIR"/bin/*.xz; do
-        unxz_to "$f" "$bin/$(basename "${f%.xz}")"
-    done
-    for f in "$fx"/*/*.xz; do
-        unxz_to "$f" "${f%.xz}" && rm -f "$f"
+    # The carried binaries and fixtures, unpacked outside the working tree in the same layout.
+    local root=/tmp/dreamyard-gpu f dst
+    local bin=$root/bin fx=$root/fixtures
+    rm -rf "$root"
+    for f in "$GPU_DIR"/bin/* "$GPU_DIR"/fixtures/*/*; do
+        dst=$root/${f#"$GPU_DIR"/}
+        mkdir -p "$(dirname "$dst")"
+        case $f in
+            *.xz) unxz_to "$f" "${dst%.xz}" ;;
+            *) cp "$f" "$dst" ;;
+        esac
     done
     chmod +x "$bin/dreamyard" "$bin/model-tests"
     # CUDA 13 libraries from the NVIDIA wheels next to PyTorch, and a CUDA install if any.
